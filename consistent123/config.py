@@ -1,0 +1,307 @@
+"""The one typed configuration of the method.
+
+Every number of spec/method.md is a field here with that default (R = the authors' code,
+P = the paper; where they differ the default follows R and the P form is an option).
+A YAML file fills it, ``--set section.key=value`` overrides it, and the resolved config is
+saved next to every output so a run can be reproduced from its folder alone.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from consistent123.errors import ConfigError
+from consistent123.io import atomic_write_text
+
+
+class Section(BaseModel):
+    # Unknown keys are a typo far more often than a feature: refuse them.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- models (registry ids)
+class ModelsConfig(Section):
+    """Where each pretrained part comes from: a hub id or a local folder/file.
+
+    ``tiny_dir`` switches every entry to the random-weight tiny models that
+    ``consistent123 tiny-models DIR`` builds (built on first use when missing).
+    """
+
+    zero123: str = "ashawkey/zero123-xl-diffusers"
+    stable_diffusion: str = "stabilityai/stable-diffusion-2-1-base"
+    # open_clip "model_name/pretrained" or a local open_clip checkpoint folder.
+    clip_judge: str = "ViT-B-16/openai"
+    captioner: str = "Salesforce/blip-image-captioning-base"
+    depth: str = "Intel/dpt-hybrid-midas"
+    segmenter: str = "briaai/RMBG-1.4"
+    tiny_dir: Optional[str] = None
+    cache_dir: Optional[str] = None
+    # fp16 priors on GPU (spec §7); always fp32 on CPU.
+    half_precision_on_gpu: bool = True
+
+
+# ---------------------------------------------------------------- preprocessing (spec §1)
+class PreprocessConfig(Section):
+    size: int = 512
+    border_ratio: float = Field(0.2, ge=0.0, lt=1.0)
+    mask_source: Literal["auto", "alpha", "segmenter"] = "auto"
+    # An alpha channel counts as "real" when some pixels are transparent.
+    alpha_threshold: int = Field(127, ge=0, le=255)
+    depth_input_size: int = 384
+    min_image_side: int = 16
+
+
+# ---------------------------------------------------------------- representation (spec §2)
+class HashGridConfig(Section):
+    num_levels: int = 16
+    features_per_level: int = 2
+    log2_hashmap_size: int = 19
+    base_resolution: int = 16
+    # Finest resolution = desired_resolution_per_bound * bound (R: 2048 * bound).
+    desired_resolution_per_bound: int = 2048
+    backend: Literal["auto", "tcnn", "torch"] = "auto"
+
+
+class NeRFConfig(Section):
+    bound: float = 1.0
+    density_activation: Literal["exp", "softplus"] = "exp"
+    blob_radius: float = 0.2
+    blob_density: float = 10.0
+    hidden_dim: int = 64
+    num_layers: int = 3
+    render_size: int = 128
+    ref_render_scale: float = 1.5
+    num_steps: int = 64
+    upsample_steps: int = 32
+    occupancy_grid_resolution: int = 64
+    occupancy_update_every: int = 16
+    density_threshold: float = 10.0
+    shading: list[Literal["albedo", "lambertian", "textureless"]] = ["albedo", "lambertian", "textureless"]
+    ambient_range: tuple[float, float] = (0.1, 1.0)
+
+
+class DMTetConfig(Section):
+    tet_grid_size: int = 256
+    render_size: int = 1024
+    marching_backend: Literal["auto", "kaolin", "torch"] = "auto"
+    rasteriser_backend: Literal["auto", "nvdiffrast", "torch"] = "auto"
+    init_density_threshold: float = 10.0
+
+
+# ---------------------------------------------------------------- cameras (spec §3)
+class CamerasConfig(Section):
+    ref_polar: float = 90.0
+    ref_azimuth: float = 0.0
+    ref_radius: float = 3.2
+    ref_fovy: float = 20.0
+    polar_range: tuple[float, float] = (45.0, 105.0)
+    azimuth_range: tuple[float, float] = (-180.0, 180.0)
+    radius_range: tuple[float, float] = (3.0, 3.5)
+    fovy_range: tuple[float, float] = (10.0, 30.0)
+    # R: every 4th iteration is the reference view; P: 25 % at random. Same rate.
+    ref_view_mode: Literal["interval", "random"] = "interval"
+    ref_view_interval: int = 4
+    ref_view_probability: float = 0.25
+    check_views: int = 8
+
+
+# ---------------------------------------------------------------- losses (spec §4)
+class LossConfig(Section):
+    lambda_rgb: float = 1000.0
+    lambda_mask: float = 500.0
+    lambda_depth: float = 10.0
+    depth_ramp: bool = True  # R: lambda_depth * min(1, t / iters)
+    depth_in_mesh_phase: bool = False  # R switches depth off for the mesh
+    lambda_entropy: float = 1e-3
+    lambda_orient: float = 1e-2
+    lambda_normal_smooth_2d: float = 10.0
+    lambda_mesh_normal: float = 100.0
+    lambda_mesh_laplacian: float = 100.0
+
+
+class SDSConfig(Section):
+    t_range_nerf: tuple[float, float] = (0.2, 0.6)
+    t_range_mesh: tuple[float, float] = (0.2, 0.5)
+    num_train_timesteps: int = 1000
+    guidance_scale_3d: float = 10.0
+    guidance_scale_2d: float = 10.0
+    grad_clip: Optional[float] = None
+    # R scales the Zero123 gradient by the angle to the reference view.
+    zero123_grad_scale: Literal["angle", "none"] = "angle"
+    zero123_resolution: int = 256
+    sd_resolution: int = 512
+    negative_prompt: str = ""
+
+
+# ---------------------------------------------------------------- stage 1 boundary (spec §5)
+class BoundaryConfig(Section):
+    every: int = 20  # h
+    window: int = 5  # L
+    delta: float = 0.00025
+    use_abs: bool = True  # R: |R| < delta; P (literal): R < delta
+    least_3d_only: int = 2000
+    most_3d_only: int = 3500
+    check_render_size: int = 128
+
+
+# ---------------------------------------------------------------- stage 2 dynamic prior (spec §6)
+Strategy = Literal[
+    "consistent123",  # boundary judgement + dynamic prior (the method)
+    "fixed_switch",  # (a) no boundary judgement, switch at fixed_switch_iter
+    "w2d_one",  # (b) w2D fixed at 1 in stage 2
+    "single_stage",  # (c) dynamic prior from iteration 0 with sigma_single_stage
+    "3d_only",  # the switch never happens (= Zero-1-to-3 baseline)
+    "dynamic_only",  # switch at iteration 0
+    "magic123",  # fixed ratio w2D, w3D from the start, no boundary
+]
+
+
+class DynamicConfig(Section):
+    schedule: Literal["exponential", "linear", "log"] = "exponential"
+    sigma: float = 1.0
+    eps: float = 1e-5
+    strategy: Strategy = "consistent123"
+    fixed_switch_iter: int = 3000
+    sigma_single_stage: float = 1.5
+    magic123_w2d: float = 1.0
+    magic123_w3d: float = 40.0
+
+
+# ---------------------------------------------------------------- optimisation (spec §7)
+class TrainConfig(Section):
+    nerf_iters: int = 5000
+    mesh_iters: int = 5000
+    optimizer: Literal["adam", "adan"] = "adam"
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+class ExportConfig(Section):
+    texture_size: int = 1024
+    marching_cubes_resolution: int = 256
+    turntable_views: int = 60
+    turntable_size: int = 512
+    turntable_fps: int = 24
+    novel_views: int = 8
+
+
+# ---------------------------------------------------------------- evaluation (spec §8)
+class EvalConfig(Section):
+    clip_model: str = "ViT-bigG-14/laion2b_s39b_b160k"
+    clip_views_azimuths: list[float] = [0, 45, 90, 135, 180, 225, 270, 315]
+    clip_views_polar: float = 90.0
+    lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
+    chamfer_points: int = 2000
+    iou_resolution: int = 64
+    gso_azimuths: list[float] = [float(a) for a in range(0, 360, 20)]
+    gso_elevations: list[float] = [0, 0, -30, -15, -10, -5, -5, 0, 0, 0, 0, 5, 5, 10, 15, 30, 0, 0]
+    render_size: int = 256
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _gso_views_pair_up(self) -> "EvalConfig":
+        if len(self.gso_azimuths) != len(self.gso_elevations):
+            raise ValueError("eval.gso_azimuths and eval.gso_elevations must have the same length")
+        return self
+
+
+class TrackingConfig(Section):
+    uri: str = "sqlite:///results/mlflow.db"
+    experiment: str = "consistent123"
+
+
+class Config(Section):
+    models: ModelsConfig = ModelsConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    hashgrid: HashGridConfig = HashGridConfig()
+    nerf: NeRFConfig = NeRFConfig()
+    dmtet: DMTetConfig = DMTetConfig()
+    cameras: CamerasConfig = CamerasConfig()
+    loss: LossConfig = LossConfig()
+    sds: SDSConfig = SDSConfig()
+    boundary: BoundaryConfig = BoundaryConfig()
+    dynamic: DynamicConfig = DynamicConfig()
+    train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
+    eval: EvalConfig = EvalConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @property
+    def total_iters(self) -> int:
+        return self.train.nerf_iters + self.train.mesh_iters
+
+
+# ---------------------------------------------------------------- loading and overriding
+def _parse_value(text: str) -> Any:
+    """``--set`` values are YAML scalars/lists: 0.5, true, [0.2, 0.6], null, a string."""
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` strings to a nested dict (returns a new dict)."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        dotted, value = item.split("=", 1)
+        keys = [k for k in dotted.strip().split(".") if k]
+        if not keys:
+            raise ConfigError(f"--set {item!r}: empty key")
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {key!r} is not a section")
+        node[keys[-1]] = _parse_value(value)
+    return out
+
+
+def _validated(data: dict, source: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- YAML file (if any) <- ``--set`` overrides, validated once at the end."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        # A workflow config keeps the method's sections under `method:`; accept both forms.
+        data = loaded["method"] if "method" in loaded else loaded
+    data = apply_overrides(data, overrides or [])
+    return _validated(data, source)
+
+
+def config_from_dict(data: dict, overrides: list[str] | None = None) -> Config:
+    return _validated(apply_overrides(data, overrides or []), "config")
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    return atomic_write_text(path, dump_config(cfg))

@@ -1,0 +1,2 @@
+"""3D representations: hash-grid NeRF and DMTet, each behind a backend seam."""
+

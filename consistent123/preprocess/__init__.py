@@ -1,0 +1,2 @@
+"""Mask, recentre, depth and caption one input image."""
+

@@ -1,0 +1,2 @@
+"""Pure-PyTorch and CUDA renderers, and the one camera convention."""
+
