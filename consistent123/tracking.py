@@ -1,0 +1,182 @@
+"""MLflow tracking: one run per (case, variant), one parent run per sweep.
+
+The run id lives in ``OUT/run.json`` next to the outputs, so a retried or resumed job logs
+into the same run instead of opening a second one. Metrics are buffered and sent with
+``log_batch`` (one round trip per batch, not per value). Only ``MlflowClient`` is used, never
+the fluent API, so no global "active run" state leaks between runs in one process.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from consistent123.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 100  # MLflow's limit on params per log_batch; metrics allow 1000
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The environment wins over the config, so a cluster can point every job at a server."""
+    uri = os.environ.get(TRACKING_URI_ENV) or uri or "sqlite:///results/mlflow.db"
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        # Absolute, so jobs started from other working directories reach the same file.
+        uri = "sqlite:///" + str(db.resolve())
+    return uri
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _artifact_root(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    return None  # a server decides its own artifact store
+
+
+def ensure_experiment(uri: str | None, name: str) -> str:
+    """Create the database and the experiment once (call before parallel jobs start)."""
+    uri = resolve_uri(uri)
+    client = _client(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=_artifact_root(uri))
+    except Exception:  # another process created it between our two calls
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def start_parent_run(uri: str | None, experiment: str, sweep_name: str) -> str:
+    """The parent run of a sweep; re-running the sweep reuses it (matched by the `sweep` tag)."""
+    uri = resolve_uri(uri)
+    exp_id = ensure_experiment(uri, experiment)
+    client = _client(uri)
+    found = client.search_runs([exp_id], filter_string=f"tags.sweep = '{sweep_name}' and tags.role = 'parent'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(exp_id, run_name=sweep_name, tags={"sweep": sweep_name, "role": "parent"})
+    return run.info.run_id
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> {"section.key": "value"} for MLflow params."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+    return out
+
+
+class RunTracker:
+    """One MLflow run bound to an output folder; buffered metrics; resumable."""
+
+    def __init__(self, uri: str, run_id: str, flush_every: int = 200):
+        self.uri = uri
+        self.run_id = run_id
+        self.client = _client(uri)
+        self.flush_every = flush_every
+        self._buffer: list = []
+
+    # ------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, out_dir: str | Path, uri: str | None, experiment: str, run_name: str,
+             params: Mapping[str, Any] | None = None, parent_run_id: str | None = None,
+             tags: Mapping[str, str] | None = None) -> "RunTracker":
+        """Reuse the run recorded in ``out_dir/run.json`` if any, else create one and record it."""
+        uri = resolve_uri(uri)
+        run_json = Path(out_dir) / "run.json"
+        client = _client(uri)
+        run_id = None
+        if run_json.exists():
+            recorded = json.loads(run_json.read_text())
+            if recorded.get("tracking_uri") == uri:
+                run_id = recorded["run_id"]
+                client.update_run(run_id, status="RUNNING")
+                log.info("resuming MLflow run %s", run_id)
+        if run_id is None:
+            exp_id = ensure_experiment(uri, experiment)
+            all_tags = dict(tags or {})
+            if parent_run_id:
+                all_tags["mlflow.parentRunId"] = parent_run_id
+            run = client.create_run(exp_id, run_name=run_name, tags=all_tags)
+            run_id = run.info.run_id
+            atomic_write_json(run_json, {"run_id": run_id, "tracking_uri": uri, "experiment_id": exp_id,
+                                         "experiment": experiment, "run_name": run_name})
+        tracker = cls(uri, run_id)
+        if params:
+            tracker.log_params(params)
+        return tracker
+
+    @classmethod
+    def from_run_json(cls, run_json: str | Path) -> "RunTracker":
+        recorded = json.loads(Path(run_json).read_text())
+        return cls(recorded["tracking_uri"], recorded["run_id"])
+
+    # ------------------------------------------------------------ logging
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat = flatten(params)
+        existing = self.client.get_run(self.run_id).data.params
+        new = [Param(k, v[:6000]) for k, v in flat.items() if k not in existing]
+        for i in range(0, len(new), MAX_BATCH):
+            self.client.log_batch(self.run_id, params=new[i:i + MAX_BATCH])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for k, v in metrics.items():
+            if v is None:
+                continue
+            self._buffer.append(Metric(k, float(v), now, int(step)))
+        if len(self._buffer) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._buffer:
+            chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_artifacts(self, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
+        for p in paths:
+            p = Path(p)
+            if p.is_dir():
+                self.client.log_artifacts(self.run_id, str(p), artifact_path=p.name if artifact_path is None else artifact_path)
+            elif p.exists():
+                self.client.log_artifact(self.run_id, str(p), artifact_path=artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.flush()
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def log_to_run(run_json: str | Path, metrics: Mapping[str, float], artifacts: Iterable[str | Path] = (),
+               step: int = 0) -> None:
+    """Add final metrics/artifacts to the run recorded in ``run_json`` (used by `evaluate`)."""
+    tracker = RunTracker.from_run_json(run_json)
+    tracker.log_metrics(metrics, step)
+    tracker.flush()
+    tracker.log_artifacts(artifacts)
