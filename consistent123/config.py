@@ -181,6 +181,8 @@ class TrainConfig(Section):
     device: str = "auto"
     checkpoint_every: int = 500
     log_every: int = 50
+    # False fits the reference view alone (no diffusion prior is loaded): a quality check.
+    use_priors: bool = True
 
 
 class ExportConfig(Section):

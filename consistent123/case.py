@@ -1,0 +1,76 @@
+"""A preprocessed case folder (rgba.png, depth.png, caption.txt) loaded as training targets.
+
+Validation happens here, before any model is built or output written, so a bad folder fails
+at once with one line naming the file and the problem.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from consistent123.errors import InputError
+
+
+@dataclass
+class Case:
+    name: str
+    rgba: torch.Tensor  # [4, S, S] in [0, 1], straight (not premultiplied) alpha
+    depth: torch.Tensor  # [1, S, S] relative depth in [0, 1], larger = farther, 0 outside the mask
+    caption: str
+
+    @property
+    def size(self) -> int:
+        return self.rgba.shape[-1]
+
+    def targets(self, size: int, bg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reference-view targets at ``size``², rgb composited on ``bg`` (HWC layout like renders)."""
+        rgba = F.interpolate(self.rgba[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        depth = F.interpolate(self.depth[None], size=(size, size), mode="nearest")[0]
+        mask = rgba[3:4]
+        rgb = rgba[:3] * mask + bg.view(3, 1, 1) * (1 - mask)
+        return {"rgb": rgb.permute(1, 2, 0), "mask": mask.permute(1, 2, 0), "depth": depth.permute(1, 2, 0),
+                "valid_depth": ((depth > 0) & (mask > 0.5)).permute(1, 2, 0)}
+
+
+def _open_image(path: Path, mode: str) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(f"{path}: missing (expected a preprocessed case folder with rgba.png, depth.png, caption.txt)")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if mode == "RGBA":
+                return np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    scale = 65535.0 if arr.dtype == np.uint16 else 255.0 if arr.dtype == np.uint8 else max(float(arr.max()), 1.0)
+    return arr.astype(np.float32) / scale
+
+
+def load_case(case_dir: str | Path) -> Case:
+    case_dir = Path(case_dir)
+    if not case_dir.is_dir():
+        raise InputError(f"{case_dir}: case folder not found")
+    rgba = _open_image(case_dir / "rgba.png", "RGBA")
+    if rgba.shape[0] != rgba.shape[1]:
+        raise InputError(f"{case_dir / 'rgba.png'}: must be square (got {rgba.shape[1]}x{rgba.shape[0]}); run `consistent123 preprocess`")
+    if rgba[..., 3].max() < 0.5:
+        raise InputError(f"{case_dir / 'rgba.png'}: fully transparent, no object")
+    depth = _open_image(case_dir / "depth.png", "L")
+    if depth.shape != rgba.shape[:2]:
+        raise InputError(f"{case_dir / 'depth.png'}: size {depth.shape[1]}x{depth.shape[0]} does not match rgba.png {rgba.shape[1]}x{rgba.shape[0]}")
+    caption_path = case_dir / "caption.txt"
+    if not caption_path.is_file():
+        raise InputError(f"{caption_path}: missing")
+    caption = caption_path.read_text(encoding="utf-8", errors="replace").strip()
+    if not caption:
+        raise InputError(f"{caption_path}: empty caption")
+    return Case(case_dir.name, torch.from_numpy(rgba).permute(2, 0, 1).contiguous(),
+                torch.from_numpy(depth)[None].contiguous(), caption)

@@ -1,0 +1,165 @@
+"""``consistent123 reconstruct DIR --out OUT``: one case through the whole schedule.
+
+Writes into OUT: mesh.glb, mesh.obj (+ .mtl, texture), views/ (reference + novel renders),
+turntable video, boundary.json, schedule.csv, config.yaml, run.json, checkpoints/last.pt.
+Re-running the same command after a kill resumes from the last checkpoint and logs into the
+same MLflow run. Final outputs are written only after training finished, each atomically;
+``DONE`` marks a finished folder.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from consistent123.case import load_case
+from consistent123.config import Config, save_config
+from consistent123.errors import InputError
+from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
+from consistent123.render.cameras import Camera, reference_camera, ring_cameras
+from consistent123.tracking import RunTracker
+from consistent123.trainer import Trainer, load_priors, resolve_device
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoints/last.pt"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("case_dir", metavar="DIR", help="preprocessed case folder (rgba.png, depth.png, caption.txt)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--run-name", default=None, help="MLflow run name (default: the case folder's name)")
+    parser.add_argument("--parent-run-id", default=None, help="MLflow parent run (one per sweep)")
+    parser.add_argument("--tags", nargs="*", default=[], metavar="KEY=VALUE", help="MLflow tags (benchmark, case, variant, table)")
+    # Test hook: stop as if killed after N iterations (checkpoint kept), to exercise resume.
+    parser.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _parse_tags(items: list[str]) -> dict[str, str]:
+    tags = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--tags {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        tags[k] = v
+    return tags
+
+
+def _save_png(path: Path, rgba: torch.Tensor) -> None:
+    arr = (rgba.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+
+
+@torch.no_grad()
+def render_view(trainer: Trainer, cam: Camera, size: int) -> torch.Tensor:
+    """RGBA render of the final model (mesh when it exists) in albedo on a white background."""
+    out = trainer.render(cam, size, ("albedo", 1.0, torch.tensor([0.0, 0.0, 1.0])), torch.ones(3), perturb=False)
+    return torch.cat([out["rgb"], out["opacity"]], -1)
+
+
+def write_views(trainer: Trainer, out_dir: Path) -> list[Path]:
+    """views/reference.png and views/novel_<azimuth>.png, the inputs of the evaluation."""
+    cfg = trainer.cfg
+    size = cfg.eval.render_size
+    paths = [out_dir / "views" / "reference.png"]
+    _save_png(paths[0], render_view(trainer, reference_camera(cfg.cameras), size))
+    for az in cfg.eval.clip_views_azimuths:
+        cam = Camera(cfg.eval.clip_views_polar, float(az), cfg.cameras.ref_radius, cfg.cameras.ref_fovy)
+        path = out_dir / "views" / f"novel_{int(round(az)):03d}.png"
+        _save_png(path, render_view(trainer, cam, size))
+        paths.append(path)
+    return paths
+
+
+def write_schedule_csv(records: list[dict], path: Path) -> None:
+    columns: list[str] = []
+    for row in records:
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(records)
+    atomic_write_text(path, buf.getvalue())
+
+
+def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
+    """Textured mesh (.glb and .obj) and the turntable video of the final model."""
+    from consistent123 import export
+
+    cfg = trainer.cfg
+    if trainer.mesh is not None:
+        verts, faces = trainer.mesh.get_mesh()
+        color_fn = trainer.mesh.albedo
+    else:
+        mesh = export.extract_nerf_mesh(trainer.nerf.density, cfg.nerf.bound, cfg.export.marching_cubes_resolution,
+                                        cfg.dmtet.init_density_threshold)
+        verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=trainer.device)
+        faces = torch.as_tensor(mesh.faces, dtype=torch.int64, device=trainer.device)
+        color_fn = lambda x: trainer.nerf(x)[1]  # noqa: E731  (albedo of the NeRF)
+    with torch.no_grad():
+        uv, uv_faces, texture = export.bake_texture(verts.detach(), faces, color_fn, cfg.export.texture_size)
+    paths = export.save_textured_mesh(out_dir, verts.detach(), faces, uv, uv_faces, texture, stem="mesh")
+    cams = ring_cameras(cfg.export.turntable_views, cfg.cameras.ref_polar, cfg.cameras.ref_radius, cfg.cameras.ref_fovy)
+    size = cfg.export.turntable_size
+    paths["turntable"] = export.render_turntable(
+        lambda cam: render_view(trainer, cam, size)[..., :3], cams, out_dir / "turntable.mp4", cfg.export.turntable_fps)
+    return paths
+
+
+def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name: Optional[str] = None,
+                parent_run_id: Optional[str] = None, tags: Optional[dict] = None,
+                stop_after: Optional[int] = None, progress: bool = True) -> Path:
+    case = load_case(case_dir)  # validates before anything is built or written
+    out_dir = Path(out_dir)
+    if (out_dir / "DONE").exists():
+        log.info("%s already finished; nothing to do", out_dir)
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / "config.yaml")
+    device = resolve_device(cfg.train.device)
+    all_tags = {"case": case.name, **(tags or {})}
+    tracker = RunTracker.open(out_dir, cfg.tracking.uri, cfg.tracking.experiment, run_name or case.name,
+                              params=cfg.model_dump(mode="json"), parent_run_id=parent_run_id, tags=all_tags)
+    trainer = Trainer(cfg, case, load_priors(cfg, device), device, on_metrics=tracker.log_metrics)
+    ckpt = out_dir / CHECKPOINT
+    if ckpt.exists():
+        trainer.load_checkpoint(ckpt)
+        log.info("resumed from %s at iteration %d", ckpt, trainer.iteration)
+    try:
+        trainer.fit(checkpoint_path=ckpt, stop_after=stop_after, progress=progress)
+    except BaseException:
+        tracker.flush()
+        raise
+    tracker.flush()
+    boundary = trainer.judge.to_dict()
+    boundary["t_switch"] = trainer.t_switch
+    boundary["strategy"] = cfg.dynamic.strategy
+    atomic_write_json(out_dir / "boundary.json", boundary)
+    write_schedule_csv(trainer.records, out_dir / "schedule.csv")
+    views = write_views(trainer, out_dir)
+    exported = export_outputs(trainer, out_dir)
+    tracker.set_tags({"t_switch": str(trainer.t_switch), "forced_switch": str(trainer.judge.forced)})
+    if trainer.t_switch is not None:
+        tracker.log_metrics({"t_switch": trainer.t_switch}, trainer.iteration)
+    tracker.log_artifacts([out_dir / "boundary.json", out_dir / "schedule.csv", out_dir / "config.yaml",
+                           *exported.values()])
+    tracker.log_artifacts([out_dir / "views"])
+    tracker.finish()
+    atomic_write_text(out_dir / "DONE", f"{trainer.iteration}\n")
+    return out_dir
+
+
+def run(args, cfg: Config) -> int:
+    reconstruct(args.case_dir, args.out, cfg, run_name=args.run_name, parent_run_id=args.parent_run_id,
+                tags=_parse_tags(args.tags), stop_after=args.stop_after, progress=not args.no_progress)
+    print(f"reconstruction written to {args.out}")
+    return 0

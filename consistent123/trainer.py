@@ -1,0 +1,321 @@
+"""The two-stage optimisation loop (paper §3, spec §3-§7), with checkpoints and exact resume.
+
+One iteration: decide the stage (boundary judgement or the strategy's fixed switch), pick
+the reference view (every ``ref_view_interval``-th iteration) or a random novel view,
+render, add the reference-view loss or the weighted SDS terms of both priors, regularise,
+step. The NeRF phase hands over to the DMTet mesh phase at ``nerf_iters``; the stage-2
+progress ``r`` keeps rising across both phases.
+
+All randomness comes from two generators saved in every checkpoint (one on the CPU for
+cameras and shading, one on the compute device for diffusion noise), so a resumed run
+finishes with the same parameters as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from consistent123.case import Case
+from consistent123.config import Config
+from consistent123.errors import ConfigError
+from consistent123.io import atomic_path
+from consistent123.losses import depth_weight, reference_losses
+from consistent123.render.cameras import Camera, check_cameras, reference_camera, sample_novel_camera
+from consistent123.render.shading import sample_shading
+from consistent123.schedule import (BoundaryJudge, PriorWeights, fixed_switch_iteration, prior_weights,
+                                    uses_boundary_judgement)
+
+log = logging.getLogger(__name__)
+
+WHITE = torch.ones(3)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(params, train_cfg) -> torch.optim.Optimizer:
+    if train_cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=train_cfg.lr, betas=(0.9, 0.99), eps=1e-15)
+    if train_cfg.optimizer == "adan":
+        from timm.optim import Adan  # R's optimiser; timm keeps a maintained implementation
+
+        return Adan(params, lr=train_cfg.lr, eps=1e-8, weight_decay=2e-5, max_grad_norm=5.0)
+    raise ConfigError(f"train.optimizer: unknown optimiser {train_cfg.optimizer!r}")
+
+
+@dataclass
+class Priors:
+    """The pretrained parts a run needs; any may be None when the strategy never uses it."""
+
+    zero123: Optional[object] = None
+    stable_diffusion: Optional[object] = None
+    clip_judge: Optional[object] = None
+
+
+def load_priors(cfg: Config, device: torch.device) -> Priors:
+    """Load only what the configured strategy uses (3d_only never loads Stable Diffusion)."""
+    if not cfg.train.use_priors:
+        return Priors()
+    from consistent123.priors import registry
+
+    dyn = cfg.dynamic
+    needs_2d = dyn.strategy != "3d_only"
+    return Priors(
+        zero123=registry.load_zero123(cfg, device),
+        stable_diffusion=registry.load_stable_diffusion(cfg, device) if needs_2d else None,
+        clip_judge=registry.load_clip_judge(cfg, device) if uses_boundary_judgement(dyn) else None,
+    )
+
+
+@dataclass
+class IterationRecord:
+    iteration: int
+    phase: str
+    stage: int
+    view: str
+    w3d: float
+    w2d: float
+    losses: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        out = {"iteration": self.iteration, "phase": self.phase, "stage": self.stage, "view": self.view,
+               "w3d": self.w3d, "w2d": self.w2d}
+        out.update({f"loss_{k}": v for k, v in self.losses.items()})
+        return out
+
+
+class Trainer:
+    def __init__(self, cfg: Config, case: Case, priors: Priors, device: torch.device,
+                 on_metrics: Optional[Callable[[dict, int], None]] = None):
+        from consistent123.fields.nerf import NeRFField
+
+        self.cfg = cfg
+        self.case = case
+        self.priors = priors
+        self.device = device
+        self.on_metrics = on_metrics or (lambda metrics, step: None)
+        torch.manual_seed(cfg.train.seed)
+        self.gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.gen_device = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
+        self.nerf = NeRFField(cfg.nerf, cfg.hashgrid).to(device)
+        self.mesh = None  # DMTetField once the mesh phase starts
+        self.optimizer = make_optimizer(self.nerf.parameters(), cfg.train)
+        self.judge = BoundaryJudge.from_config(cfg.boundary)
+        self.t_switch: Optional[int] = fixed_switch_iteration(cfg.dynamic)
+        self.iteration = 0  # next iteration to run
+        self.records: list[dict] = []
+        self.ref_cam = reference_camera(cfg.cameras)
+        self._prepared_priors = False
+
+    # ------------------------------------------------------------ schedule facts
+    @property
+    def total(self) -> int:
+        return self.cfg.total_iters
+
+    @property
+    def phase(self) -> str:
+        return "mesh" if self.mesh is not None else "nerf"
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.mesh if self.mesh is not None else self.nerf
+
+    def is_reference_view(self, t: int) -> bool:
+        cams = self.cfg.cameras
+        if not self.cfg.train.use_priors:
+            return True  # nothing to learn from novel views without priors
+        if cams.ref_view_mode == "interval":
+            return t % cams.ref_view_interval == 0
+        return bool(torch.rand(1, generator=self.gen) < cams.ref_view_probability)
+
+    def t_range(self) -> tuple[float, float]:
+        return tuple(self.cfg.sds.t_range_mesh if self.phase == "mesh" else self.cfg.sds.t_range_nerf)
+
+    # ------------------------------------------------------------ rendering
+    def render(self, cam: Camera, size: int, shading, bg: torch.Tensor, perturb: bool = True) -> dict:
+        if self.mesh is not None:
+            return self.mesh.render(cam, size, size, shading=shading, bg_color=bg.to(self.device))
+        from consistent123.render.volume import render_nerf
+
+        return render_nerf(self.nerf, cam, size, size, shading=shading, bg_color=bg.to(self.device),
+                           generator=self.gen, perturb=perturb)
+
+    def render_size(self) -> int:
+        return self.cfg.dmtet.render_size if self.mesh is not None else self.cfg.nerf.render_size
+
+    @torch.no_grad()
+    def check_score(self) -> float:
+        """S^k (paper Eq. 5): mean CLIP image-text cosine over the 8 check views."""
+        size = self.cfg.boundary.check_render_size
+        light = torch.tensor([0.0, 0.0, 1.0])
+        images = []
+        for cam in check_cameras(self.cfg.cameras):
+            out = self.render(cam, size, ("albedo", 1.0, light), WHITE, perturb=False)
+            images.append(out["rgb"].permute(2, 0, 1))
+        scores = self.priors.clip_judge.text_similarity(torch.stack(images).clamp(0, 1), self.case.caption)
+        return float(scores.mean())
+
+    # ------------------------------------------------------------ one iteration
+    def _prepare_priors(self) -> None:
+        if self._prepared_priors:
+            return
+        if self.priors.zero123 is not None:
+            ref = self.case.rgba[None].to(self.device)
+            ref_rgb = ref[:, :3] * ref[:, 3:] + (1 - ref[:, 3:])  # Zero-1-to-3 saw objects on white
+            self.priors.zero123.set_reference(ref_rgb, self.ref_cam)
+        if self.priors.stable_diffusion is not None:
+            self.priors.stable_diffusion.set_prompt(self.case.caption)
+        self._prepared_priors = True
+
+    def _decide_stage(self, t: int) -> PriorWeights:
+        if self.cfg.train.use_priors and uses_boundary_judgement(self.cfg.dynamic) and self.t_switch is None:
+            if self.judge.must_force(t):
+                self.judge.force(t)
+                self.t_switch = t
+                log.info("stage 2 forced at iteration %d", t)
+            elif self.judge.is_check(t):
+                score = self.check_score()
+                if self.judge.observe(t, score):
+                    self.t_switch = t
+                    log.info("stage 2 starts at iteration %d (S=%.4f)", t, score)
+                self.on_metrics({"boundary_S": score,
+                                 "boundary_R": self.judge.checks[-1].moving_average or 0.0}, t)
+        return prior_weights(t, self.t_switch, self.total - 1, self.cfg.dynamic)
+
+    def _regularisers(self, out: dict) -> dict[str, torch.Tensor]:
+        lc = self.cfg.loss
+        terms = {}
+        if self.mesh is not None:
+            terms["normal_consistency"] = lc.lambda_mesh_normal * self.mesh.normal_consistency_loss()
+            terms["laplacian"] = lc.lambda_mesh_laplacian * self.mesh.laplacian_loss()
+            return terms
+        from consistent123.render.volume import entropy_loss, orientation_loss
+
+        if lc.lambda_entropy > 0:
+            terms["entropy"] = lc.lambda_entropy * entropy_loss(out)
+        if lc.lambda_orient > 0 and out.get("normals") is not None:
+            terms["orient"] = lc.lambda_orient * orientation_loss(out)
+        return terms
+
+    def step(self) -> IterationRecord:
+        t = self.iteration
+        cfg = self.cfg
+        if t == cfg.train.nerf_iters and self.mesh is None and cfg.train.mesh_iters > 0:
+            self.start_mesh_phase()
+        self._prepare_priors()
+        weights = self._decide_stage(t)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms: dict[str, torch.Tensor] = {}
+        if self.is_reference_view(t):
+            view = "reference"
+            size = round(self.render_size() * (cfg.nerf.ref_render_scale if self.mesh is None else 1.0))
+            bg = torch.rand(3, generator=self.gen)  # R: random background on the reference view
+            out = self.render(self.ref_cam, size, ("lambertian", 1.0, torch.tensor([0.0, 0.0, 1.0])), bg)
+            target = {k: v.to(self.device) for k, v in self.case.targets(size, bg).items()}
+            lam_depth = depth_weight(cfg.loss, t, cfg.train.nerf_iters if self.mesh is None else cfg.train.mesh_iters,
+                                     self.mesh is not None)
+            terms.update(reference_losses(out, target, cfg.loss, lam_depth))
+        else:
+            view = "novel"
+            cam = sample_novel_camera(cfg.cameras, self.gen)
+            shading = sample_shading(cfg.nerf, self.gen, camera=cam)
+            out = self.render(cam, self.render_size(), shading, WHITE)
+            rgb = out["rgb"].permute(2, 0, 1)[None]
+            if weights.w3d > 0 and self.priors.zero123 is not None:
+                loss3d, _ = self.priors.zero123.sds(rgb, [cam], self.t_range(), self.gen_device)
+                terms["sds_3d"] = weights.w3d * loss3d
+            if weights.w2d > 0 and self.priors.stable_diffusion is not None:
+                loss2d, _ = self.priors.stable_diffusion.sds(rgb, self.t_range(), self.gen_device)
+                terms["sds_2d"] = weights.w2d * loss2d
+        terms.update(self._regularisers(out))
+        total = sum(terms.values()) if terms else None
+        if total is not None and total.requires_grad:
+            total.backward()
+            self.optimizer.step()
+        if self.mesh is None and hasattr(self.nerf, "update_occupancy") and t % cfg.nerf.occupancy_update_every == 0:
+            self.nerf.update_occupancy(self.gen)
+        record = IterationRecord(t, self.phase, weights.stage, view, weights.w3d, weights.w2d,
+                                 {k: float(v.detach()) for k, v in terms.items()})
+        self.records.append(record.row())
+        self.iteration = t + 1
+        return record
+
+    def start_mesh_phase(self) -> None:
+        """NeRF -> DMTet: the SDF starts from the NeRF density; a fresh optimiser for the mesh."""
+        from consistent123.fields.dmtet import DMTetField
+
+        self.nerf.eval()
+        self.mesh = DMTetField.from_density(self.nerf.density, self.cfg.dmtet, self.cfg.hashgrid,
+                                            self.cfg.nerf.bound).to(self.device)
+        self.optimizer = make_optimizer(self.mesh.parameters(), self.cfg.train)
+
+    # ------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "nerf": self.nerf.state_dict(),
+            "mesh": self.mesh.state_dict() if self.mesh is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "gen": self.gen.get_state(),
+            "gen_device": self.gen_device.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "judge": self.judge.to_dict(),
+            "t_switch": self.t_switch,
+            "records": self.records,
+        }
+
+    def save_checkpoint(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.nerf.load_state_dict(state["nerf"])
+        if state["mesh"] is not None:
+            self.start_mesh_phase()
+            self.mesh.load_state_dict(state["mesh"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["gen"].cpu())
+        self.gen_device.set_state(state["gen_device"].cpu() if self.device.type == "cpu" else state["gen_device"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.judge.load_state(state["judge"])
+        self.t_switch = state["t_switch"]
+        self.records = list(state["records"])
+        self.iteration = int(state["iteration"])
+
+    # ------------------------------------------------------------ the whole run
+    def fit(self, checkpoint_path: Optional[Path] = None, stop_after: Optional[int] = None,
+            progress: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        every = self.cfg.train.checkpoint_every
+        bar = tqdm(total=self.total, initial=self.iteration, disable=not progress, dynamic_ncols=True,
+                   desc="reconstruct")
+        start = time.perf_counter()
+        done_here = 0
+        while self.iteration < self.total:
+            record = self.step()
+            done_here += 1
+            rate = done_here / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(f"{record.phase} stage {record.stage} w2D={record.w2d:.3f}", refresh=False)
+            bar.update(1)
+            if record.iteration % self.cfg.train.log_every == 0 or self.iteration == self.total:
+                metrics = {f"loss_{k}": v for k, v in record.losses.items()}
+                metrics.update({"w3d": record.w3d, "w2d": record.w2d, "stage": record.stage, "it_per_s": rate})
+                self.on_metrics(metrics, record.iteration)
+            if checkpoint_path is not None and every > 0 and self.iteration % every == 0:
+                self.save_checkpoint(checkpoint_path)
+            if stop_after is not None and self.iteration >= stop_after:
+                bar.close()
+                raise SystemExit(f"stopped after iteration {self.iteration} (--stop-after)")
+        bar.close()
+        if self.t_switch is None and uses_boundary_judgement(self.cfg.dynamic) and self.cfg.train.use_priors:
+            log.warning("the boundary judgement never switched (the run ended before most_3d_only)")
