@@ -1,0 +1,92 @@
+"""The one path from the config to every pretrained part.
+
+``cfg.models.tiny_dir`` set: every part is the random-weight tiny model built there (on first
+use); otherwise the configured hub ids / local folders. Real or tiny, the same loaders run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# config key of each part -> key of the tiny-models manifest
+_TINY_KEYS = {
+    "zero123": "zero123",
+    "stable_diffusion": "stable_diffusion",
+    "clip_judge": "clip",
+    "clip_metric": "clip",
+    "captioner": "captioner",
+    "depth": "depth",
+    "segmenter": "segmenter",
+}
+
+
+def model_sources(cfg) -> dict[str, str]:
+    """Where each part comes from: {zero123, stable_diffusion, clip_judge, clip_metric, captioner, depth, segmenter}."""
+    m = cfg.models
+    if m.tiny_dir:
+        from consistent123.priors.tiny import ensure_tiny_models
+
+        built = ensure_tiny_models(Path(m.tiny_dir))
+        return {key: str(built[tiny]) for key, tiny in _TINY_KEYS.items() if tiny in built}
+    return {
+        "zero123": m.zero123,
+        "stable_diffusion": m.stable_diffusion,
+        "clip_judge": m.clip_judge,
+        "clip_metric": cfg.eval.clip_model,
+        "captioner": m.captioner,
+        "depth": m.depth,
+        "segmenter": m.segmenter,
+    }
+
+
+def _source(cfg, key: str) -> str:
+    sources = model_sources(cfg)
+    if key not in sources:
+        from consistent123.errors import ModelUnavailableError
+
+        raise ModelUnavailableError(f"{key}: no tiny model in {cfg.models.tiny_dir} (rebuild with `consistent123 tiny-models DIR --force`)")
+    return sources[key]
+
+
+def load_zero123(cfg, device: torch.device | str):
+    from consistent123.priors.zero123 import Zero123Prior
+
+    return Zero123Prior.from_config(cfg, torch.device(device), source=_source(cfg, "zero123"))
+
+
+def load_stable_diffusion(cfg, device: torch.device | str):
+    from consistent123.priors.stable_diffusion import StableDiffusionPrior
+
+    return StableDiffusionPrior.from_config(cfg, torch.device(device), source=_source(cfg, "stable_diffusion"))
+
+
+def load_clip_judge(cfg, device: torch.device | str):
+    from consistent123.priors.clip import load_clip
+
+    return load_clip(_source(cfg, "clip_judge"), device, cfg.models.cache_dir, config_key="models.clip_judge")
+
+
+def load_clip_metric(cfg, device: torch.device | str):
+    from consistent123.priors.clip import load_clip
+
+    return load_clip(_source(cfg, "clip_metric"), device, cfg.models.cache_dir, config_key="eval.clip_model")
+
+
+# Captioner, depth and segmenter loaders live in consistent123.priors.vision (imported lazily).
+def load_captioner(cfg, device: torch.device | str):
+    from consistent123.priors import vision
+
+    return vision.load_captioner(_source(cfg, "captioner"), torch.device(device), cfg.models.cache_dir)
+
+
+def load_depth_estimator(cfg, device: torch.device | str):
+    from consistent123.priors import vision
+
+    return vision.load_depth_estimator(_source(cfg, "depth"), torch.device(device), cfg.models.cache_dir)
+
+
+def load_segmenter(cfg, device: torch.device | str):
+    from consistent123.priors import vision
+
+    return vision.load_segmenter(_source(cfg, "segmenter"), torch.device(device), cfg.models.cache_dir)

@@ -1,0 +1,120 @@
+"""The 2D prior: Stable Diffusion (2.1-base by default) SDS on the caption (spec §4, P Eq. 7).
+
+Also home of the small pieces both latent-diffusion priors share (precision, scheduler,
+VAE encoding); the SDS maths itself lives in ``sds.py``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from consistent123.priors import hub
+from consistent123.priors.sds import score_distillation
+
+
+# ---------------------------------------------------------------- shared by both priors
+def prior_dtype(cfg, device: torch.device) -> torch.dtype:
+    """fp16 on CUDA when configured (spec §7); fp32 everywhere else."""
+    return torch.float16 if torch.device(device).type == "cuda" and cfg.models.half_precision_on_gpu else torch.float32
+
+
+def load_scheduler(source: str, cache_dir: Optional[str] = None):
+    """The scheduler class the repo names (DDIM, PNDM, ...); only its alphas_cumprod is used."""
+    import diffusers
+    from diffusers import DDIMScheduler
+
+    config = DDIMScheduler.load_config(source, subfolder="scheduler", cache_dir=cache_dir)
+    cls = getattr(diffusers, str(config.get("_class_name", "")), None)
+    if cls is None or not hasattr(cls, "from_config"):
+        cls = DDIMScheduler
+    scheduler = cls.from_config(config)
+    if not hasattr(scheduler, "alphas_cumprod"):  # e.g. a sampler without a training schedule
+        scheduler = DDIMScheduler.from_config(config)
+    return scheduler
+
+
+def frozen(module: torch.nn.Module, device, dtype) -> torch.nn.Module:
+    module = module.to(device)
+    if next(module.parameters()).dtype != dtype:  # already right when loaded with torch_dtype
+        module = module.to(dtype=dtype)
+    return module.eval().requires_grad_(False)
+
+
+def encode_latents(vae, rgb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """[B,3,H,W] in [0,1] -> scaled latents, differentiable (SDS flows back through the encoder)."""
+    posterior = vae.encode(rgb.to(vae.dtype) * 2.0 - 1.0).latent_dist
+    return posterior.sample(generator=generator) * vae.config.scaling_factor
+
+
+def resize(rgb: torch.Tensor, size: int) -> torch.Tensor:
+    if tuple(rgb.shape[-2:]) == (size, size):
+        return rgb
+    return F.interpolate(rgb, (size, size), mode="bilinear", align_corners=False)
+
+
+# ---------------------------------------------------------------- the 2D prior
+def _load_components(source: str, cache_dir: Optional[str] = None, dtype=torch.float32):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    return dict(
+        unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet", cache_dir=cache_dir, torch_dtype=dtype),
+        vae=AutoencoderKL.from_pretrained(source, subfolder="vae", cache_dir=cache_dir, torch_dtype=dtype),
+        text_encoder=CLIPTextModel.from_pretrained(source, subfolder="text_encoder", cache_dir=cache_dir),
+        tokenizer=CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", cache_dir=cache_dir),
+        scheduler=load_scheduler(source, cache_dir=cache_dir),
+    )
+
+
+class StableDiffusionPrior:
+    """Text-conditioned SDS: ``set_prompt`` once, then ``sds`` every iteration that uses the 2D prior."""
+
+    def __init__(self, components: dict, cfg, device, dtype: torch.dtype, name: str):
+        self.device, self.dtype, self.name = torch.device(device), dtype, name
+        self.unet = frozen(components["unet"], self.device, dtype)
+        self.vae = frozen(components["vae"], self.device, dtype)
+        self.text_encoder = frozen(components["text_encoder"], self.device, dtype)
+        self.tokenizer = components["tokenizer"]
+        self.alphas_cumprod = components["scheduler"].alphas_cumprod.to(self.device, torch.float32)
+        self.num_train_timesteps = int(components["scheduler"].config.num_train_timesteps)
+        self.resolution = cfg.sds.sd_resolution
+        self.guidance_scale = cfg.sds.guidance_scale_2d
+        self.grad_clip = cfg.sds.grad_clip
+        self.negative_prompt = cfg.sds.negative_prompt
+        self.text_embeddings: Optional[torch.Tensor] = None  # [2, L, D]: (negative, prompt)
+
+    @classmethod
+    def from_config(cls, cfg, device, source: Optional[str] = None) -> "StableDiffusionPrior":
+        source = source or cfg.models.stable_diffusion
+        dtype = prior_dtype(cfg, device)
+        parts = hub.load_pretrained(_load_components, source, f"Stable Diffusion {source}", "models.stable_diffusion",
+                                    cache_dir=cfg.models.cache_dir, dtype=dtype)
+        return cls(parts, cfg, device, dtype, source)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                                truncation=True, return_tensors="pt")
+        return self.text_encoder(tokens.input_ids.to(self.device))[0]
+
+    def set_prompt(self, text: str) -> None:
+        self.text_embeddings = self.encode_text([self.negative_prompt, text])
+
+    def _predict_noise(self, noisy: torch.Tensor, t: torch.Tensor):
+        b = noisy.shape[0]
+        uncond, cond = self.text_embeddings[:1].expand(b, -1, -1), self.text_embeddings[1:].expand(b, -1, -1)
+        eps = self.unet(torch.cat([noisy, noisy]).to(self.dtype), torch.cat([t, t]),
+                        encoder_hidden_states=torch.cat([uncond, cond])).sample
+        return eps.chunk(2)
+
+    def sds(self, rgb: torch.Tensor, t_range, generator: torch.Generator,
+            grad_scale=None) -> tuple[torch.Tensor, dict]:
+        """SDS loss of rendered views ``rgb`` [B,3,H,W] in [0,1]; gradient flows back to ``rgb``."""
+        if self.text_embeddings is None:
+            raise RuntimeError("StableDiffusionPrior.sds called before set_prompt")
+        latents = encode_latents(self.vae, resize(rgb.to(self.device), self.resolution), generator)
+        return score_distillation(latents, self._predict_noise, self.alphas_cumprod, t_range, self.guidance_scale,
+                                  generator, grad_scale=grad_scale, grad_clip=self.grad_clip,
+                                  num_train_timesteps=self.num_train_timesteps)
