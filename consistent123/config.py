@@ -32,6 +32,8 @@ class ModelsConfig(Section):
     """
 
     zero123: str = "ashawkey/zero123-xl-diffusers"
+    # Weights variant of the Zero123 repo (e.g. "fp16_ema" for bennyguo/zero123-xl-diffusers).
+    zero123_variant: Optional[str] = None
     stable_diffusion: str = "stabilityai/stable-diffusion-2-1-base"
     # open_clip "model_name/pretrained" or a local open_clip checkpoint folder.
     clip_judge: str = "ViT-B-16/openai"
