@@ -1,0 +1,35 @@
+"""Consistent123: single image -> consistent 3D asset, over whole benchmarks and ablations.
+
+    snakemake --cores 2                                   # the CPU demo (config/config.yaml)
+    snakemake --profile slurm --configfile config/paper.yaml   # the paper, on a SLURM cluster
+
+image -> preprocess -> reconstruct -> evaluate -> tables (+ `snakemake --report`).
+"""
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+# The demo config is the default. A --configfile replaces it instead of being merged into it
+# (Snakemake would otherwise deep-merge the demo's tiny settings into, e.g., paper.yaml).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/reconstruct.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        tables_done=f"{SWEEP_DIR}/tables.done",
+        turntables=report_pages(),
+    default_target: True
+
+
+onsuccess:
+    print_where_outputs_are()
