@@ -92,6 +92,13 @@ class DMTetConfig(Section):
     marching_backend: Literal["auto", "kaolin", "torch"] = "auto"
     rasteriser_backend: Literal["auto", "nvdiffrast", "torch"] = "auto"
     init_density_threshold: float = 10.0
+    # R (stable-dreamfusion init_tet): grid shrunk to the occupied box + this margin, and the
+    # initial SDF = clamp(sigma - threshold, -c, c).
+    init_scale_margin: float = 0.1
+    init_sdf_clamp: float = 1.0
+    # Texture field: hash grid + MLP -> sigmoid albedo (same shape as the NeRF's MLP).
+    color_hidden_dim: int = 64
+    color_num_layers: int = 3
 
 
 # ---------------------------------------------------------------- cameras (spec §3)

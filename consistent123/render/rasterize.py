@@ -240,6 +240,8 @@ def _silhouette_edges(scr: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
 def _antialias_one(color, rast, pos, tri):
     """color [H,W,C], rast [H,W,4], pos [V,4] -> antialiased colour [H,W,C]."""
     H, W, C = color.shape
+    if tri.shape[0] == 0:
+        return color
     ids = rast[..., 3].detach().long()
     zw = rast[..., 2].detach()
     ok_v = pos[:, 3] > 1e-8

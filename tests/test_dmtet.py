@@ -1,0 +1,77 @@
+"""DMTet initialised from an analytic NeRF-like density (a Gaussian blob, like the NeRF's)."""
+import math
+
+import pytest
+import torch
+import trimesh
+
+from consistent123.config import Config
+from consistent123.errors import Consistent123Error
+from consistent123.fields.dmtet import DMTetField
+from consistent123.render.cameras import Camera
+
+PEAK, WIDTH, THRESH = 30.0, 0.35, 10.0
+RADIUS = WIDTH * math.sqrt(2 * math.log(PEAK / THRESH))  # where the density crosses the threshold
+
+
+def density(points):
+    return PEAK * torch.exp(-(points**2).sum(-1) / (2 * WIDTH**2))
+
+
+def _field(grid=32):
+    cfg = Config()
+    dm = cfg.dmtet.model_copy(update=dict(tet_grid_size=grid, init_density_threshold=THRESH, rasteriser_backend="torch",
+                                          marching_backend="torch"))
+    hg = cfg.hashgrid.model_copy(update=dict(num_levels=6, log2_hashmap_size=12, backend="torch"))
+    return DMTetField.from_density(density, dm, hg, bound=1.0)
+
+
+def test_mesh_from_density_is_the_sphere():
+    field = _field()
+    verts, faces = field.get_mesh()
+    spacing = 2 * float(field.tet_scale.max()) / (field.cfg.tet_grid_size // 2)
+    # The grid was shrunk to the occupied box plus the margin.
+    assert float(field.tet_scale.max()) < 0.75
+    r = verts.detach().norm(dim=-1)
+    assert (r - RADIUS).abs().max() < spacing / 2
+    assert abs(float(r.mean()) - RADIUS) < 0.01
+    mesh = trimesh.Trimesh(verts.detach().numpy(), faces.numpy(), process=False)
+    assert mesh.is_watertight and mesh.volume > 0
+
+
+def test_render_gives_the_expected_silhouette_and_gradients():
+    field = _field()
+    cam = Camera(90.0, 30.0, 3.2, 20.0)
+    light = torch.tensor([0.3, 0.2, 1.0])
+    out = field.render(cam, 64, 64, shading=("lambertian", 0.2, light), bg_color=torch.ones(3))
+    for key, ch in (("rgb", 3), ("opacity", 1), ("depth", 1), ("normals", 3)):
+        assert out[key].shape == (64, 64, ch) and torch.isfinite(out[key]).all()
+    # A sphere of radius R seen from distance d covers a disc of NDC radius R / sqrt(d^2 - R^2) / tan(fovy/2).
+    ndc_r = RADIUS / math.sqrt(3.2**2 - RADIUS**2) / math.tan(math.radians(10.0))
+    expected = math.pi * ndc_r**2 / 4
+    assert abs(float(out["opacity"].detach().mean()) / expected - 1) < 0.06
+    assert float(out["opacity"][32, 32].detach()) == 1.0 and float(out["opacity"][0, 0].detach()) == 0.0
+    assert torch.allclose(out["rgb"][0, 0], torch.ones(3))  # background colour
+    assert abs(float(out["depth"][32, 32].detach()) - (3.2 - RADIUS)) < 0.03
+    out["rgb"].mean().backward()
+    assert field.sdf.grad.abs().sum() > 0 and field.deform.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in field.color_net.parameters())
+
+
+def test_regularisers_are_finite_differentiable_and_penalise_noise():
+    field = _field()
+    smooth = (float(field.normal_consistency_loss()), float(field.laplacian_loss()))
+    with torch.no_grad():
+        field.deform.add_(torch.randn(field.deform.shape, generator=torch.Generator().manual_seed(0)) * 3)
+    nc, lap = field.normal_consistency_loss(), field.laplacian_loss()
+    assert torch.isfinite(nc) and torch.isfinite(lap)
+    assert float(nc) > smooth[0] and float(lap) > smooth[1]
+    (nc + lap).backward()
+    assert field.deform.grad.abs().sum() > 0 and field.sdf.grad.abs().sum() > 0
+
+
+def test_empty_density_is_refused():
+    cfg = Config()
+    with pytest.raises(Consistent123Error, match="init_density_threshold"):
+        DMTetField.from_density(lambda p: torch.zeros(p.shape[0]), cfg.dmtet.model_copy(update=dict(tet_grid_size=8)),
+                                cfg.hashgrid.model_copy(update=dict(num_levels=2, log2_hashmap_size=8)), 1.0)
