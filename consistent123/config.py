@@ -215,6 +215,13 @@ class EvalConfig(Section):
     gso_elevations: list[float] = [0, 0, -30, -15, -10, -5, -5, 0, 0, 0, 0, 5, 5, 10, 15, 30, 0, 0]
     render_size: int = 256
     seed: int = 0
+    # Not LPIPS: a random-weight ImageNet trunk under the real v0.1 linear layers, for offline
+    # demos only; results are labelled "-RANDOM-BACKBONE" and never comparable to the paper.
+    lpips_random_backbone: bool = False
+    # 18-view GSO render (not given in the paper): both meshes normalised into the unit cube,
+    # seen from this distance with this field of view so the cube's bounding sphere fits.
+    gso_render_radius: float = 2.5
+    gso_render_fovy: float = 40.0
 
     @model_validator(mode="after")
     def _gso_views_pair_up(self) -> "EvalConfig":

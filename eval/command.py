@@ -1,0 +1,155 @@
+"""``consistent123 evaluate OUT --case DIR [--gt-mesh MESH]``: metrics of one reconstruction.
+
+Reference view: PSNR and LPIPS of ``OUT/views/reference.png`` against ``DIR/rgba.png`` on
+white. Novel views: CLIP-similarity of the input with ``OUT/views/novel_*.png``. With a
+ground-truth mesh (GSO): Chamfer distance, volumetric IoU and the 18-view PSNR/LPIPS.
+Writes ``OUT/metrics.json`` atomically (metrics, the run's tags, the models and views used)
+and ``OUT/figures/*.png``, then logs both into the MLflow run recorded in ``OUT/run.json``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from consistent123.errors import InputError
+from consistent123.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("out_dir", metavar="OUT", help="reconstruction output folder")
+    parser.add_argument("--case", required=True, metavar="DIR", help="preprocessed case folder (rgba.png)")
+    parser.add_argument("--gt-mesh", default=None, metavar="MESH", help="ground-truth mesh (GSO benchmark)")
+    parser.add_argument("--tags", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="run tags to record (benchmark, case, category, variant, table; see eval/aggregate.py)")
+    parser.add_argument("--no-log", action="store_true", help="do not log into the MLflow run of OUT/run.json")
+
+
+def parse_tags(items: list[str]) -> dict[str, str]:
+    tags = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--tags {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def _device(cfg) -> torch.device:
+    wanted = cfg.train.device
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(wanted)
+
+
+def _read_run_json(out_dir: Path) -> Optional[dict]:
+    path = out_dir / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise InputError(f"{path}: not valid JSON") from None
+
+
+def _tracked_tags(run: Optional[dict]) -> dict[str, str]:
+    """The MLflow run's own tags (benchmark, variant...), so metrics.json carries them too."""
+    if not run:
+        return {}
+    try:
+        from mlflow.tracking import MlflowClient
+
+        tags = MlflowClient(tracking_uri=run["tracking_uri"]).get_run(run["run_id"]).data.tags
+    except Exception as exc:  # tracking store unreachable: metrics.json still gets --tags
+        log.warning("could not read the MLflow run's tags (%s)", exc.__class__.__name__)
+        return {}
+    return {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
+
+
+def prediction_mesh_path(out_dir: Path) -> Path:
+    """The reconstruction's mesh: mesh.obj (keeps its UVs as written), else mesh.glb."""
+    for name in ("mesh.obj", "mesh.glb"):
+        if (out_dir / name).is_file():
+            return out_dir / name
+    raise InputError(f"{out_dir / 'mesh.obj'}: reconstructed mesh not found (nor mesh.glb)")
+
+
+def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | Path | None = None,
+                 tags: Optional[dict] = None, clip_model=None, lpips_metric=None, log_mlflow: bool = True,
+                 progress: bool = True) -> dict:
+    """Compute every applicable metric, write OUT/metrics.json and figures; return the record.
+
+    ``clip_model``/``lpips_metric`` default to the configured ones (cfg.eval.clip_model or the
+    tiny CLIP when cfg.models.tiny_dir is set; LPIPS cfg.eval.lpips_net).
+    """
+    from eval import figures
+    from eval.image_metrics import load_lpips
+    from eval.mesh_metrics import compare_meshes, load_mesh
+    from eval.reference_view import clip_metrics, reference_view_metrics
+
+    out_dir, case_dir = Path(out_dir), Path(case_dir)
+    # Validate every input before any model is loaded or anything is written.
+    if not out_dir.is_dir():
+        raise InputError(f"{out_dir}: reconstruction folder not found")
+    if not (case_dir / "rgba.png").is_file():
+        raise InputError(f"{case_dir / 'rgba.png'}: case input image not found")
+    if not (out_dir / "views" / "reference.png").is_file():
+        raise InputError(f"{out_dir / 'views' / 'reference.png'}: reference-view render not found")
+    run = _read_run_json(out_dir)
+    all_tags = {"case": case_dir.name, **_tracked_tags(run if log_mlflow else None), **(tags or {})}
+    gt = pred = None
+    if gt_mesh is not None:
+        gt = load_mesh(gt_mesh)
+        pred = load_mesh(prediction_mesh_path(out_dir))
+    elif all_tags.get("benchmark") == "gso":
+        raise InputError(f"{out_dir}: benchmark 'gso' needs a ground-truth mesh (--gt-mesh MESH)")
+
+    device = _device(cfg)
+    if lpips_metric is None:
+        lpips_metric = load_lpips(cfg.eval.lpips_net, str(device), cfg.eval.lpips_random_backbone)
+    if clip_model is None:
+        from consistent123.priors.registry import load_clip_metric
+
+        clip_model = load_clip_metric(cfg, device)
+
+    metrics: dict = {}
+    details: dict = {}
+    ref = reference_view_metrics(out_dir, case_dir, lpips_metric)
+    metrics.update(psnr=ref.pop("psnr"), lpips=ref.pop("lpips"))
+    details.update(ref)
+    clip = clip_metrics(out_dir, case_dir, clip_model, cfg.eval.clip_views_azimuths, cfg.eval.clip_views_polar)
+    metrics["clip_similarity"] = clip.pop("clip_similarity")
+    details.update(clip_model=clip.pop("clip_model"), clip_per_view=clip.pop("per_view"), clip_views=clip["clip_views"])
+    if gt is not None:
+        from eval.gso_views import multiview_metrics
+
+        geo = compare_meshes(gt, pred, cfg.eval.chamfer_points, cfg.eval.iou_resolution, cfg.eval.seed)
+        metrics.update(chamfer_distance=geo.pop("chamfer_distance"), volumetric_iou=geo.pop("volumetric_iou"))
+        details.update(geo)
+        mv = multiview_metrics(gt, pred, cfg.eval, lpips_metric, progress=progress)
+        metrics.update(mv_psnr=mv.pop("mv_psnr"), mv_lpips=mv.pop("mv_lpips"))
+        details.update(mv)
+
+    record = {"metrics": metrics, "tags": all_tags, "run": run, "details": details,
+              "inputs": {"out": str(out_dir), "case": str(case_dir), "gt_mesh": None if gt_mesh is None else str(gt_mesh)}}
+    metrics_path = atomic_write_json(out_dir / "metrics.json", record)
+    written = figures.run_figures(out_dir)
+    if log_mlflow and run:
+        try:
+            from consistent123.tracking import log_to_run
+
+            log_to_run(out_dir / "run.json", metrics, artifacts=[metrics_path, *written])
+        except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror
+            log.warning("metrics not logged to MLflow (%s: %s)", exc.__class__.__name__, exc)
+    return record
+
+
+def run(args, cfg) -> int:
+    record = evaluate_run(args.out_dir, args.case, cfg, args.gt_mesh, parse_tags(args.tags), log_mlflow=not args.no_log)
+    print(json.dumps(record["metrics"], indent=2))
+    return 0

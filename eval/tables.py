@@ -1,0 +1,164 @@
+"""The paper's Tables 1-6 from the tidy run table, with the paper's numbers beside ours.
+
+``compare`` gives one long frame (one row per paper cell: paper value, our mean, difference,
+number of runs); ``to_markdown`` / ``to_latex`` lay it out like the paper, each cell reading
+``ours / paper (ours - paper)``. A cell we have no runs for says ``missing``; a cell we
+cannot reproduce (another group's method) says ``n/a``; nothing missing is ever shown as 0.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.csv")
+
+TITLES = {
+    1: "Table 1: RealFusion15 and C10 (reference view PSNR/LPIPS, CLIP-similarity of novel views)",
+    2: "Table 2: GSO (Chamfer distance, volumetric IoU, 18-view PSNR/LPIPS)",
+    3: "Table 3: dynamic-prior schedule form per category (RealFusion15 + C10)",
+    4: "Table 4: reference-loss weights (a) {1000,500,0} (b) {10,1000,500} (c) {500,10,1000} (d) {800,600,400} (default) {1000,500,10} for (lambda_rgb, lambda_mask, lambda_depth)",
+    5: "Table 5: boundary window and threshold (a) L=1, d=2.5e-5 (b) L=20, d=2.5e-5 (c) L=5, d=1e-4 (d) L=5, d=1e-3 (default) L=5, d=2.5e-4",
+    6: "Table 6: strategies (a) fixed switch at 3000 (b) w2D = 1 in stage 2 (c) single stage, sigma = 1.5",
+}
+
+METRIC_LABELS = {
+    "clip_similarity": "CLIP-Similarity ↑", "psnr": "PSNR ↑", "lpips": "LPIPS ↓",
+    "chamfer_distance": "CD ↓", "volumetric_iou": "IoU ↑", "mv_psnr": "PSNR ↑", "mv_lpips": "LPIPS ↓",
+}
+BENCHMARK_LABELS = {"realfusion15": "RealFusion15", "c10": "C10", "gso": "GSO", "realfusion15+c10": "RealFusion15 + C10"}
+
+# Paper column (method or setting) -> the run variant that reproduces it (see eval/aggregate.py).
+# Columns absent here are other groups' methods: shown with the paper's number and "n/a".
+SETTING_VARIANTS: dict[int, dict[str, str]] = {
+    1: {"consistent123": "default", "zero-1-to-3": "strategy=3d_only", "magic123": "strategy=magic123"},
+    2: {"consistent123": "default", "zero-1-to-3": "strategy=3d_only", "magic123": "strategy=magic123"},
+    3: {"log": "schedule=log", "linear": "schedule=linear", "exp": "default"},
+    4: {"a": "lambda=a", "b": "lambda=b", "c": "lambda=c", "d": "lambda=d", "default": "default"},
+    5: {"a": "Ldelta=a", "b": "Ldelta=b", "c": "Ldelta=c", "d": "Ldelta=d", "default": "default"},
+    6: {"a": "strategy=a", "b": "strategy=b", "c": "strategy=c", "default": "default"},
+}
+# Other spellings of the default run's variant.
+VARIANT_ALIASES = {"schedule=exp": "default", "schedule=exponential": "default", "lambda=default": "default",
+                   "Ldelta=default": "default", "strategy=default": "default", "strategy=consistent123": "default"}
+
+MISSING = "missing"
+NOT_REPRODUCED = "n/a"
+
+
+def load_paper_numbers(path: str | Path = PAPER_NUMBERS) -> pd.DataFrame:
+    """The paper's numbers; ``decimals`` is taken from the printed value."""
+    df = pd.read_csv(path, comment="#", dtype={"value": str, "group": str, "note": str}, keep_default_na=False)
+    df["decimals"] = df["value"].map(lambda v: len(v.split(".")[1]) if "." in v else 0)
+    df["value"] = df["value"].astype(float)
+    return df
+
+
+def _mean_or_nan(values: pd.Series) -> tuple[float, int]:
+    values = values.dropna()
+    values = values[np.isfinite(values)]
+    return (float(values.mean()), int(len(values))) if len(values) else (math.nan, 0)
+
+
+def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2, 3, 4, 5, 6)) -> pd.DataFrame:
+    """One row per paper cell: table, benchmark, group, setting, metric, paper, ours, diff, n_runs, status."""
+    paper = load_paper_numbers() if paper is None else paper
+    runs = runs.copy()
+    runs["variant"] = runs["variant"].fillna("default").replace(VARIANT_ALIASES)
+    out = []
+    for cell in paper[paper["table"].isin(list(tables))].itertuples(index=False):
+        variant = SETTING_VARIANTS.get(cell.table, {}).get(cell.setting)
+        ours, n = math.nan, 0
+        if variant is None:
+            status = NOT_REPRODUCED
+        else:
+            benches = cell.benchmark.split("+")
+            sel = runs[(runs["variant"] == variant) & runs["benchmark"].isin(benches)]
+            if cell.metric not in sel:
+                sel = sel.iloc[0:0]
+            if cell.group == "average":  # Table 3's last column: mean of the category means
+                means = [_mean_or_nan(g[cell.metric])[0] for _, g in sel.groupby("category")]
+                means = [m for m in means if not math.isnan(m)]
+                ours = float(np.mean(means)) if means else math.nan
+                n = int(sel[cell.metric].notna().sum()) if means else 0
+            else:
+                if cell.group:
+                    sel = sel[sel["category"] == cell.group]
+                ours, n = _mean_or_nan(sel[cell.metric]) if len(sel) else (math.nan, 0)
+            status = "ok" if n else MISSING
+        out.append({"table": cell.table, "benchmark": cell.benchmark, "group": cell.group, "setting": cell.setting,
+                    "metric": cell.metric, "paper": cell.value, "ours": ours,
+                    "diff": ours - cell.value if n else math.nan, "n_runs": n, "status": status,
+                    "decimals": cell.decimals, "note": cell.note})
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------- layout
+def format_cell(row) -> str:
+    """``ours / paper (diff)``; a missing or not-reproduced side says so in words."""
+    d = int(row["decimals"])
+    paper = f"{row['paper']:.{d}f}" + ("†" if row.get("note") else "")
+    if row["status"] != "ok":
+        return f"{row['status']} / {paper}"
+    return f"{row['ours']:.{d}f} / {paper} ({row['diff']:+.{d}f})"
+
+
+def layout(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
+    """The paper's grid for ``table``: rows (benchmark, [setting,] metric), columns settings or categories."""
+    sub = cmp[cmp["table"] == table].copy()
+    sub["cell"] = sub.apply(format_cell, axis=1)
+    sub["Dataset"] = sub["benchmark"].map(BENCHMARK_LABELS)
+    sub["Metric"] = sub["metric"].map(METRIC_LABELS)
+    if table == 3:
+        index, columns = ["setting", "Metric"], "group"
+    else:
+        index, columns = ["Dataset", "Metric"], "setting"
+    order = {c: sub[c].drop_duplicates().tolist() for c in (*index, columns)}  # keep the paper's order
+    grid = sub.pivot(index=index, columns=columns, values="cell")
+    grid = grid.reindex(columns=order[columns])
+    grid = grid.reindex(pd.MultiIndex.from_tuples(
+        sub[index].drop_duplicates().itertuples(index=False, name=None), names=index))
+    return grid.fillna(NOT_REPRODUCED).reset_index().rename(columns={"setting": "Method"})
+
+
+def _rows(grid: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = [str(c) for c in grid.columns]
+    body = [[str(v) for v in row] for row in grid.itertuples(index=False, name=None)]
+    return header, body
+
+
+def to_markdown(cmp: pd.DataFrame, table: int) -> str:
+    header, body = _rows(layout(cmp, table))
+    lines = [f"**{TITLES[table]}**", "", "Each cell: ours / paper (ours − paper). "
+             "`missing`: no run yet; `n/a`: not reproduced here. †: the paper does not compare this value.", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "↑": r"$\uparrow$", "↓": r"$\downarrow$", "†": r"$^\dagger$", "−": "-"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(cmp: pd.DataFrame, table: int) -> str:
+    header, body = _rows(layout(cmp, table))
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             r"\caption{" + latex_escape(TITLES[table]) + r". Each cell: ours / paper (ours $-$ paper).}",
+             r"\begin{tabular}{" + "l" * 2 + "c" * (len(header) - 2) + "}", r"\toprule",
+             " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv_frame(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
+    """The long, machine-readable form of one table (empty cells are empty, never 0)."""
+    cols = ["table", "benchmark", "group", "setting", "metric", "paper", "ours", "diff", "n_runs", "status"]
+    return cmp.loc[cmp["table"] == table, cols].reset_index(drop=True)
