@@ -102,7 +102,9 @@ class StableDiffusionPrior:
     def set_prompt(self, text: str) -> None:
         self.text_embeddings = self.encode_text([self.negative_prompt, text])
 
-    def _predict_noise(self, noisy: torch.Tensor, t: torch.Tensor):
+    @torch.no_grad()
+    def predict_noise(self, noisy: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(eps_uncond, eps_cond) in one UNet call; unconditional = the negative prompt."""
         b = noisy.shape[0]
         uncond, cond = self.text_embeddings[:1].expand(b, -1, -1), self.text_embeddings[1:].expand(b, -1, -1)
         eps = self.unet(torch.cat([noisy, noisy]).to(self.dtype), torch.cat([t, t]),
@@ -115,6 +117,6 @@ class StableDiffusionPrior:
         if self.text_embeddings is None:
             raise RuntimeError("StableDiffusionPrior.sds called before set_prompt")
         latents = encode_latents(self.vae, resize(rgb.to(self.device), self.resolution), generator)
-        return score_distillation(latents, self._predict_noise, self.alphas_cumprod, t_range, self.guidance_scale,
+        return score_distillation(latents, self.predict_noise, self.alphas_cumprod, t_range, self.guidance_scale,
                                   generator, grad_scale=grad_scale, grad_clip=self.grad_clip,
                                   num_train_timesteps=self.num_train_timesteps)

@@ -178,6 +178,15 @@ class Zero123Prior:
         emb = self.image_embedding.expand(len(cams), -1, -1)
         return self.cc_projection(torch.cat([emb, pose[:, None, :]], dim=-1))
 
+    @torch.no_grad()
+    def predict_noise(self, noisy: torch.Tensor, t: torch.Tensor, cams: Sequence[Camera]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(eps_uncond, eps_cond) in one UNet call; unconditional = both conditionings zeroed."""
+        cond = self.camera_conditioning(cams)
+        ref = self.reference_latent.expand(len(cams), -1, -1, -1)
+        x = torch.cat([torch.cat([noisy, torch.zeros_like(ref)], 1), torch.cat([noisy, ref], 1)]).to(self.dtype)
+        eps = self.unet(x, torch.cat([t, t]), encoder_hidden_states=torch.cat([torch.zeros_like(cond), cond])).sample
+        return eps.chunk(2)
+
     def grad_scale(self, cams: Sequence[Camera]) -> Optional[torch.Tensor]:
         if self.grad_scale_mode == "angle":
             return angle_grad_scale(cams, self.reference_camera).to(self.device)
@@ -190,17 +199,9 @@ class Zero123Prior:
         if len(cams) != rgb.shape[0]:
             raise ValueError(f"{rgb.shape[0]} images but {len(cams)} cameras")
         latents = encode_latents(self.vae, resize(rgb.to(self.device), self.resolution), generator)
-        with torch.no_grad():
-            cond = self.camera_conditioning(cams)
-        ref = self.reference_latent.expand(len(cams), -1, -1, -1)
-
-        def predict_noise(noisy: torch.Tensor, t: torch.Tensor):
-            x = torch.cat([torch.cat([noisy, torch.zeros_like(ref)], 1), torch.cat([noisy, ref], 1)]).to(self.dtype)
-            eps = self.unet(x, torch.cat([t, t]), encoder_hidden_states=torch.cat([torch.zeros_like(cond), cond])).sample
-            return eps.chunk(2)
-
         scale = self.grad_scale(cams)
-        loss, info = score_distillation(latents, predict_noise, self.alphas_cumprod, t_range, self.guidance_scale,
+        loss, info = score_distillation(latents, lambda noisy, t: self.predict_noise(noisy, t, cams),
+                                        self.alphas_cumprod, t_range, self.guidance_scale,
                                         generator, grad_scale=scale, grad_clip=self.grad_clip,
                                         num_train_timesteps=self.num_train_timesteps)
         if scale is not None:
