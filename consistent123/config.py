@@ -55,6 +55,8 @@ class PreprocessConfig(Section):
     alpha_threshold: int = Field(127, ge=0, le=255)
     depth_input_size: int = 384
     min_image_side: int = 16
+    # Text prompt of the (CLIPSeg) segmenter when no caption is known; the caption is used when it is.
+    segmenter_prompt: str = "the main object"
 
 
 # ---------------------------------------------------------------- representation (spec §2)
@@ -82,6 +84,12 @@ class NeRFConfig(Section):
     occupancy_grid_resolution: int = 64
     occupancy_update_every: int = 16
     density_threshold: float = 10.0
+    # EMA decay of the occupancy grid (instant-ngp / stable-dreamfusion: 0.95).
+    occupancy_decay: float = 0.95
+    # Rays start at least this far from the camera (R: min_near 0.01).
+    min_near: float = 0.01
+    # Step of the central finite differences for normals (R: 1e-2).
+    normal_eps: float = 0.01
     shading: list[Literal["albedo", "lambertian", "textureless"]] = ["albedo", "lambertian", "textureless"]
     ambient_range: tuple[float, float] = (0.1, 1.0)
 

@@ -1,0 +1,41 @@
+"""Foreground mask of the input image: its alpha channel when it has a real one, else a segmenter."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from consistent123.errors import InputError
+
+
+def has_real_alpha(image: Image.Image, threshold: int) -> bool:
+    """An alpha channel is "real" when some pixels are at or below the threshold (transparent).
+
+    A fully opaque alpha (e.g. a photo saved as RGBA) carries no mask, so the segmenter is used.
+    """
+    return image.mode == "RGBA" and bool((np.asarray(image.getchannel("A")) <= threshold).any())
+
+
+def alpha_of(image: Image.Image) -> np.ndarray:
+    """The alpha channel as float32 in [0, 1]."""
+    return np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+
+
+def binary_mask(alpha: np.ndarray, threshold: float) -> np.ndarray:
+    return alpha > threshold
+
+
+def check_mask(mask: np.ndarray, path: str | Path, source: str) -> None:
+    """The mask must hold an object that is not the whole frame's nothing."""
+    if not mask.any():
+        detail = "the image is fully transparent" if source == "alpha" else "the segmenter found no foreground object"
+        raise InputError(f"{path}: no object to reconstruct: {detail}")
+
+
+def composite_on_white(image: Image.Image) -> Image.Image:
+    """RGB view of an RGBA image for the models (transparent pixels' colours are arbitrary)."""
+    if image.mode != "RGBA":
+        return image.convert("RGB")
+    background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, image).convert("RGB")

@@ -1,0 +1,143 @@
+"""One image -> ``rgba.png``, ``depth.png``, ``caption.txt`` (+ ``preprocess.json``) in a folder.
+
+Order of work, so that bad input never costs a model load and never leaves a partial output:
+1. validate every user input (caption text, image file, depth file and its size);
+2. mask from the alpha channel when it is real (a fully transparent image fails here);
+3. load only the models still needed: captioner (no caption given), segmenter (no real
+   alpha; prompted with the caption), depth estimator (no depth given);
+4. recentre image and depth with one crop window, normalise depth inside the mask;
+5. write every file atomically, ``rgba.png`` last (its presence means the case is complete).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from PIL import Image
+
+from consistent123.config import Config
+from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
+from consistent123.preprocess import depth as depth_ops
+from consistent123.preprocess.image_io import clean_caption, load_depth_map, load_image
+from consistent123.preprocess.mask import alpha_of, check_mask, composite_on_white, has_real_alpha
+from consistent123.preprocess.recentre import crop_window, recentre_map, recentre_rgba
+from consistent123.errors import InputError
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("rgba.png", "depth.png", "caption.txt", "preprocess.json")
+
+
+def _device(cfg: Config) -> str:
+    if cfg.train.device != "auto":
+        return cfg.train.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class _Models:
+    """Models loaded on first use, through the registry; ``given`` ones (tests, batch runs) reused."""
+
+    def __init__(self, cfg: Config, given: Mapping[str, Callable] | None):
+        self.cfg, self._models = cfg, dict(given or {})
+        self.used: dict[str, str] = {}
+
+    def get(self, name: str) -> Callable:
+        if name not in self._models:
+            from consistent123.priors import registry
+
+            loader = {"captioner": registry.load_captioner, "depth": registry.load_depth_estimator,
+                      "segmenter": registry.load_segmenter}[name]
+            self._models[name] = loader(self.cfg, _device(self.cfg))
+        model = self._models[name]
+        self.used[name] = str(getattr(model, "source", type(model).__name__))
+        return model
+
+
+def _png_bytes_safe_write(path: Path, image: Image.Image) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, caption: str | None = None,
+                     depth_path: str | Path | None = None, models: Mapping[str, Callable] | None = None) -> dict:
+    """Preprocess one image into ``out_dir``; return the record also saved as ``preprocess.json``."""
+    pcfg = cfg.preprocess
+    image_path, out_dir = Path(image_path), Path(out_dir)
+    threshold = pcfg.alpha_threshold / 255.0
+
+    # 1. user inputs, all validated before anything heavy happens
+    if caption is not None:
+        caption = clean_caption(caption, image_path)
+    image = load_image(image_path, pcfg.min_image_side)
+    given_depth = None
+    if depth_path is not None:
+        given_depth = depth_ops.match_to_image(load_depth_map(depth_path), image.size, depth_path)
+
+    # 2. mask from the alpha channel when it is a real one
+    real_alpha = has_real_alpha(image, pcfg.alpha_threshold)
+    if pcfg.mask_source == "alpha" and not real_alpha:
+        raise InputError(f"{image_path}: preprocess.mask_source is 'alpha' but the image has no transparent pixels")
+    use_alpha = real_alpha and pcfg.mask_source != "segmenter"
+    alpha = alpha_of(image) if use_alpha else None
+    if alpha is not None:
+        check_mask(alpha > threshold, image_path, "alpha")
+    model_view = composite_on_white(image)  # what the models see
+
+    # 3. models, only those still needed
+    models_ = _Models(cfg, models)
+    sources = {"mask": "alpha channel" if use_alpha else "segmenter",
+               "caption": "user" if caption is not None else "captioner",
+               "depth": f"file {depth_path}" if depth_path is not None else "depth estimator"}
+    if caption is None:
+        caption = " ".join(str(models_.get("captioner")(model_view)).split())
+        if not caption:
+            raise InputError(f"{image_path}: the captioner produced an empty caption; pass one with --caption")
+    if alpha is None:
+        prob = np.asarray(models_.get("segmenter")(model_view, prompt=caption or pcfg.segmenter_prompt), dtype=np.float32)
+        # Hard mask from the segmenter: its probabilities are coarse, a soft alpha would keep background halos.
+        alpha = (prob > threshold).astype(np.float32)
+        check_mask(alpha > threshold, image_path, "segmenter")
+    raw_depth = given_depth if given_depth is not None else np.asarray(models_.get("depth")(model_view), dtype=np.float64)
+    if raw_depth.shape != alpha.shape:
+        raise InputError(f"{image_path}: depth estimate is {raw_depth.shape[::-1]} but the image is {alpha.shape[::-1]}")
+
+    # 4. recentre with one window, then depth normalised inside the recentred mask
+    mask = alpha > threshold
+    window = crop_window(mask, pcfg.border_ratio)
+    rgb = np.asarray(image.convert("RGB"))
+    rgba = np.dstack([rgb, np.round(alpha * 255.0).astype(np.uint8)])
+    rgba_out = recentre_rgba(rgba, window, pcfg.size)
+    mask_out = rgba_out[..., 3].astype(np.float32) / 255.0 > threshold
+    if not mask_out.any():
+        raise InputError(f"{image_path}: the object vanishes when resized to {pcfg.size}x{pcfg.size} pixels")
+    depth_out = recentre_map(raw_depth, mask.astype(np.float64), window, pcfg.size)
+    depth_where = f"{depth_path}" if depth_path is not None else f"{image_path} (depth estimator)"
+    depth_out = depth_ops.normalise_in_mask(depth_out, mask_out, depth_where)
+
+    record: dict[str, Any] = {
+        "image": str(image_path),
+        "image_size": list(image.size),
+        "sources": sources,
+        "models": models_.used,
+        "crop_window": window.as_dict(),
+        "output_size": pcfg.size,
+        "border_ratio": pcfg.border_ratio,
+        "depth_png": "16-bit greyscale, 65535 = 1, larger = nearer, 0 outside the mask",
+        "caption": caption,
+        "config": {"preprocess": pcfg.model_dump(mode="json"), "models": cfg.models.model_dump(mode="json")},
+    }
+    for what, source in sources.items():
+        log.info("%s: %s from %s", image_path.name, what, source)
+
+    # 5. outputs, each atomic; rgba.png last
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "caption.txt", caption + "\n")
+    _png_bytes_safe_write(out_dir / "depth.png", depth_ops.depth_to_png16(depth_out))
+    atomic_write_json(out_dir / "preprocess.json", record)
+    _png_bytes_safe_write(out_dir / "rgba.png", Image.fromarray(rgba_out, "RGBA"))
+    log.info("%s: wrote %s (crop window %s)", image_path.name, out_dir, window.as_dict())
+    return record
