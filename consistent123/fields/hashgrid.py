@@ -29,6 +29,9 @@ PRIMES = (1, 2654435761, 805459861)
 INIT_RANGE = 1e-4
 # Points per chunk in the torch backend: bounds the int64 index buffers (L * 8 per point).
 CHUNK = 1 << 17
+# Up to this many points, forward keeps indices and weights for backward (~1 KB per point
+# with the default 16 levels) rather than recomputing them.
+KEEP_POINTS = 1 << 19
 
 
 def per_level_scale(cfg: HashGridConfig, bound: float) -> float:
@@ -72,12 +75,18 @@ class _TorchHashGrid(torch.autograd.Function):
         ctx.enc = enc
         L, F = enc.num_levels, enc.features
         out = u.new_empty(u.shape[0], L * F)
+        # Small batches keep their corners for backward (8 bytes per corner) instead of
+        # recomputing them; large ones recompute, chunk by chunk.
+        keep = any(ctx.needs_input_grad[:2]) and u.shape[0] <= KEEP_POINTS
+        ctx.corners = [] if keep else None
         for s in range(0, u.shape[0], CHUNK):
             idx, w = enc._corners(u[s:s + CHUNK])
             n = idx.shape[0]
             out[s:s + CHUNK] = torch.nn.functional.embedding_bag(
                 idx.reshape(n * L, -1), table, per_sample_weights=w.reshape(n * L, -1), mode="sum"
             ).reshape(n, L * F)
+            if keep:
+                ctx.corners.append((idx, w))
         return out
 
     @staticmethod
@@ -90,9 +99,9 @@ class _TorchHashGrid(torch.autograd.Function):
         grad_flat = torch.zeros(table.numel(), dtype=table.dtype, device=table.device) if need_table else None
         grad_u = torch.zeros_like(u) if need_u else None
         feature = torch.arange(F, device=u.device)
-        for s in range(0, u.shape[0], CHUNK):
+        for chunk, s in enumerate(range(0, u.shape[0], CHUNK)):
             g = grad_out[s:s + CHUNK]  # [n, L, F]
-            idx, w = enc._corners(u[s:s + CHUNK])
+            idx, w = ctx.corners[chunk] if ctx.corners is not None else enc._corners(u[s:s + CHUNK])
             if need_table:
                 contrib = w.unsqueeze(-1) * g.unsqueeze(2)  # [n, L, 8, F]
                 flat = (idx.to(torch.int64).unsqueeze(-1) * F + feature).reshape(-1)
@@ -130,8 +139,8 @@ class TorchHashEncoding(nn.Module):
         self.register_buffer("sizes32", self.sizes.to(torch.int32), persistent=False)
         self.register_buffer("offsets32", self.offsets.to(torch.int32), persistent=False)
         self.register_buffer("hash_mask", torch.where(self.dense, 0, self.sizes - 1), persistent=False)
-        self.register_buffer("dense_levels", torch.nonzero(self.dense).flatten(), persistent=False)
-        self.register_buffer("hash_levels", torch.nonzero(~self.dense).flatten(), persistent=False)
+        self.num_dense = int(sum(dense))
+        assert all(dense[: self.num_dense]), "dense levels must be the coarse prefix"
         if sum(sizes) >= 2**31:
             raise ValueError("hash tables larger than 2^31 entries are not supported")
         self.table = nn.Parameter(torch.empty(sum(sizes), cfg.features_per_level).uniform_(-INIT_RANGE, INIT_RANGE))
@@ -174,14 +183,16 @@ class TorchHashEncoding(nn.Module):
             return out.reshape(*out.shape[:2], -1)
 
         w = combine(parts_w, torch.mul)
-        idx = torch.empty(w.shape, dtype=torch.int32, device=u.device)
-        dl, hl = self.dense_levels, self.hash_levels
-        if dl.numel():
-            dense = combine([p[:, dl] for p in parts_dense], torch.add)
-            idx[:, dl] = dense % self.sizes32[dl].view(1, -1, 1) + self.offsets32[dl].view(1, -1, 1)
-        if hl.numel():
-            hashed = combine([p[:, hl] for p in parts_hash], torch.bitwise_xor)
-            idx[:, hl] = hashed + self.offsets32[hl].view(1, -1, 1)
+        # Dense levels are the coarse prefix (R grows with the level), hashed ones the rest.
+        nd = self.num_dense
+        groups = []
+        if nd:
+            dense = combine([p[:, :nd] for p in parts_dense], torch.add)
+            groups.append(dense % self.sizes32[:nd].view(1, -1, 1) + self.offsets32[:nd].view(1, -1, 1))
+        if nd < self.num_levels:
+            hashed = combine([p[:, nd:] for p in parts_hash], torch.bitwise_xor)
+            groups.append(hashed + self.offsets32[nd:].view(1, -1, 1))
+        idx = groups[0] if len(groups) == 1 else torch.cat(groups, 1)
         return idx, w
 
     def _weight_slopes(self, u: torch.Tensor) -> torch.Tensor:
