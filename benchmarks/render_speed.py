@@ -1,0 +1,95 @@
+"""Rendering speed of the pure-PyTorch (or CUDA) backends: one line per figure.
+
+    python benchmarks/render_speed.py [--runs 3] [--device cpu|cuda] [--backend torch|tcnn|auto]
+
+Each measurement is a function returning ``(value_ms, detail)``; ``MEASUREMENTS`` lists them
+with their labels and ``main`` prints one line each, so more renderers can be added by
+appending to the list.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from consistent123.config import Config
+from consistent123.render.cameras import Camera
+
+VIEW = Camera(80.0, 30.0, 3.2, 20.0)
+
+
+def _timed(fn: Callable[[], None], runs: int, warmup: int, device: str) -> float:
+    """Median wall time (ms) of ``fn`` over ``runs`` after ``warmup`` calls."""
+    times = []
+    for i in range(warmup + runs):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------- NeRF (volume rendering)
+def nerf_forward_backward_ms(args, size: int, use_occupancy: bool, shading: str = "albedo"):
+    """Forward + backward of one ``size``x``size`` view of a freshly initialised NeRF (full
+    default hash grid: 16 levels, 2^19 table), 64 + 32 samples per ray. With the occupancy
+    grid it is updated once first (as after the first training steps: the density blob only)."""
+    from consistent123.fields.nerf import NeRFField
+    from consistent123.render.volume import render_nerf
+
+    cfg = Config()
+    cfg.hashgrid.backend = args.backend
+    torch.manual_seed(0)
+    field = NeRFField(cfg.nerf, cfg.hashgrid).to(args.device)
+    if use_occupancy:
+        field.occupancy.update(field)
+    gen = torch.Generator().manual_seed(0)
+    samples = []
+
+    def step():
+        field.zero_grad(set_to_none=True)
+        out = render_nerf(field, VIEW, size, shading=(shading, 0.3, None), generator=gen, use_occupancy=use_occupancy)
+        out["rgb"].mean().backward()
+        samples.append(out["num_samples"])
+
+    ms = _timed(step, args.runs, args.warmup, args.device)
+    backend = field.encoder.backend
+    skip = "occupancy grid on" if use_occupancy else "no skipping"
+    return ms, f"{backend} hash grid, {shading}, {skip}, {samples[-1]} field samples"
+
+
+MEASUREMENTS: list[tuple[str, Callable]] = [
+    ("nerf fwd+bwd 64x64", lambda a: nerf_forward_backward_ms(a, 64, True)),
+    ("nerf fwd+bwd 128x128", lambda a: nerf_forward_backward_ms(a, 128, True)),
+    ("nerf fwd+bwd 64x64 lambertian", lambda a: nerf_forward_backward_ms(a, 64, True, "lambertian")),
+    ("nerf fwd+bwd 64x64 no skipping", lambda a: nerf_forward_backward_ms(a, 64, False)),
+    ("nerf fwd+bwd 128x128 no skipping", lambda a: nerf_forward_backward_ms(a, 128, False)),
+]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backend", default="torch", choices=["torch", "tcnn", "auto"])
+    parser.add_argument("--only", default="", help="run only measurements whose label contains this")
+    args = parser.parse_args(argv)
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.runs} after {args.warmup} warm-up")
+    for label, fn in MEASUREMENTS:
+        if args.only and args.only not in label:
+            continue
+        ms, detail = fn(args)
+        print(f"{label}: {ms:.1f} ms ({detail})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
