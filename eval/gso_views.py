@@ -33,7 +33,13 @@ def _colour_inputs(mesh: trimesh.Trimesh) -> dict:
             return {"vertex_colors": torch.as_tensor(np.tile(rgb, (len(mesh.vertices), 1)))}
     if getattr(visual, "kind", None) in ("vertex", "face"):
         return {"vertex_colors": torch.as_tensor(np.asarray(visual.vertex_colors)[:, :3], dtype=torch.float32) / 255.0}
-    return {}  # no colour: render_mesh shades it white, so only the silhouette counts
+    # No colour of its own: show its shape as a normal map (world space, so both meshes of a
+    # pair are shaded alike), not a white silhouette on a white background.
+    return {"color_fn": _normal_colour}
+
+
+def _normal_colour(points: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+    return normals * 0.5 + 0.5
 
 
 def render_views(mesh: trimesh.Trimesh, cameras, size: int, backend: str = "auto") -> list[np.ndarray]:

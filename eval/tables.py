@@ -102,7 +102,15 @@ def format_cell(row) -> str:
     paper = f"{row['paper']:.{d}f}" + ("†" if row.get("note") else "")
     if row["status"] != "ok":
         return f"{row['status']} / {paper}"
-    return f"{row['ours']:.{d}f} / {paper} ({row['diff']:+.{d}f})"
+    return f"{_number(row['ours'], d)} / {paper} ({_number(row['diff'], d, sign=True)})"
+
+
+def _number(value: float, decimals: int, sign: bool = False) -> str:
+    """The paper's precision; a small non-zero value keeps two significant digits instead of 0.000."""
+    plus = "+" if sign else ""
+    if value != 0 and round(value, decimals) == 0:
+        return f"{value:{plus}.1e}"
+    return f"{value:{plus}.{decimals}f}"
 
 
 def layout(cmp: pd.DataFrame, table: int) -> pd.DataFrame:

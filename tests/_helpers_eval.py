@@ -1,0 +1,28 @@
+"""Shared pieces of the evaluation tests: real data paths, a tiny CLIP, mesh files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIXTURE_RUNS = Path(__file__).resolve().parent / "fixtures" / "runs"
+
+
+def real_rgba(name: str = "banana") -> Path:
+    return SHARED / "realfusion15" / f"{name}_rgba.png"
+
+
+def tiny_clip(root: Path):
+    """The project's tiny random-weight open_clip model, loaded through the real loader."""
+    from consistent123.priors.clip import load_clip
+    from consistent123.priors.tiny import build_tiny_clip
+
+    return load_clip(str(build_tiny_clip(root / "tiny_clip")), "cpu")
+
+
+def moved(mesh: trimesh.Trimesh, scale: float, offset) -> trimesh.Trimesh:
+    out = mesh.copy()
+    out.vertices = np.asarray(mesh.vertices) * scale + np.asarray(offset, dtype=float)
+    return out
