@@ -8,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy.ndimage import binary_erosion
+from skimage.measure import label
 
 from consistent123.cli import main as cli_main
 from consistent123.config import load_config
 from consistent123.errors import InputError
+from consistent123.preprocess.mask import drop_specks
 from consistent123.preprocess.pipeline import OUTPUT_FILES, preprocess_image
 from consistent123.priors.vision import build_tiny_vision_models, load_captioner, load_depth_estimator, load_segmenter
 from tests._helpers_preprocess import C10, RF15, bbox_centre, bbox_fill, benchmark_cases, read_depth, read_rgba
@@ -21,6 +24,15 @@ from tests._helpers_preprocess import C10, RF15, bbox_centre, bbox_fill, benchma
 CFG = load_config()
 THRESHOLD = CFG.preprocess.alpha_threshold
 FILL = 1.0 - CFG.preprocess.border_ratio
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and lose a lot to contention on a shared 2-core runner."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +154,7 @@ def test_off_centre_object_is_recentred_and_depth_follows(tmp_path):
     assert np.corrcoef(depth_m[both], depth_o[both])[0, 1] > 0.95
 
 
-def test_exif_orientation_is_applied(tmp_path):
+def test_exif_orientation_is_applied(tmp_path, tiny):
     """A file stored sideways with an EXIF rotation gives the same result as the upright file."""
     upright = Image.open(C10 / "23_rgba.png").crop((0, 0, 256, 200))  # non-square, so a missed rotation shows
     upright.save(tmp_path / "upright.png")
@@ -151,14 +163,20 @@ def test_exif_orientation_is_applied(tmp_path):
     upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif)
     for name in ("upright", "sideways"):
         preprocess_image(tmp_path / f"{name}.png", tmp_path / f"out_{name}", CFG, caption="a toy",
-                         depth_path=None, models={"depth": _ramp_depth})
+                         depth_path=None, models={"depth": tiny["depth"]})
     a, b = read_rgba(tmp_path / "out_upright" / "rgba.png"), read_rgba(tmp_path / "out_sideways" / "rgba.png")
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
 
 
-def _ramp_depth(image: Image.Image) -> np.ndarray:
-    """A depth 'model' for orientation checks: larger towards the bottom of the displayed image."""
-    return np.tile(np.linspace(0.0, 1.0, image.height, dtype=np.float32)[:, None], (1, image.width))
+def test_segmenter_specks_are_dropped_but_every_real_part_kept():
+    """C10 case 23's mask has two separate parts: both survive; a stray 3x3 false positive does not."""
+    mask = read_rgba(C10 / "23_rgba.png")[..., 3] > THRESHOLD
+    assert label(mask, connectivity=2).max() == 2
+    noisy = mask.copy()
+    noisy[5:8, 5:8] = True
+    cleaned = drop_specks(noisy)
+    assert np.array_equal(cleaned, mask)
+    assert bbox_fill(cleaned) < bbox_fill(noisy)
 
 
 # ----------------------------------------------------------------- bad inputs

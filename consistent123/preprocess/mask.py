@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from skimage.measure import label
 
 from consistent123.errors import InputError
 
@@ -24,6 +25,20 @@ def alpha_of(image: Image.Image) -> np.ndarray:
 
 def binary_mask(alpha: np.ndarray, threshold: float) -> np.ndarray:
     return alpha > threshold
+
+
+def drop_specks(mask: np.ndarray, min_fraction: float = 0.01) -> np.ndarray:
+    """Keep the connected parts of a segmenter mask that are at least ``min_fraction`` of the largest.
+
+    A segmenter's stray false positives would otherwise stretch the bounding box and so the crop;
+    separate real parts of a fair size survive.
+    """
+    labels = label(mask, connectivity=2)
+    if labels.max() <= 1:
+        return mask
+    areas = np.bincount(labels.ravel())[1:]
+    keep = np.flatnonzero(areas >= min_fraction * areas.max()) + 1
+    return np.isin(labels, keep)
 
 
 def check_mask(mask: np.ndarray, path: str | Path, source: str) -> None:

@@ -21,7 +21,7 @@ from consistent123.config import Config
 from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
 from consistent123.preprocess import depth as depth_ops
 from consistent123.preprocess.image_io import clean_caption, load_depth_map, load_image
-from consistent123.preprocess.mask import alpha_of, check_mask, composite_on_white, has_real_alpha
+from consistent123.preprocess.mask import alpha_of, check_mask, composite_on_white, drop_specks, has_real_alpha
 from consistent123.preprocess.recentre import crop_window, recentre_map, recentre_rgba
 from consistent123.errors import InputError
 
@@ -57,7 +57,7 @@ class _Models:
         return model
 
 
-def _png_bytes_safe_write(path: Path, image: Image.Image) -> None:
+def _write_png(path: Path, image: Image.Image) -> None:
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
 
@@ -99,7 +99,7 @@ def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, c
     if alpha is None:
         prob = np.asarray(models_.get("segmenter")(model_view, prompt=caption or pcfg.segmenter_prompt), dtype=np.float32)
         # Hard mask from the segmenter: its probabilities are coarse, a soft alpha would keep background halos.
-        alpha = (prob > threshold).astype(np.float32)
+        alpha = drop_specks(prob > threshold).astype(np.float32)
         check_mask(alpha > threshold, image_path, "segmenter")
     raw_depth = given_depth if given_depth is not None else np.asarray(models_.get("depth")(model_view), dtype=np.float64)
     if raw_depth.shape != alpha.shape:
@@ -136,8 +136,8 @@ def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, c
     # 5. outputs, each atomic; rgba.png last
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "caption.txt", caption + "\n")
-    _png_bytes_safe_write(out_dir / "depth.png", depth_ops.depth_to_png16(depth_out))
+    _write_png(out_dir / "depth.png", depth_ops.depth_to_png16(depth_out))
     atomic_write_json(out_dir / "preprocess.json", record)
-    _png_bytes_safe_write(out_dir / "rgba.png", Image.fromarray(rgba_out, "RGBA"))
+    _write_png(out_dir / "rgba.png", Image.fromarray(rgba_out, "RGBA"))
     log.info("%s: wrote %s (crop window %s)", image_path.name, out_dir, window.as_dict())
     return record
