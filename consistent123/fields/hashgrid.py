@@ -48,7 +48,8 @@ def level_layout(cfg: HashGridConfig, bound: float, input_dim: int = 3):
     offset = 0
     for level in range(cfg.num_levels):
         # float32 arithmetic like the CUDA kernel, so both backends land on the same vertices.
-        scale = float(torch.exp2(torch.tensor(level * log2_b, dtype=torch.float32)) * cfg.base_resolution - 1.0)
+        exponent = torch.tensor(float(level), dtype=torch.float32) * torch.tensor(log2_b, dtype=torch.float32)
+        scale = float(torch.exp2(exponent) * cfg.base_resolution - 1.0)
         resolution = math.ceil(scale) + 1
         n_dense = resolution**input_dim
         size = min(-(-n_dense // 8) * 8, 1 << cfg.log2_hashmap_size)
