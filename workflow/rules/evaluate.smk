@@ -14,6 +14,7 @@ rule evaluate:
         boundary=rules.reconstruct.output.boundary,
         case=rules.preprocess.output.rgba,
         config=rules.method_config.output[0],
+        models=tiny_models(),
     output:
         f"{SWEEP_DIR}/runs/{{benchmark}}/{{variant}}/{{case}}/metrics.json",
     params:

@@ -3,6 +3,31 @@
 localrules: fetch, method_config
 
 
+TINY_DIR = BASE_CFG.models.tiny_dir
+
+
+def tiny_models():
+    """The tiny random-weight models, built once before the jobs that load them (demo/tests)."""
+    return [f"{TINY_DIR}/tiny_models.json"] if TINY_DIR else []
+
+
+if TINY_DIR:
+
+    rule tiny_models:
+        """`consistent123 tiny-models DIR`: every pretrained part at tiny size, random weights."""
+        output:
+            f"{TINY_DIR}/tiny_models.json",
+        log:
+            f"{RESULTS}/logs/tiny_models.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/tiny_models.tsv"
+        threads: 1
+        resources:
+            **rule_resources("preprocess"),
+        script:
+            "../scripts/tiny_models.py"
+
+
 rule fetch:
     """Copy one manifest file from the local mirror, or download it from its source, and
     refuse it unless its sha256 matches the manifest."""
@@ -48,7 +73,8 @@ rule method_config:
 
 def preprocess_inputs(wildcards):
     files = config["benchmarks"][wildcards.benchmark].get("files", ["rgba", "depth"])
-    inputs = {"image": data_file(wildcards.benchmark, wildcards.case, "rgba"), "config": rules.method_config.output[0]}
+    inputs = {"image": data_file(wildcards.benchmark, wildcards.case, "rgba"), "config": rules.method_config.output[0],
+              "models": tiny_models()}
     if "depth" in files:
         inputs["depth"] = data_file(wildcards.benchmark, wildcards.case, "depth")
     return inputs

@@ -44,6 +44,7 @@ rule reconstruct:
         caption=rules.preprocess.output.caption,
         config=rules.method_config.output[0],
         parent=rules.mlflow_init.output[0],
+        models=tiny_models(),
     output:
         glb=f"{SWEEP_DIR}/runs/{{benchmark}}/{{variant}}/{{case}}/mesh.glb",
         obj=f"{SWEEP_DIR}/runs/{{benchmark}}/{{variant}}/{{case}}/mesh.obj",
