@@ -39,7 +39,8 @@ class ModelsConfig(Section):
     clip_judge: str = "ViT-B-16/openai"
     captioner: str = "Salesforce/blip-image-captioning-base"
     depth: str = "Intel/dpt-hybrid-midas"
-    segmenter: str = "briaai/RMBG-1.4"
+    # CLIPSeg prompted with the caption: the dedicated background removers need remote code.
+    segmenter: str = "CIDAS/clipseg-rd64-refined"
     tiny_dir: Optional[str] = None
     cache_dir: Optional[str] = None
     # fp16 priors on GPU (spec §7); always fp32 on CPU.

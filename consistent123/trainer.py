@@ -107,7 +107,7 @@ class Trainer:
         self.gen_device = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
         self.nerf = NeRFField(cfg.nerf, cfg.hashgrid).to(device)
         self.mesh = None  # DMTetField once the mesh phase starts
-        self.optimizer = make_optimizer(self.nerf.parameters(), cfg.train)
+        self.optimizer = make_optimizer(self.nerf.param_groups(cfg.train.lr), cfg.train)
         self.judge = BoundaryJudge.from_config(cfg.boundary)
         self.t_switch: Optional[int] = fixed_switch_iteration(cfg.dynamic)
         self.iteration = 0  # next iteration to run
@@ -201,7 +201,7 @@ class Trainer:
 
         if lc.lambda_entropy > 0:
             terms["entropy"] = lc.lambda_entropy * entropy_loss(out)
-        if lc.lambda_orient > 0 and out.get("normals") is not None:
+        if lc.lambda_orient > 0 and out.get("orient") is not None:
             terms["orient"] = lc.lambda_orient * orientation_loss(out)
         return terms
 
@@ -211,6 +211,8 @@ class Trainer:
         if t == cfg.train.nerf_iters and self.mesh is None and cfg.train.mesh_iters > 0:
             self.start_mesh_phase()
         self._prepare_priors()
+        if self.mesh is None:  # empty-space skipping follows the density as it grows
+            self.nerf.occupancy.maybe_update(self.nerf, t, cfg.nerf.occupancy_update_every, self.gen)
         weights = self._decide_stage(t)
         self.optimizer.zero_grad(set_to_none=True)
         terms: dict[str, torch.Tensor] = {}
@@ -240,8 +242,6 @@ class Trainer:
         if total is not None and total.requires_grad:
             total.backward()
             self.optimizer.step()
-        if self.mesh is None and hasattr(self.nerf, "update_occupancy") and t % cfg.nerf.occupancy_update_every == 0:
-            self.nerf.update_occupancy(self.gen)
         record = IterationRecord(t, self.phase, weights.stage, view, weights.w3d, weights.w2d,
                                  {k: float(v.detach()) for k, v in terms.items()})
         self.records.append(record.row())
@@ -317,5 +317,7 @@ class Trainer:
                 bar.close()
                 raise SystemExit(f"stopped after iteration {self.iteration} (--stop-after)")
         bar.close()
+        if checkpoint_path is not None:
+            self.save_checkpoint(checkpoint_path)  # the final state, for inspection and exact comparisons
         if self.t_switch is None and uses_boundary_judgement(self.cfg.dynamic) and self.cfg.train.use_priors:
             log.warning("the boundary judgement never switched (the run ended before most_3d_only)")

@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder: rgba.png, depth.png, caption.txt, preprocess.json")
     parser.add_argument("--caption", default=None, metavar="TEXT", help="use this caption instead of the captioner")
     parser.add_argument("--depth", default=None, metavar="FILE",
-                        help="use this depth map (larger = nearer, same framing as IMAGE) instead of the estimator")
+                        help="use this depth map (larger = farther, same framing as IMAGE) instead of the estimator")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:

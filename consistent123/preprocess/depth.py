@@ -1,7 +1,9 @@
 """Depth maps: matching a given map to its image, normalising inside the mask, 16-bit PNG I/O.
 
-Convention (the authors' ``*_depth.png``): relative depth, larger = nearer, in [0, 1] inside
-the object mask and 0 outside. We store it as a 16-bit greyscale PNG (65535 = 1) for
+Convention (the authors' ``*_depth.png``, Omnidata depth): relative depth, larger = farther
+(a bulging surface is darkest at its centre, e.g. realfusion15/colorful_teapot_depth.png), in
+[0, 1] inside the object mask and 0 outside. The reference-view loss correlates it with the
+rendered ray distance. We store it as a 16-bit greyscale PNG (65535 = 1) for
 precision; ``read_depth_png`` reads both that and the authors' 8-bit files.
 """
 from __future__ import annotations

@@ -101,7 +101,11 @@ def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, c
         # Hard mask from the segmenter: its probabilities are coarse, a soft alpha would keep background halos.
         alpha = drop_specks(prob > threshold).astype(np.float32)
         check_mask(alpha > threshold, image_path, "segmenter")
-    raw_depth = given_depth if given_depth is not None else np.asarray(models_.get("depth")(model_view), dtype=np.float64)
+    if given_depth is not None:
+        raw_depth = given_depth
+    else:
+        # Estimators give disparity-like maps (larger = nearer); depth.png holds depth (larger = farther).
+        raw_depth = -np.asarray(models_.get("depth")(model_view), dtype=np.float64)
     if raw_depth.shape != alpha.shape:
         raise InputError(f"{image_path}: depth estimate is {raw_depth.shape[::-1]} but the image is {alpha.shape[::-1]}")
 
@@ -126,7 +130,7 @@ def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, c
         "crop_window": window.as_dict(),
         "output_size": pcfg.size,
         "border_ratio": pcfg.border_ratio,
-        "depth_png": "16-bit greyscale, 65535 = 1, larger = nearer, 0 outside the mask",
+        "depth_png": "16-bit greyscale, 65535 = 1, larger = farther, 0 outside the mask",
         "caption": caption,
         "config": {"preprocess": pcfg.model_dump(mode="json"), "models": cfg.models.model_dump(mode="json")},
     }
