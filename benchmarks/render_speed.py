@@ -65,12 +65,39 @@ def nerf_forward_backward_ms(args, size: int, use_occupancy: bool, shading: str 
     return ms, f"{backend} hash grid, {shading}, {skip}, {samples[-1]} field samples"
 
 
+# ---------------------------------------------------------------- rasteriser (mesh phase)
+def rasteriser_forward_backward_ms(args, size: int, raster_backend: str = "torch"):
+    """Forward + backward of one ``size``x``size`` view of a 20480-face icosphere (rasterise,
+    interpolate colour/position/normal/depth, antialias, backward to the vertices)."""
+    import trimesh
+
+    from consistent123.render.rasterize import render_mesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.8)
+    verts = torch.tensor(mesh.vertices, dtype=torch.float32, device=args.device, requires_grad=True)
+    faces = torch.tensor(mesh.faces, device=args.device)
+    colours = (verts.detach() * 0.5 + 0.5).clamp(0, 1)
+    cam = Camera(75.0, 30.0, 3.2, 40.0)  # the sphere fills ~40 % of the view
+    covered = []
+
+    def step():
+        verts.grad = None
+        out = render_mesh(verts, faces, cam, size, size, vertex_colors=colours, backend=raster_backend)
+        (out["rgb"].mean() + out["alpha"].mean() + out["depth"].mean()).backward()
+        covered.append(int(out["mask"].sum()))
+
+    ms = _timed(step, args.runs, args.warmup, args.device)
+    return ms, f"{raster_backend} rasteriser, {faces.shape[0]} faces, {covered[-1]} covered pixels"
+
+
 MEASUREMENTS: list[tuple[str, Callable]] = [
     ("nerf fwd+bwd 64x64", lambda a: nerf_forward_backward_ms(a, 64, True)),
     ("nerf fwd+bwd 128x128", lambda a: nerf_forward_backward_ms(a, 128, True)),
     ("nerf fwd+bwd 64x64 lambertian", lambda a: nerf_forward_backward_ms(a, 64, True, "lambertian")),
     ("nerf fwd+bwd 64x64 no skipping", lambda a: nerf_forward_backward_ms(a, 64, False)),
     ("nerf fwd+bwd 128x128 no skipping", lambda a: nerf_forward_backward_ms(a, 128, False)),
+    ("rasteriser fwd+bwd 256x256", lambda a: rasteriser_forward_backward_ms(a, 256)),
+    ("rasteriser fwd+bwd 1024x1024", lambda a: rasteriser_forward_backward_ms(a, 1024)),
 ]
 
 

@@ -45,7 +45,8 @@ def _edge_faces(faces: torch.Tensor) -> torch.Tensor:
     """[E,2] the two faces on each manifold edge (edges on one or >2 faces are left out)."""
     f = faces.long()
     edges = torch.sort(torch.stack([f, f.roll(-1, dims=1)], -1).reshape(-1, 2), dim=1).values
-    _, inv, counts = torch.unique(edges, dim=0, return_inverse=True, return_counts=True)
+    # 1-D keys: torch.unique(dim=0) is far slower than unique on a flat int64 tensor.
+    _, inv, counts = torch.unique(edges[:, 0] * (int(f.max()) + 1) + edges[:, 1], return_inverse=True, return_counts=True)
     order = torch.argsort(inv, stable=True)
     face_of = torch.arange(f.shape[0], device=f.device).repeat_interleave(3)[order]
     starts = torch.cumsum(counts, 0) - counts
@@ -73,8 +74,10 @@ def laplacian_smooth(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         return verts.sum() * 0
     f = faces.long()
     with torch.no_grad():
-        edges = torch.unique(torch.sort(torch.stack([f, f.roll(-1, dims=1)], -1).reshape(-1, 2), dim=1).values, dim=0)
-    i, j = edges[:, 0], edges[:, 1]
+        edges = torch.sort(torch.stack([f, f.roll(-1, dims=1)], -1).reshape(-1, 2), dim=1).values
+        n = int(f.max()) + 1
+        keys = torch.unique(edges[:, 0] * n + edges[:, 1])
+    i, j = torch.div(keys, n, rounding_mode="floor"), keys % n
     d = verts[i] - verts[j]
     lap = torch.zeros_like(verts).index_add(0, i, d).index_add(0, j, -d)
     used = torch.zeros(verts.shape[0], dtype=torch.bool, device=verts.device)

@@ -227,9 +227,9 @@ def _silhouette_edges(scr: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
         p = scr[tri][..., :2]
         area = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1])
         facing = torch.sign(area).long()
-        edges = torch.stack([tri, tri.roll(-1, dims=1)], -1).reshape(-1, 2)
-        edges = torch.sort(edges, dim=1).values
-        _, inv = torch.unique(edges, dim=0, return_inverse=True)
+        edges = torch.sort(torch.stack([tri, tri.roll(-1, dims=1)], -1).reshape(-1, 2), dim=1).values
+        # 1-D keys: torch.unique(dim=0) is far slower than unique on a flat int64 tensor.
+        _, inv = torch.unique(edges[:, 0] * (int(tri.max()) + 1) + edges[:, 1], return_inverse=True)
         n = int(inv.max()) + 1
         count = torch.bincount(inv, minlength=n)
         fsum = torch.zeros(n, dtype=torch.long, device=tri.device).index_add_(0, inv, facing.repeat_interleave(3))
