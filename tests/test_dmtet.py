@@ -60,7 +60,7 @@ def test_render_gives_the_expected_silhouette_and_gradients():
 
 def test_regularisers_are_finite_differentiable_and_penalise_noise():
     field = _field()
-    smooth = (float(field.normal_consistency_loss()), float(field.laplacian_loss()))
+    smooth = (float(field.normal_consistency_loss().detach()), float(field.laplacian_loss().detach()))
     with torch.no_grad():
         field.deform.add_(torch.randn(field.deform.shape, generator=torch.Generator().manual_seed(0)) * 3)
     nc, lap = field.normal_consistency_loss(), field.laplacian_loss()

@@ -105,10 +105,11 @@ class DMTetField(nn.Module):
     # -- construction from the coarse stage
     @classmethod
     def from_density(cls, density_fn: DensityFn, dmtet_cfg: DMTetConfig, hashgrid_cfg: HashGridConfig,
-                     bound: float) -> "DMTetField":
-        """Initialise from a NeRF density ``density_fn(points[N,3]) -> sigma[N]`` (no grad)."""
-        field = cls(dmtet_cfg, hashgrid_cfg, bound)
-        dev = next(field.parameters()).device
+                     bound: float, device=None) -> "DMTetField":
+        """Initialise from a NeRF density ``density_fn(points[N,3]) -> sigma[N]`` (no grad),
+        queried on ``device`` (where the NeRF lives; default: CPU)."""
+        field = cls(dmtet_cfg, hashgrid_cfg, bound).to(device or "cpu")
+        dev = field.base_verts.device
         thresh = dmtet_cfg.init_density_threshold
         pts = field.base_verts * field.bound
         sigma = _evaluate(density_fn, pts)
