@@ -41,7 +41,7 @@ def fit_case(name: str, size: int, iters: int, overrides: list[str]) -> tuple[fl
         out = trainer.render(reference_camera(cfg.cameras), size, ("albedo", 1.0, torch.tensor([0.0, 0.0, 1.0])),
                              torch.ones(3), perturb=False)
     target = case.targets(size, torch.ones(3))["rgb"]
-    return float(psnr(out["rgb"].clamp(0, 1), target)), seconds, iters
+    return psnr(out["rgb"].clamp(0, 1).cpu().numpy(), target.numpy()), seconds, iters
 
 
 def main() -> None:

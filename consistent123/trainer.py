@@ -220,7 +220,9 @@ class Trainer:
             view = "reference"
             size = round(self.render_size() * (cfg.nerf.ref_render_scale if self.mesh is None else 1.0))
             bg = torch.rand(3, generator=self.gen)  # R: random background on the reference view
-            out = self.render(self.ref_cam, size, ("lambertian", 1.0, torch.tensor([0.0, 0.0, 1.0])), bg)
+            # R shades the reference view lambertian with ambient 1, which is exactly the albedo:
+            # render it as albedo and skip the normals that would not change a pixel.
+            out = self.render(self.ref_cam, size, ("albedo", 1.0, None), bg)
             target = {k: v.to(self.device) for k, v in self.case.targets(size, bg).items()}
             lam_depth = depth_weight(cfg.loss, t, cfg.train.nerf_iters if self.mesh is None else cfg.train.mesh_iters,
                                      self.mesh is not None)
@@ -254,7 +256,9 @@ class Trainer:
 
         self.nerf.eval()
         self.mesh = DMTetField.from_density(self.nerf.density, self.cfg.dmtet, self.cfg.hashgrid,
-                                            self.cfg.nerf.bound).to(self.device)
+                                            self.cfg.nerf.bound, device=self.device)
+        if not self.mesh.inherit_color(self.nerf):
+            log.warning("mesh phase: colour field layout differs from the NeRF's; the texture starts afresh")
         self.optimizer = make_optimizer(self.mesh.parameters(), self.cfg.train)
 
     # ------------------------------------------------------------ checkpoints

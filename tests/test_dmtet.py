@@ -75,3 +75,25 @@ def test_empty_density_is_refused():
     with pytest.raises(Consistent123Error, match="init_density_threshold"):
         DMTetField.from_density(lambda p: torch.zeros(p.shape[0]), cfg.dmtet.model_copy(update=dict(tet_grid_size=8)),
                                 cfg.hashgrid.model_copy(update=dict(num_levels=2, log2_hashmap_size=8)), 1.0)
+
+
+def test_mesh_texture_starts_from_the_nerf_albedo():
+    from consistent123.config import Config
+    from consistent123.fields.dmtet import DMTetField
+    from consistent123.fields.nerf import NeRFField
+
+    cfg = Config()
+    cfg.hashgrid.num_levels, cfg.hashgrid.log2_hashmap_size = 4, 10
+    cfg.dmtet.tet_grid_size = 8
+    cfg.dmtet.color_hidden_dim = cfg.nerf.hidden_dim
+    cfg.dmtet.color_num_layers = cfg.nerf.num_layers
+    torch.manual_seed(0)
+    nerf = NeRFField(cfg.nerf, cfg.hashgrid)
+    with torch.no_grad():
+        for p in nerf.parameters():
+            p.normal_(0, 0.5)
+    field = DMTetField(cfg.dmtet, cfg.hashgrid, 1.0)
+    x = torch.rand(64, 3) * 1.6 - 0.8
+    assert not torch.allclose(field.albedo(x), nerf(x)[1])
+    assert field.inherit_color(nerf)
+    assert torch.allclose(field.albedo(x), nerf(x)[1], atol=1e-6)

@@ -126,6 +126,29 @@ class DMTetField(nn.Module):
             field.sdf.copy_((sigma - thresh).clamp(-c, c))
         return field
 
+    @torch.no_grad()
+    def inherit_color(self, nerf) -> bool:
+        """Start the texture from the NeRF's albedo (same hash grid, MLP rows 1..3 of its output).
+
+        The NeRF's MLP predicts (density, albedo); the colour MLP predicts albedo alone, so the
+        hidden layers copy over and the output layer keeps the albedo rows. Returns False (and
+        keeps the fresh colour field) when the two layouts differ.
+        """
+        linears = [m for m in self.color_net if isinstance(m, nn.Linear)]
+        source = list(nerf.mlp.layers)
+        same = (len(linears) == len(source)
+                and all(a.weight.shape == b.weight.shape for a, b in zip(linears[:-1], source[:-1]))
+                and linears[-1].weight.shape == source[-1].weight[1:4].shape
+                and sum(p.numel() for p in self.encoder.parameters()) == sum(p.numel() for p in nerf.encoder.parameters()))
+        if not same:
+            return False
+        self.encoder.load_state_dict(nerf.encoder.state_dict())
+        for dst, src in zip(linears[:-1], source[:-1]):
+            dst.load_state_dict(src.state_dict())
+        linears[-1].weight.copy_(source[-1].weight[1:4])
+        linears[-1].bias.copy_(source[-1].bias[1:4])
+        return True
+
     # -- geometry
     def grid_vertices(self) -> torch.Tensor:
         """Deformed grid vertices in world space; the deformation stays within a quarter cell."""
