@@ -9,8 +9,6 @@ from snakemake.utils import Paramspace, validate
 from consistent123.config import config_from_dict
 from consistent123.errors import ConfigError
 
-validate(config, schema="../schemas/config.schema.json")
-
 RESULTS = config.get("results", "results")
 SWEEP = config["sweep"]
 SWEEP_DIR = f"{RESULTS}/{SWEEP}"
@@ -20,6 +18,21 @@ ROLES = ("rgba", "depth", "normal", "image")
 
 def _fail(message):
     raise WorkflowError(f"config error: {message}")
+
+
+def _why(exc):
+    """The jsonschema detail that snakemake.utils.validate wraps: field and reason."""
+    for arg in (*exc.args, exc.__cause__, exc.__context__):
+        if hasattr(arg, "message") and hasattr(arg, "absolute_path"):
+            where = ".".join(str(p) for p in getattr(arg, "absolute_path", [])) or "(top level)"
+            return f"{where}: {arg.message}"
+    return str(exc.args[0]) if exc.args else str(exc)
+
+
+try:
+    validate(config, schema="../schemas/config.schema.json")
+except WorkflowError as exc:
+    _fail(_why(exc))
 
 
 # ------------------------------------------------------------------ the method's config
@@ -45,7 +58,7 @@ def load_manifest(benchmark, spec):
         try:
             validate(row.to_dict(), schema="../schemas/cases.schema.json")
         except WorkflowError as exc:
-            _fail(f"{path}, row {i + 2} (case {row['case']!r}): {exc.args[0].splitlines()[0]}")
+            _fail(f"{path}, line {i + 2} (case {row['case']!r}): {_why(exc)}")
     dupes = sheet["case"][sheet["case"].duplicated()].tolist()
     if dupes:
         _fail(f"{path}: duplicate case name(s) {', '.join(dupes)}")
