@@ -14,3 +14,6 @@ for name in slurmd slurmctld slurmdbd mariadbd munged; do
   fi
   rm -f "$f"
 done
+# Remove the configs start.sh wrote: with a slurm.conf naming a controller that is gone, every
+# `scontrol` call (the SLURM plugin runs one whenever Snakemake starts) hangs ~10 s.
+rm -f /etc/slurm/slurm.conf /etc/slurm/slurmdbd.conf
