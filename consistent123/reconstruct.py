@@ -30,6 +30,7 @@ from consistent123.trainer import Trainer, load_priors, resolve_device
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoints/last.pt"
+FINAL_OUTPUTS = ("mesh.glb", "mesh.obj", "boundary.json", "schedule.csv", "views/reference.png")
 
 
 def add_arguments(parser) -> None:
@@ -121,8 +122,11 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
     case = load_case(case_dir)  # validates before anything is built or written
     out_dir = Path(out_dir)
     if (out_dir / "DONE").exists():
-        log.info("%s already finished; nothing to do", out_dir)
-        return out_dir
+        if all((out_dir / name).exists() for name in FINAL_OUTPUTS):
+            log.info("%s already finished; nothing to do", out_dir)
+            return out_dir
+        # Outputs were removed (e.g. a forced re-run): rebuild them from the final checkpoint.
+        (out_dir / "DONE").unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
     device = resolve_device(cfg.train.device)

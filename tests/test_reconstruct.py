@@ -124,3 +124,12 @@ def test_bad_case_folders(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "depth.png" in err and "does not match" in err
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o3").exists()
+
+
+def test_rerun_of_a_finished_folder_rebuilds_only_missing_outputs(finished_run, tiny_models):
+    tmp, case, out = finished_run
+    before = (out / "schedule.csv").read_text()
+    (out / "mesh.glb").unlink()
+    assert _cli(case, out, _overrides(tiny_models, tmp)) == 0
+    assert (out / "mesh.glb").is_file() and (out / "DONE").is_file()
+    assert (out / "schedule.csv").read_text() == before  # no iteration was run again

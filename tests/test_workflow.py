@@ -70,16 +70,17 @@ def test_paper_dag_lists_every_case_and_variant_exactly_once():
     rf15 = [r["case"] for r in read_tsv(REPO / "datasets/realfusion15.tsv")]
     c10 = [r["case"] for r in read_tsv(REPO / "datasets/c10.tsv")]
     gso = [r["case"] for r in read_tsv(REPO / "datasets/gso.tsv")]
-    grids = sorted((REPO / "config/grids").glob("table*.tsv"))
+    grids = sorted((REPO / "config/grids").glob("*.tsv"))  # tables 3-6 and the baselines of tables 1-2
     # Every grid row is a variant; rows equal to the paper's settings all collapse into "default".
     n_rows = sum(len(read_tsv(g)) for g in grids)
-    n_default_rows = len(grids)  # each ablation table has exactly one row with the paper's settings
+    n_default_rows = len(grids)  # each grid has exactly one row with the paper's settings
     n_variants = n_rows - n_default_rows + 1
     variants_of = lambda bench: {v for b, _, v in runs if b == bench}  # noqa: E731
     assert len(variants_of("realfusion15")) == n_variants == len(variants_of("c10"))
-    assert variants_of("gso") == {"default"}
+    baselines = {"default", "dynamic_strategy~3d_only", "dynamic_strategy~magic123"}
+    assert variants_of("gso") == baselines
     expected = {(b, c, v) for b, cases in (("realfusion15", rf15), ("c10", c10)) for c in cases for v in variants_of(b)}
-    expected |= {("gso", c, "default") for c in gso}
+    expected |= {("gso", c, v) for c in gso for v in baselines}
     assert set(runs) == expected
     assert {"dynamic_schedule~log", "dynamic_strategy~fixed_switch", "loss_lambda_depth~0"} <= variants_of("c10")
 

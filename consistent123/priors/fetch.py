@@ -22,6 +22,7 @@ CONFIG_KEYS = {
     "captioner": "models.captioner",
     "depth": "models.depth",
     "segmenter": "models.segmenter",
+    "lpips": "eval.lpips_net",
 }
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".msgpack", ".h5")
 
@@ -30,7 +31,8 @@ def configured_sources(cfg) -> dict[str, str]:
     """The real ids of every part (``models.tiny_dir`` is ignored: there is nothing to fetch for it)."""
     m = cfg.models
     return {"zero123": m.zero123, "stable_diffusion": m.stable_diffusion, "clip_judge": m.clip_judge,
-            "clip_metric": cfg.eval.clip_model, "captioner": m.captioner, "depth": m.depth, "segmenter": m.segmenter}
+            "clip_metric": cfg.eval.clip_model, "captioner": m.captioner, "depth": m.depth, "segmenter": m.segmenter,
+            "lpips": cfg.eval.lpips_net}
 
 
 def select_files(files: list[str], variant: Optional[str] = None) -> list[str]:
@@ -98,6 +100,10 @@ def _fetch_open_clip(source: str, cache_dir: Optional[str] = None) -> str:
 
 def fetch(part: str, source: str, cache_dir: Optional[str] = None, variant: Optional[str] = None) -> str:
     """Download one part; returns where it landed. Offline -> ModelUnavailableError (one line)."""
+    if part == "lpips":  # the ImageNet trunk LPIPS runs on lives in the torch cache, not the HF cache
+        from eval.image_metrics import ensure_backbone
+
+        return str(ensure_backbone(source, allow_download=True))
     if part.startswith("clip"):
         return hub.load_pretrained(_fetch_open_clip, source, f"CLIP {source}", CONFIG_KEYS[part], cache_dir=cache_dir)
     return hub.load_pretrained(_fetch_hub_repo, source, f"{part} {source}", CONFIG_KEYS[part],

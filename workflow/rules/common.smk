@@ -166,10 +166,23 @@ def run_dir(benchmark, variant, case):
     return f"{SWEEP_DIR}/runs/{benchmark}/{variant}/{case}"
 
 
+# The paper's name of a variant (eval/aggregate.py's tag scheme): "<ablation>=<setting>".
+ABLATION_OF_TABLE = {"table1": "strategy", "table2": "strategy", "table3": "schedule",
+                     "table4": "lambda", "table5": "Ldelta", "table6": "strategy"}
+
+
+def paper_label(variant):
+    if variant == "default":
+        return "default"
+    table, setting = sorted(VARIANTS[variant]["tables"].items())[0]
+    return f"{ABLATION_OF_TABLE.get(table, table)}={setting}"
+
+
 def run_tags(wildcards):
     tables = ",".join(sorted(VARIANTS[wildcards.variant]["tables"]))
     return [f"benchmark={wildcards.benchmark}", f"case={wildcards.case}",
-            f"variant={wildcards.variant}", f"table={tables}", f"sweep={SWEEP}"]
+            f"variant={paper_label(wildcards.variant)}", f"variant_dir={wildcards.variant}",
+            f"table={tables}", f"sweep={SWEEP}"]
 
 
 def rule_resources(rule_name):
