@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="banana,bird,cactus")
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--iters", type=int, default=600)
+    parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))

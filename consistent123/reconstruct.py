@@ -62,9 +62,19 @@ def _save_png(path: Path, rgba: torch.Tensor) -> None:
 
 @torch.no_grad()
 def render_view(trainer: Trainer, cam: Camera, size: int) -> torch.Tensor:
-    """RGBA render of the final model (mesh when it exists) in albedo on a white background."""
-    out = trainer.render(cam, size, ("albedo", 1.0, torch.tensor([0.0, 0.0, 1.0])), torch.ones(3), perturb=False)
-    return torch.cat([out["rgb"], out["opacity"]], -1)
+    """Straight-alpha RGBA render of the final model (mesh when it exists), albedo shading.
+
+    Rendered over black the colour comes out premultiplied; dividing by the opacity gives the
+    straight colour a PNG stores, so compositing the file on any background is exact.
+    """
+    out = trainer.render(cam, size, ("albedo", 1.0, None), torch.zeros(3), perturb=False)
+    alpha = out["opacity"].clamp(0, 1)
+    straight = torch.where(alpha > 1e-4, out["rgb"] / alpha.clamp(min=1e-4), torch.zeros_like(out["rgb"]))
+    return torch.cat([straight.clamp(0, 1), alpha], -1)
+
+
+def on_white(rgba: torch.Tensor) -> torch.Tensor:
+    return rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
 
 
 def write_views(trainer: Trainer, out_dir: Path) -> list[Path]:
@@ -112,7 +122,7 @@ def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
     cams = ring_cameras(cfg.export.turntable_views, cfg.cameras.ref_polar, cfg.cameras.ref_radius, cfg.cameras.ref_fovy)
     size = cfg.export.turntable_size
     paths["turntable"] = export.render_turntable(
-        lambda cam: render_view(trainer, cam, size)[..., :3], cams, out_dir / "turntable.mp4", cfg.export.turntable_fps)
+        lambda cam: on_white(render_view(trainer, cam, size)), cams, out_dir / "turntable.mp4", cfg.export.turntable_fps)
     return paths
 
 

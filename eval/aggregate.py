@@ -22,6 +22,7 @@ under ``"tags"``):
                Magic123 column in Tables 1-2)
 ``table``      optional, informational: the table(s) the run was launched for, e.g. ``4``
 ``method``     ``consistent123`` (default when absent)
+``sweep``      the workflow sweep the run belongs to (``tables --sweep`` keeps one sweep)
 
 Parent runs of sweeps (tag ``role=parent``) are skipped.
 
@@ -43,7 +44,7 @@ from consistent123.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-TAGS = ["benchmark", "case", "category", "variant", "table", "method"]
+TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep"]
 METRICS = ["clip_similarity", "psnr", "lpips", "chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "t_switch"]
 COLUMNS = ["run_id", *TAGS, *METRICS, "source"]
 

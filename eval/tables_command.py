@@ -25,6 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--results", default=None, help="folder searched for per-run metrics.json (fallback)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: config tracking.uri)")
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: config tracking.experiment)")
+    parser.add_argument("--sweep", default=None, help="keep only the runs tagged with this sweep")
     parser.add_argument("--no-mlflow", action="store_true", help="read only metrics.json files / --runs")
     parser.add_argument("--tables", nargs="*", type=int, default=[1, 2, 3, 4, 5, 6], choices=range(1, 7),
                         metavar="N", help="which tables (default: all six)")
@@ -44,7 +45,10 @@ def load_runs(args, cfg) -> pd.DataFrame:
         experiment = args.experiment or cfg.tracking.experiment
     if args.results is not None and not Path(args.results).is_dir():
         raise InputError(f"{args.results}: results folder not found")
-    return aggregate.collect_runs(uri, experiment, args.results)
+    runs = aggregate.collect_runs(uri, experiment, args.results)
+    if args.sweep is not None and not runs.empty:
+        runs = runs[runs.get("sweep", pd.Series(index=runs.index, dtype=object)) == args.sweep].reset_index(drop=True)
+    return runs
 
 
 def write_tables(runs: pd.DataFrame, out: Path, which) -> list[Path]:

@@ -9,6 +9,7 @@ rule tables:
         metrics=all_metrics(),
         variants=rules.variants_sheet.output[0],
         parent=rules.mlflow_init.output[0],
+        config=rules.method_config.output[0],
     output:
         tables=report(
             directory(f"{RESULTS}/tables/{SWEEP}"),
@@ -19,6 +20,7 @@ rule tables:
         done=touch(f"{SWEEP_DIR}/tables.done"),
     params:
         runs_root=SWEEP_DIR,
+        sweep=SWEEP,
         extra=config.get("tables_args", []),
     log:
         f"{SWEEP_DIR}/logs/tables.log",
