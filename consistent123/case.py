@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from consistent123.errors import InputError
+from consistent123.preprocess.depth import read_depth_png
 
 
 @dataclass
@@ -37,33 +38,32 @@ class Case:
                 "valid_depth": ((depth > 0) & (mask > 0.5)).permute(1, 2, 0)}
 
 
-def _open_image(path: Path, mode: str) -> np.ndarray:
+def _read(path: Path, reader):
+    """Run ``reader(path)``; a missing or unreadable file becomes one InputError line."""
     if not path.is_file():
         raise InputError(f"{path}: missing (expected a preprocessed case folder with rgba.png, depth.png, caption.txt)")
     try:
-        with Image.open(path) as im:
-            im.load()
-            if mode == "RGBA":
-                return np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        return reader(path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    scale = 65535.0 if arr.dtype == np.uint16 else 255.0 if arr.dtype == np.uint8 else max(float(arr.max()), 1.0)
-    return arr.astype(np.float32) / scale
+
+
+def _read_rgba(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        im.load()
+        return np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
 
 
 def load_case(case_dir: str | Path) -> Case:
     case_dir = Path(case_dir)
     if not case_dir.is_dir():
         raise InputError(f"{case_dir}: case folder not found")
-    rgba = _open_image(case_dir / "rgba.png", "RGBA")
+    rgba = _read(case_dir / "rgba.png", _read_rgba)
     if rgba.shape[0] != rgba.shape[1]:
         raise InputError(f"{case_dir / 'rgba.png'}: must be square (got {rgba.shape[1]}x{rgba.shape[0]}); run `consistent123 preprocess`")
     if rgba[..., 3].max() < 0.5:
         raise InputError(f"{case_dir / 'rgba.png'}: fully transparent, no object")
-    depth = _open_image(case_dir / "depth.png", "L")
+    depth = _read(case_dir / "depth.png", read_depth_png)
     if depth.shape != rgba.shape[:2]:
         raise InputError(f"{case_dir / 'depth.png'}: size {depth.shape[1]}x{depth.shape[0]} does not match rgba.png {rgba.shape[1]}x{rgba.shape[0]}")
     caption_path = case_dir / "caption.txt"

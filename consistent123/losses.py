@@ -34,3 +34,8 @@ def reference_losses(render: dict, target: dict, loss_cfg, lambda_depth: float) 
     if lambda_depth > 0 and int(valid.sum()) > 8 and "depth" in render:
         terms["depth"] = lambda_depth * (1.0 - pearson(render["depth"][..., 0][valid], target["depth"][..., 0][valid]))
     return terms
+
+
+def normal_smoothness_2d(normals: torch.Tensor) -> torch.Tensor:
+    """R's 2D normal smoothness: squared differences of neighbouring pixels of the normal image."""
+    return (normals[1:] - normals[:-1]).square().mean() + (normals[:, 1:] - normals[:, :-1]).square().mean()

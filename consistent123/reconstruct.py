@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import shutil
 import logging
 from pathlib import Path
 from typing import Optional
@@ -21,16 +22,38 @@ from PIL import Image
 
 from consistent123.case import load_case
 from consistent123.config import Config, save_config
-from consistent123.errors import InputError
 from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
 from consistent123.render.cameras import Camera, reference_camera, ring_cameras
-from consistent123.tracking import RunTracker
-from consistent123.trainer import Trainer, load_priors, resolve_device
+from consistent123.tracking import RunTracker, parse_tags
+from consistent123.device import resolve_device
+from consistent123.trainer import Trainer, config_hash, load_priors
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoints/last.pt"
-FINAL_OUTPUTS = ("mesh.glb", "mesh.obj", "boundary.json", "schedule.csv", "views/reference.png")
+FINAL_OUTPUTS = ("mesh.glb", "mesh.obj", "boundary.json", "schedule.csv", "config.yaml", "views/reference.png")
+CONFIG_STAMP = "checkpoints/config_hash"
+
+
+def outputs_complete(out_dir: Path, cfg: Config) -> bool:
+    views = [out_dir / "views" / novel_view_name(az) for az in cfg.eval.clip_views_azimuths]
+    return (all((out_dir / name).exists() for name in FINAL_OUTPUTS) and all(v.exists() for v in views)
+            and any(out_dir.glob("turntable.*")))
+
+
+def novel_view_name(azimuth: float) -> str:
+    return f"novel_{int(round(azimuth)):03d}.png"
+
+
+def discard_stale_state(out_dir: Path, fingerprint: str) -> None:
+    """A folder trained under another configuration restarts from scratch, in a new MLflow run."""
+    stamp = out_dir / CONFIG_STAMP
+    if not stamp.exists() or stamp.read_text().strip() == fingerprint:
+        return
+    log.warning("%s was trained with another configuration: starting again from iteration 0", out_dir)
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    for name in ("run.json", "DONE"):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def add_arguments(parser) -> None:
@@ -42,16 +65,6 @@ def add_arguments(parser) -> None:
     # Test hook: stop as if killed after N iterations (checkpoint kept), to exercise resume.
     parser.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _parse_tags(items: list[str]) -> dict[str, str]:
-    tags = {}
-    for item in items:
-        if "=" not in item:
-            raise InputError(f"--tags {item!r}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        tags[k] = v
-    return tags
 
 
 def _save_png(path: Path, rgba: torch.Tensor) -> None:
@@ -85,7 +98,7 @@ def write_views(trainer: Trainer, out_dir: Path) -> list[Path]:
     _save_png(paths[0], render_view(trainer, reference_camera(cfg.cameras), size))
     for az in cfg.eval.clip_views_azimuths:
         cam = Camera(cfg.eval.clip_views_polar, float(az), cfg.cameras.ref_radius, cfg.cameras.ref_fovy)
-        path = out_dir / "views" / f"novel_{int(round(az)):03d}.png"
+        path = out_dir / "views" / novel_view_name(az)
         _save_png(path, render_view(trainer, cam, size))
         paths.append(path)
     return paths
@@ -131,14 +144,17 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
                 stop_after: Optional[int] = None, progress: bool = True) -> Path:
     case = load_case(case_dir)  # validates before anything is built or written
     out_dir = Path(out_dir)
+    fingerprint = config_hash(cfg)
+    discard_stale_state(out_dir, fingerprint)
     if (out_dir / "DONE").exists():
-        if all((out_dir / name).exists() for name in FINAL_OUTPUTS):
+        if outputs_complete(out_dir, cfg):
             log.info("%s already finished; nothing to do", out_dir)
             return out_dir
         # Outputs were removed (e.g. a forced re-run): rebuild them from the final checkpoint.
         (out_dir / "DONE").unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
+    atomic_write_text(out_dir / CONFIG_STAMP, fingerprint + "\n")
     device = resolve_device(cfg.train.device)
     all_tags = {"case": case.name, **(tags or {})}
     tracker = RunTracker.open(out_dir, cfg.tracking.uri, cfg.tracking.experiment, run_name or case.name,
@@ -150,8 +166,9 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
         log.info("resumed from %s at iteration %d", ckpt, trainer.iteration)
     try:
         trainer.fit(checkpoint_path=ckpt, stop_after=stop_after, progress=progress)
-    except BaseException:
-        tracker.flush()
+    except BaseException as exc:
+        # A resumed run is set RUNNING again; until then MLflow shows why it stopped.
+        tracker.finish("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
         raise
     tracker.flush()
     boundary = trainer.judge.to_dict()
@@ -174,6 +191,6 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
 
 def run(args, cfg: Config) -> int:
     reconstruct(args.case_dir, args.out, cfg, run_name=args.run_name, parent_run_id=args.parent_run_id,
-                tags=_parse_tags(args.tags), stop_after=args.stop_after, progress=not args.no_progress)
+                tags=parse_tags(args.tags), stop_after=args.stop_after, progress=not args.no_progress)
     print(f"reconstruction written to {args.out}")
     return 0

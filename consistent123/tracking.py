@@ -73,6 +73,19 @@ def start_parent_run(uri: str | None, experiment: str, sweep_name: str) -> str:
     return run.info.run_id
 
 
+def parse_tags(items: Iterable[str]) -> dict[str, str]:
+    """``KEY=VALUE`` command-line items -> tags."""
+    from consistent123.errors import InputError
+
+    tags = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--tags {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        tags[key.strip()] = value.strip()
+    return tags
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config -> {"section.key": "value"} for MLflow params."""
     out: dict[str, str] = {}
@@ -83,6 +96,14 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[name] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
     return out
+
+
+def _live_run(client, run_id: str) -> bool:
+    """False when the recorded run was deleted (or its store reset): a new run is created then."""
+    try:
+        return client.get_run(run_id).info.lifecycle_stage != "deleted"
+    except Exception:
+        return False
 
 
 class RunTracker:
@@ -107,7 +128,7 @@ class RunTracker:
         run_id = None
         if run_json.exists():
             recorded = json.loads(run_json.read_text())
-            if recorded.get("tracking_uri") == uri:
+            if recorded.get("tracking_uri") == uri and _live_run(client, recorded["run_id"]):
                 run_id = recorded["run_id"]
                 client.update_run(run_id, status="RUNNING")
                 log.info("resuming MLflow run %s", run_id)

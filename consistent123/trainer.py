@@ -24,7 +24,7 @@ from consistent123.case import Case
 from consistent123.config import Config
 from consistent123.errors import ConfigError
 from consistent123.io import atomic_path
-from consistent123.losses import depth_weight, reference_losses
+from consistent123.losses import depth_weight, normal_smoothness_2d, reference_losses
 from consistent123.render.cameras import Camera, check_cameras, reference_camera, sample_novel_camera
 from consistent123.render.shading import sample_shading
 from consistent123.schedule import (BoundaryJudge, PriorWeights, fixed_switch_iteration, prior_weights,
@@ -35,10 +35,25 @@ log = logging.getLogger(__name__)
 WHITE = torch.ones(3)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+# Settings that do not change what is trained (where it is logged, how it is exported or
+# scored, how often it is saved): a checkpoint stays valid across changes to these.
+NON_TRAINING = {"tracking": None, "export": None, "eval": None,
+                "train": ("device", "checkpoint_every", "log_every")}
+
+
+def config_hash(cfg: Config) -> str:
+    """Fingerprint of everything that shapes training, to refuse resuming across a config change."""
+    import hashlib
+    import json
+
+    data = cfg.model_dump(mode="json")
+    for section, keys in NON_TRAINING.items():
+        if keys is None:
+            data.pop(section, None)
+        else:
+            for k in keys:
+                data[section].pop(k, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def make_optimizer(params, train_cfg) -> torch.optim.Optimizer:
@@ -186,8 +201,10 @@ class Trainer:
                 if self.judge.observe(t, score):
                     self.t_switch = t
                     log.info("stage 2 starts at iteration %d (S=%.4f)", t, score)
-                self.on_metrics({"boundary_S": score,
-                                 "boundary_R": self.judge.checks[-1].moving_average or 0.0}, t)
+                metrics = {"boundary_S": score}
+                if self.judge.checks[-1].moving_average is not None:  # R needs a full window of rates
+                    metrics["boundary_R"] = self.judge.checks[-1].moving_average
+                self.on_metrics(metrics, t)
         return prior_weights(t, self.t_switch, self.total - 1, self.cfg.dynamic)
 
     def _regularisers(self, out: dict) -> dict[str, torch.Tensor]:
@@ -201,8 +218,11 @@ class Trainer:
 
         if lc.lambda_entropy > 0:
             terms["entropy"] = lc.lambda_entropy * entropy_loss(out)
-        if lc.lambda_orient > 0 and out.get("orient") is not None:
-            terms["orient"] = lc.lambda_orient * orientation_loss(out)
+        if out.get("orient") is not None:  # shaded views carry normals
+            if lc.lambda_orient > 0:
+                terms["orient"] = lc.lambda_orient * orientation_loss(out)
+            if lc.lambda_normal_smooth_2d > 0:
+                terms["normal_smooth"] = lc.lambda_normal_smooth_2d * normal_smoothness_2d(out["normals"])
         return terms
 
     def step(self) -> IterationRecord:
@@ -274,6 +294,7 @@ class Trainer:
             "judge": self.judge.to_dict(),
             "t_switch": self.t_switch,
             "records": self.records,
+            "config_hash": config_hash(self.cfg),
         }
 
     def save_checkpoint(self, path: Path) -> None:
@@ -282,13 +303,15 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
+        if state.get("config_hash") != config_hash(self.cfg):
+            raise ConfigError(f"{path}: checkpoint was trained with another configuration")
         self.nerf.load_state_dict(state["nerf"])
         if state["mesh"] is not None:
             self.start_mesh_phase()
             self.mesh.load_state_dict(state["mesh"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.gen.set_state(state["gen"].cpu())
-        self.gen_device.set_state(state["gen_device"].cpu() if self.device.type == "cpu" else state["gen_device"])
+        self.gen_device.set_state(state["gen_device"].cpu())  # generator states are CPU byte tensors
         torch.set_rng_state(state["torch_rng"].cpu())
         self.judge.load_state(state["judge"])
         self.t_switch = state["t_switch"]

@@ -130,6 +130,18 @@ def collect_runs(tracking_uri: Optional[str], experiment: Optional[str], results
     return runs_from_files(find_metrics_files(results_dir))
 
 
+def latest_per_key(df: pd.DataFrame) -> pd.DataFrame:
+    """One run per (benchmark, case, variant, sweep): a re-run of a case must not be averaged
+    with its predecessor. Runs with more metrics win, then the newest (MLflow lists newest first)."""
+    if df.empty:
+        return df
+    keys = [k for k in ("benchmark", "case", "variant", "sweep") if k in df]
+    metric_cols = [m for m in METRICS if m in df]
+    filled = df[metric_cols].notna().sum(axis=1) if metric_cols else pd.Series(0, index=df.index)
+    order = filled.sort_values(ascending=False, kind="stable").index
+    return df.loc[order].drop_duplicates(subset=keys, keep="first").sort_index().reset_index(drop=True)
+
+
 def save_table(df: pd.DataFrame, stem: str | Path) -> tuple[Path, Path]:
     """``stem.csv`` and ``stem.parquet``, each written atomically."""
     stem = Path(stem)

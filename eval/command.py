@@ -15,6 +15,8 @@ from typing import Optional
 
 import torch
 
+from consistent123.device import resolve_device
+from consistent123.tracking import parse_tags
 from consistent123.errors import InputError
 from consistent123.io import atomic_write_json
 
@@ -30,21 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-log", action="store_true", help="do not log into the MLflow run of OUT/run.json")
 
 
-def parse_tags(items: list[str]) -> dict[str, str]:
-    tags = {}
-    for item in items:
-        if "=" not in item:
-            raise InputError(f"--tags {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        tags[key.strip()] = value.strip()
-    return tags
-
-
 def _device(cfg) -> torch.device:
-    wanted = cfg.train.device
-    if wanted == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(wanted)
+    return resolve_device(cfg.train.device)
 
 
 def _read_run_json(out_dir: Path) -> Optional[dict]:

@@ -78,11 +78,15 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
             sel = runs[(runs["variant"] == variant) & runs["benchmark"].isin(benches)]
             if cell.metric not in sel:
                 sel = sel.iloc[0:0]
-            if cell.group == "average":  # Table 3's last column: mean of the category means
+            if cell.group == "average" and sel["category"].notna().any():
+                # Table 3's last column: mean of the category means
                 means = [_mean_or_nan(g[cell.metric])[0] for _, g in sel.groupby("category")]
                 means = [m for m in means if not math.isnan(m)]
                 ours = float(np.mean(means)) if means else math.nan
                 n = int(sel[cell.metric].notna().sum()) if means else 0
+            elif cell.group == "average":
+                # The paper's 50-image category split is unpublished: average over all runs.
+                ours, n = _mean_or_nan(sel[cell.metric]) if len(sel) else (math.nan, 0)
             else:
                 if cell.group:
                     sel = sel[sel["category"] == cell.group]

@@ -48,7 +48,7 @@ def load_runs(args, cfg) -> pd.DataFrame:
     runs = aggregate.collect_runs(uri, experiment, args.results)
     if args.sweep is not None and not runs.empty:
         runs = runs[runs.get("sweep", pd.Series(index=runs.index, dtype=object)) == args.sweep].reset_index(drop=True)
-    return runs
+    return aggregate.latest_per_key(runs)
 
 
 def write_tables(runs: pd.DataFrame, out: Path, which) -> list[Path]:

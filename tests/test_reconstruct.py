@@ -133,3 +133,19 @@ def test_rerun_of_a_finished_folder_rebuilds_only_missing_outputs(finished_run, 
     assert _cli(case, out, _overrides(tiny_models, tmp)) == 0
     assert (out / "mesh.glb").is_file() and (out / "DONE").is_file()
     assert (out / "schedule.csv").read_text() == before  # no iteration was run again
+
+
+def test_changed_configuration_restarts_instead_of_resuming(finished_run, tiny_models, tmp_path):
+    tmp, case, reference_out = finished_run
+    out = tmp_path / "out"
+    overrides = _overrides(tiny_models, tmp)
+    with pytest.raises(SystemExit):
+        _cli(case, out, overrides, "--stop-after", "8")
+    first_run = json.loads((out / "run.json").read_text())["run_id"]
+    # Same folder, another learning rate: the old checkpoint must not be continued.
+    assert _cli(case, out, overrides + ["train.lr=0.002"]) == 0
+    assert json.loads((out / "run.json").read_text())["run_id"] != first_run
+    a = torch.load(reference_out / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert b["config_hash"] != a["config_hash"]
+    assert b["iteration"] == a["iteration"]

@@ -4,10 +4,10 @@ Each ``load_*`` returns a small callable object that hides its model and process
 
 * ``Captioner``: ``PIL.Image -> str`` (BLIP, ``BlipForConditionalGeneration``).
 * ``DepthEstimator``: ``PIL.Image -> float32 HxW`` relative depth at the image's size,
-  **larger = nearer** (disparity-like, as MiDaS/DPT and Depth Anything predict and as the
-  authors' ``*_depth.png`` files store it). Models that predict metric depth (ZoeDepth,
-  Depth Pro, GLPN: larger = farther) are turned into inverse depth so the convention holds
-  whatever ``models.depth`` names.
+  **larger = nearer** (disparity-like, as MiDaS/DPT and Depth Anything predict). Models that
+  predict metric depth (ZoeDepth, Depth Pro, GLPN: larger = farther) are turned into inverse
+  depth so the convention holds whatever ``models.depth`` names. Preprocessing flips it into
+  the depth (larger = farther) that ``depth.png`` and the authors' files store.
 * ``Segmenter``: ``(PIL.Image, prompt=None) -> float32 HxW`` foreground probability in [0, 1].
 
 Segmenter choice: CLIPSeg (``CIDAS/clipseg-rd64-refined``, ``CLIPSegForImageSegmentation``).

@@ -21,6 +21,7 @@ rule evaluate:
         out=lambda wc, output: str(Path(output[0]).parent),
         case_dir=lambda wc, input: str(Path(input.case).parent),
         gt_mesh=gt_mesh,
+        tags=run_tags,  # also in metrics.json, so the tables work from files when MLflow is away
     log:
         f"{SWEEP_DIR}/logs/evaluate/{{benchmark}}/{{variant}}/{{case}}.log",
     benchmark:

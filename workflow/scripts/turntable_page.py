@@ -18,7 +18,7 @@ for name, mime in (("turntable.mp4", "video/mp4"), ("turntable.gif", "image/gif"
         break
 metrics = json.loads(Path(sm.input.metrics).read_text())
 rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
-               for k, v in metrics.items() if not isinstance(v, (dict, list)))
+               for k, v in metrics.get("metrics", {}).items() if not isinstance(v, (dict, list)))
 title = html.escape(f"{sm.wildcards.benchmark} / {sm.wildcards.variant} / {sm.wildcards.case}")
 atomic_write_text(sm.output[0], f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
                   f"<body><h2>{title}</h2>{media or '<p>no turntable found</p>'}<table>{rows}</table></body></html>\n")
