@@ -106,8 +106,9 @@ class DMTetConfig(Section):
     init_scale_margin: float = 0.1
     init_sdf_clamp: float = 1.0
     # Texture field: hash grid + MLP -> sigmoid albedo (same shape as the NeRF's MLP).
-    color_hidden_dim: int = 64
-    color_num_layers: int = 3
+    # None = the NeRF's MLP size, so the texture starts from the NeRF's albedo (R reuses its net).
+    color_hidden_dim: Optional[int] = None
+    color_num_layers: Optional[int] = None
 
 
 # ---------------------------------------------------------------- cameras (spec §3)

@@ -176,7 +176,7 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
     boundary["strategy"] = cfg.dynamic.strategy
     atomic_write_json(out_dir / "boundary.json", boundary)
     write_schedule_csv(trainer.records, out_dir / "schedule.csv")
-    views = write_views(trainer, out_dir)
+    write_views(trainer, out_dir)
     exported = export_outputs(trainer, out_dir)
     tracker.set_tags({"t_switch": str(trainer.t_switch), "forced_switch": str(trainer.judge.forced)})
     if trainer.t_switch is not None:

@@ -275,7 +275,10 @@ class Trainer:
         from consistent123.fields.dmtet import DMTetField
 
         self.nerf.eval()
-        self.mesh = DMTetField.from_density(self.nerf.density, self.cfg.dmtet, self.cfg.hashgrid,
+        dmtet_cfg = self.cfg.dmtet.model_copy(update={
+            "color_hidden_dim": self.cfg.dmtet.color_hidden_dim or self.cfg.nerf.hidden_dim,
+            "color_num_layers": self.cfg.dmtet.color_num_layers or self.cfg.nerf.num_layers})
+        self.mesh = DMTetField.from_density(self.nerf.density, dmtet_cfg, self.cfg.hashgrid,
                                             self.cfg.nerf.bound, device=self.device)
         if not self.mesh.inherit_color(self.nerf):
             log.warning("mesh phase: colour field layout differs from the NeRF's; the texture starts afresh")

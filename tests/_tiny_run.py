@@ -26,13 +26,17 @@ TINY_OVERRIDES = [
 ]
 
 
+def prompts() -> dict[str, str]:
+    """The authors' RealFusion15 prompts (case -> text)."""
+    with open(SHARED / "realfusion15" / "prompts.tsv") as f:
+        return {row["case"]: row["prompt"] for row in csv.DictReader(f, delimiter="\t")}
+
+
 def make_case(root: Path, name: str = "banana") -> Path:
     """A preprocessed case folder from the published RealFusion15 files (already recentred)."""
     case = root / name
     case.mkdir(parents=True, exist_ok=True)
     shutil.copy(SHARED / "realfusion15" / f"{name}_rgba.png", case / "rgba.png")
     shutil.copy(SHARED / "realfusion15" / f"{name}_depth.png", case / "depth.png")
-    with open(SHARED / "realfusion15" / "prompts.tsv") as f:
-        prompts = {row["case"]: row["prompt"] for row in csv.DictReader(f, delimiter="\t")}
-    (case / "caption.txt").write_text(prompts[name] + "\n")
+    (case / "caption.txt").write_text(prompts()[name] + "\n")
     return case

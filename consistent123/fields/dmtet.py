@@ -25,6 +25,10 @@ from .tets import cells_for_grid_size, make_tet_grid
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+# Used when the colour MLP is built without a NeRF to follow (the trainer passes the NeRF's sizes).
+DEFAULT_COLOR_HIDDEN, DEFAULT_COLOR_LAYERS = 64, 3
+
+
 def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
     dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
     mods: list[nn.Module] = []
@@ -100,7 +104,8 @@ class DMTetField(nn.Module):
         self.sdf = nn.Parameter(torch.zeros(verts.shape[0]))
         self.deform = nn.Parameter(torch.zeros(verts.shape[0], 3))
         self.encoder = HashGridEncoding(hashgrid_cfg, self.bound)
-        self.color_net = _mlp(self.encoder.output_dim, dmtet_cfg.color_hidden_dim, 3, dmtet_cfg.color_num_layers)
+        self.color_net = _mlp(self.encoder.output_dim, dmtet_cfg.color_hidden_dim or DEFAULT_COLOR_HIDDEN, 3,
+                              dmtet_cfg.color_num_layers or DEFAULT_COLOR_LAYERS)
 
     # -- construction from the coarse stage
     @classmethod

@@ -6,7 +6,6 @@ config key chooses it, and how to fetch it.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
