@@ -50,3 +50,14 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_json(path: str | Path, what: str):
+    """Parse a JSON file; unreadable or malformed -> one InputError line naming it as ``what``."""
+    from consistent123.errors import InputError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable {what} ({exc.__class__.__name__})") from None

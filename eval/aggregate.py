@@ -32,7 +32,6 @@ Metric names (MLflow metrics and ``metrics.json["metrics"]``): ``clip_similarity
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Iterable, Optional
@@ -40,7 +39,7 @@ from typing import Iterable, Optional
 import pandas as pd
 
 from consistent123.errors import InputError
-from consistent123.io import atomic_path
+from consistent123.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +95,7 @@ def runs_from_mlflow(tracking_uri: str, experiment: str) -> pd.DataFrame:
 def read_metrics_json(path: str | Path) -> dict:
     """One run's metrics.json -> a row (tags default from the folder names)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable metrics file ({exc.__class__.__name__})") from None
+    data = read_json(path, "metrics file")
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
         raise InputError(f"{path}: not a metrics file (no 'metrics' mapping)")
     tags = dict(data.get("tags") or {})

@@ -7,7 +7,6 @@ Written as PNG with matplotlib's Agg backend (no display needed), atomically.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from consistent123.errors import InputError  # noqa: E402
-from consistent123.io import atomic_path  # noqa: E402
+from consistent123.io import atomic_path, read_json  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -28,10 +27,7 @@ def _save(fig, path: Path) -> Path:
 
 def read_boundary(path: str | Path) -> dict:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable boundary record ({exc.__class__.__name__})") from None
+    data = read_json(path, "boundary record")
     if not isinstance(data, dict) or "checks" not in data:
         raise InputError(f"{path}: not a boundary record (no 'checks')")
     return data
