@@ -15,6 +15,16 @@ def relative_files(root: Path) -> set[str]:
             if p.is_file() and not IGNORED_PARTS & set(p.relative_to(root).parts) and not p.name.startswith(".")}
 
 
+ROOTS: list[str] = []  # the two trees' roots; paths inside them compare equal after stripping
+
+
+def _strip_root(value):
+    if isinstance(value, str):
+        for root in ROOTS:
+            value = value.replace(root, "<root>")
+    return value
+
+
 def close(a, b, path: str, problems: list[str]) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
@@ -32,12 +42,13 @@ def close(a, b, path: str, problems: list[str]) -> None:
             problems.append(f"{path}: {a} != {b}")
     elif path.endswith(("_id", "run_id", "time", "seconds", "path", "uri", "out")):
         return  # run ids, timings and absolute paths differ by design
-    elif a != b:
+    elif _strip_root(a) != _strip_root(b):
         problems.append(f"{path}: {a!r} != {b!r}")
 
 
 def main(local: str, slurm: str) -> int:
     a_root, b_root = Path(local), Path(slurm)
+    ROOTS[:] = [str(a_root), str(b_root), str(a_root.resolve()), str(b_root.resolve())]
     a_files, b_files = relative_files(a_root), relative_files(b_root)
     problems = [f"only in {local}: {f}" for f in sorted(a_files - b_files)]
     problems += [f"only in {slurm}: {f}" for f in sorted(b_files - a_files)]
