@@ -25,9 +25,11 @@ def dry_run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 def dag_jobs(*args: str, cwd: Path = REPO) -> list[str]:
-    """Output paths of every job in the dry-run DAG (one `output:` line per job)."""
+    """Output paths of every job in the dry-run DAG (one `output:` line per job).
+
+    --forceall: the whole DAG, whatever a previous run left under results/."""
     start = time.perf_counter()
-    proc = subprocess.run([*SNAKEMAKE, "-n", *args], cwd=cwd, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([*SNAKEMAKE, "-n", "--forceall", *args], cwd=cwd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     # A dry run must stay quick (seconds; generous bound for a loaded 2-core CI machine).
     assert time.perf_counter() - start < 90
