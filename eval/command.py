@@ -120,7 +120,7 @@ def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | 
         geo = compare_meshes(gt, pred, cfg.eval.chamfer_points, cfg.eval.iou_resolution, cfg.eval.seed)
         metrics.update(chamfer_distance=geo.pop("chamfer_distance"), volumetric_iou=geo.pop("volumetric_iou"))
         details.update(geo)
-        mv = multiview_metrics(gt, pred, cfg.eval, lpips_metric, progress=progress)
+        mv = multiview_metrics(gt, pred, cfg.eval, lpips_metric, progress=progress, device=_device(cfg))
         metrics.update(mv_psnr=mv.pop("mv_psnr"), mv_lpips=mv.pop("mv_lpips"))
         details.update(mv)
 

@@ -42,13 +42,14 @@ def _normal_colour(points: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
     return normals * 0.5 + 0.5
 
 
-def render_views(mesh: trimesh.Trimesh, cameras, size: int, backend: str = "auto") -> list[np.ndarray]:
-    """RGB [size, size, 3] renders on white, one per camera."""
+def render_views(mesh: trimesh.Trimesh, cameras, size: int, backend: str = "auto",
+                 device: str | torch.device = "cpu") -> list[np.ndarray]:
+    """RGB [size, size, 3] renders on white, one per camera (on ``device``: nvdiffrast on CUDA)."""
     from consistent123.render.rasterize import render_mesh
 
-    verts = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
-    faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
-    colours = _colour_inputs(mesh)
+    verts = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32, device=device)
+    faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64, device=device)
+    colours = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in _colour_inputs(mesh).items()}
     out = []
     for cam in cameras:
         r = render_mesh(verts, faces, cam, size, size, bg_color=(1.0, 1.0, 1.0), backend=backend, **colours)
@@ -57,12 +58,12 @@ def render_views(mesh: trimesh.Trimesh, cameras, size: int, backend: str = "auto
 
 
 def multiview_metrics(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg, lpips_metric,
-                      backend: str = "auto", progress: bool = True) -> dict:
+                      backend: str = "auto", progress: bool = True, device: str | torch.device = "cpu") -> dict:
     """{"mv_psnr", "mv_lpips", per-view lists, the views used} for two meshes."""
     cams = gso_cameras(eval_cfg, eval_cfg.gso_render_radius, eval_cfg.gso_render_fovy)
     size = eval_cfg.render_size
-    gt_views = render_views(normalise_mesh(gt), cams, size, backend)
-    pred_views = render_views(normalise_mesh(pred), cams, size, backend)
+    gt_views = render_views(normalise_mesh(gt), cams, size, backend, device)
+    pred_views = render_views(normalise_mesh(pred), cams, size, backend, device)
     psnrs, lpipss = [], []
     for g, p in tqdm(list(zip(gt_views, pred_views)), desc="GSO views", disable=not progress, leave=False):
         psnrs.append(psnr(p, g))
