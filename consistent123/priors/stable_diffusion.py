@@ -68,20 +68,35 @@ def _load_components(source: str, cache_dir: Optional[str] = None, dtype=torch.f
     )
 
 
-class StableDiffusionPrior:
-    """Text-conditioned SDS: ``set_prompt`` once, then ``sds`` every iteration that uses the 2D prior."""
+class LatentSDSPrior:
+    """What both priors share: a frozen UNet and VAE, the scheduler's noise levels, and one SDS
+    call (render -> resize -> latents -> ``score_distillation``); subclasses add their conditioning."""
 
-    def __init__(self, components: dict, cfg, device, dtype: torch.dtype, name: str):
+    def __init__(self, components: dict, device, dtype: torch.dtype, name: str, resolution: int,
+                 guidance_scale: float, grad_clip: Optional[float]):
         self.device, self.dtype, self.name = torch.device(device), dtype, name
         self.unet = frozen(components["unet"], self.device, dtype)
         self.vae = frozen(components["vae"], self.device, dtype)
-        self.text_encoder = frozen(components["text_encoder"], self.device, dtype)
-        self.tokenizer = components["tokenizer"]
         self.alphas_cumprod = components["scheduler"].alphas_cumprod.to(self.device, torch.float32)
         self.num_train_timesteps = int(components["scheduler"].config.num_train_timesteps)
-        self.resolution = cfg.sds.sd_resolution
-        self.guidance_scale = cfg.sds.guidance_scale_2d
-        self.grad_clip = cfg.sds.grad_clip
+        self.resolution, self.guidance_scale, self.grad_clip = resolution, guidance_scale, grad_clip
+
+    def distil(self, rgb: torch.Tensor, predict_noise, generator: torch.Generator, t_range,
+               grad_scale=None) -> tuple[torch.Tensor, dict]:
+        latents = encode_latents(self.vae, resize(rgb.to(self.device), self.resolution), generator)
+        return score_distillation(latents, predict_noise, self.alphas_cumprod, t_range, self.guidance_scale,
+                                  generator, grad_scale=grad_scale, grad_clip=self.grad_clip,
+                                  num_train_timesteps=self.num_train_timesteps)
+
+
+class StableDiffusionPrior(LatentSDSPrior):
+    """Text-conditioned SDS: ``set_prompt`` once, then ``sds`` every iteration that uses the 2D prior."""
+
+    def __init__(self, components: dict, cfg, device, dtype: torch.dtype, name: str):
+        super().__init__(components, device, dtype, name, cfg.sds.sd_resolution, cfg.sds.guidance_scale_2d,
+                         cfg.sds.grad_clip)
+        self.text_encoder = frozen(components["text_encoder"], self.device, dtype)
+        self.tokenizer = components["tokenizer"]
         self.negative_prompt = cfg.sds.negative_prompt
         self.text_embeddings: Optional[torch.Tensor] = None  # [2, L, D]: (negative, prompt)
 
@@ -116,7 +131,4 @@ class StableDiffusionPrior:
         """SDS loss of rendered views ``rgb`` [B,3,H,W] in [0,1]; gradient flows back to ``rgb``."""
         if self.text_embeddings is None:
             raise RuntimeError("StableDiffusionPrior.sds called before set_prompt")
-        latents = encode_latents(self.vae, resize(rgb.to(self.device), self.resolution), generator)
-        return score_distillation(latents, self.predict_noise, self.alphas_cumprod, t_range, self.guidance_scale,
-                                  generator, grad_scale=grad_scale, grad_clip=self.grad_clip,
-                                  num_train_timesteps=self.num_train_timesteps)
+        return self.distil(rgb, self.predict_noise, generator, t_range, grad_scale)

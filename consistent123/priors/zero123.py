@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from consistent123.priors import hub
-from consistent123.priors.sds import score_distillation
-from consistent123.priors.stable_diffusion import encode_latents, frozen, load_scheduler, prior_dtype, resize
+from consistent123.priors.stable_diffusion import LatentSDSPrior, frozen, load_scheduler, prior_dtype, resize
 from consistent123.render.cameras import Camera, orbit_position, zero123_embedding
 
 PROJECTION_FOLDERS = ("clip_camera_projection", "cc_projection")
@@ -125,24 +124,18 @@ def angle_grad_scale(cams: Sequence[Camera], reference: Camera) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- the 3D prior
-class Zero123Prior:
+class Zero123Prior(LatentSDSPrior):
     """Image- and camera-conditioned SDS: ``set_reference`` once, ``sds`` for novel views."""
 
     def __init__(self, components: dict, cfg, device, dtype: torch.dtype, name: str):
-        self.device, self.dtype, self.name = torch.device(device), dtype, name
-        self.unet = frozen(components["unet"], self.device, dtype)
-        self.vae = frozen(components["vae"], self.device, dtype)
+        super().__init__(components, device, dtype, name, cfg.sds.zero123_resolution, cfg.sds.guidance_scale_3d,
+                         cfg.sds.grad_clip)
         self.image_encoder = frozen(components["image_encoder"], self.device, dtype)
         self.cc_projection = frozen(components["cc_projection"], self.device, dtype)
         fe = components["feature_extractor"]
         self.clip_size = _crop_size(fe)
         self.clip_mean = torch.tensor(fe.image_mean, device=self.device).view(1, 3, 1, 1)
         self.clip_std = torch.tensor(fe.image_std, device=self.device).view(1, 3, 1, 1)
-        self.alphas_cumprod = components["scheduler"].alphas_cumprod.to(self.device, torch.float32)
-        self.num_train_timesteps = int(components["scheduler"].config.num_train_timesteps)
-        self.resolution = cfg.sds.zero123_resolution
-        self.guidance_scale = cfg.sds.guidance_scale_3d
-        self.grad_clip = cfg.sds.grad_clip
         self.grad_scale_mode = cfg.sds.zero123_grad_scale
         self.reference_camera: Optional[Camera] = None
         self.image_embedding: Optional[torch.Tensor] = None  # [1, 1, D]
@@ -198,12 +191,8 @@ class Zero123Prior:
             raise RuntimeError("Zero123Prior.sds called before set_reference")
         if len(cams) != rgb.shape[0]:
             raise ValueError(f"{rgb.shape[0]} images but {len(cams)} cameras")
-        latents = encode_latents(self.vae, resize(rgb.to(self.device), self.resolution), generator)
         scale = self.grad_scale(cams)
-        loss, info = score_distillation(latents, lambda noisy, t: self.predict_noise(noisy, t, cams),
-                                        self.alphas_cumprod, t_range, self.guidance_scale,
-                                        generator, grad_scale=scale, grad_clip=self.grad_clip,
-                                        num_train_timesteps=self.num_train_timesteps)
+        loss, info = self.distil(rgb, lambda noisy, t: self.predict_noise(noisy, t, cams), generator, t_range, scale)
         if scale is not None:
             info["grad_scale"] = scale.cpu()
         return loss, info
