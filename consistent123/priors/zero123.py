@@ -119,7 +119,10 @@ def view_angle(cam: Camera, reference: Camera) -> float:
 
 def angle_grad_scale(cams: Sequence[Camera], reference: Camera) -> torch.Tensor:
     """stable-dreamfusion's ``zero123_grad_scale='angle'`` with one reference view:
-    scale = angle(view, reference) / 180, so views near the known one get little 3D-prior push."""
+    scale = angle(view, reference) / 180, so views near the known one get little 3D-prior push.
+
+    The angle is the true one between the two viewing directions; R computes its angle on
+    (radius, polar, azimuth) vectors instead, which only approximates it."""
     return torch.tensor([view_angle(c, reference) / 180.0 for c in cams], dtype=torch.float32)
 
 
