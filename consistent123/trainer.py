@@ -170,10 +170,9 @@ class Trainer:
     def check_score(self) -> float:
         """S^k (paper Eq. 5): mean CLIP image-text cosine over the 8 check views."""
         size = self.cfg.boundary.check_render_size
-        light = torch.tensor([0.0, 0.0, 1.0])
         images = []
         for cam in check_cameras(self.cfg.cameras):
-            out = self.render(cam, size, ("albedo", 1.0, light), WHITE, perturb=False)
+            out = self.render(cam, size, ("albedo", 1.0, None), WHITE, perturb=False)
             images.append(out["rgb"].permute(2, 0, 1))
         scores = self.priors.clip_judge.text_similarity(torch.stack(images).clamp(0, 1), self.case.caption)
         return float(scores.mean())
@@ -210,9 +209,10 @@ class Trainer:
     def _regularisers(self, out: dict) -> dict[str, torch.Tensor]:
         lc = self.cfg.loss
         terms = {}
-        if self.mesh is not None:
-            terms["normal_consistency"] = lc.lambda_mesh_normal * self.mesh.normal_consistency_loss()
-            terms["laplacian"] = lc.lambda_mesh_laplacian * self.mesh.laplacian_loss()
+        if self.mesh is not None:  # on the surface this view was rendered from: no second marching
+            verts, faces = out["verts"], out["faces"]
+            terms["normal_consistency"] = lc.lambda_mesh_normal * self.mesh.normal_consistency_loss(verts, faces)
+            terms["laplacian"] = lc.lambda_mesh_laplacian * self.mesh.laplacian_loss(verts, faces)
             return terms
         from consistent123.render.volume import entropy_loss, orientation_loss
 
