@@ -54,7 +54,8 @@ class PreprocessConfig(Section):
     mask_source: Literal["auto", "alpha", "segmenter"] = "auto"
     # An alpha channel counts as "real" when some pixels are transparent.
     alpha_threshold: int = Field(127, ge=0, le=255)
-    depth_input_size: int = 384
+    # Square input of the depth model (R: Omnidata DPT at 384); None = the model processor's own size.
+    depth_input_size: Optional[int] = 384
     min_image_side: int = 16
     # Text prompt of the (CLIPSeg) segmenter when no caption is known; the caption is used when it is.
     segmenter_prompt: str = "the main object"
@@ -210,7 +211,6 @@ class ExportConfig(Section):
     turntable_views: int = 60
     turntable_size: int = 512
     turntable_fps: int = 24
-    novel_views: int = 8
 
 
 # ---------------------------------------------------------------- evaluation (spec §8)

@@ -2,7 +2,8 @@
 import torch
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+def resolve_device(name=None) -> torch.device:
+    """"auto" or None -> CUDA when available, else CPU; anything else as torch names it."""
+    if name is None or str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)

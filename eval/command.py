@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import torch
 
 from consistent123.device import resolve_device
 from consistent123.tracking import parse_tags
@@ -30,10 +29,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tags", nargs="*", default=[], metavar="KEY=VALUE",
                         help="run tags to record (benchmark, case, category, variant, table; see eval/aggregate.py)")
     parser.add_argument("--no-log", action="store_true", help="do not log into the MLflow run of OUT/run.json")
-
-
-def _device(cfg) -> torch.device:
-    return resolve_device(cfg.train.device)
 
 
 def _read_run_json(out_dir: Path) -> Optional[dict]:
@@ -98,7 +93,7 @@ def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | 
     elif all_tags.get("benchmark") == "gso":
         raise InputError(f"{out_dir}: benchmark 'gso' needs a ground-truth mesh (--gt-mesh MESH)")
 
-    device = _device(cfg)
+    device = resolve_device(cfg.train.device)
     if lpips_metric is None:
         lpips_metric = load_lpips(cfg.eval.lpips_net, str(device), cfg.eval.lpips_random_backbone)
     if clip_model is None:
@@ -120,7 +115,7 @@ def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | 
         geo = compare_meshes(gt, pred, cfg.eval.chamfer_points, cfg.eval.iou_resolution, cfg.eval.seed)
         metrics.update(chamfer_distance=geo.pop("chamfer_distance"), volumetric_iou=geo.pop("volumetric_iou"))
         details.update(geo)
-        mv = multiview_metrics(gt, pred, cfg.eval, lpips_metric, progress=progress, device=_device(cfg))
+        mv = multiview_metrics(gt, pred, cfg.eval, lpips_metric, progress=progress, device=resolve_device(cfg.train.device))
         metrics.update(mv_psnr=mv.pop("mv_psnr"), mv_lpips=mv.pop("mv_lpips"))
         details.update(mv)
 

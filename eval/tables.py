@@ -40,6 +40,15 @@ SETTING_VARIANTS: dict[int, dict[str, str]] = {
     5: {"a": "Ldelta=a", "b": "Ldelta=b", "c": "Ldelta=c", "d": "Ldelta=d", "default": "default"},
     6: {"a": "strategy=a", "b": "strategy=b", "c": "strategy=c", "default": "default"},
 }
+# The ablation each table varies: a run's `variant` tag is "<ablation>=<setting>" (aggregate.py).
+ABLATION_OF_TABLE = {1: "strategy", 2: "strategy", 3: "schedule", 4: "lambda", 5: "Ldelta", 6: "strategy"}
+
+
+def variant_tag(table: int, setting: str) -> str:
+    """The `variant` tag of the run made for ``setting`` of paper table ``table``."""
+    return "default" if setting == "default" else f"{ABLATION_OF_TABLE[table]}={setting}"
+
+
 # Other spellings of the default run's variant.
 VARIANT_ALIASES = {"schedule=exp": "default", "schedule=exponential": "default", "lambda=default": "default",
                    "Ldelta=default": "default", "strategy=default": "default", "strategy=consistent123": "default"}

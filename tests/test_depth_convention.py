@@ -33,3 +33,14 @@ def test_estimated_depth_is_stored_far_larger(tmp_path):
     mask = case.rgba[3].numpy() > 0.5
     cy, cx = np.argwhere(mask).mean(0).astype(int)
     assert depth[cy - 5:cy + 5, cx - 5:cx + 5].mean() < np.percentile(depth[mask], 25)
+
+
+def test_depth_model_input_size_follows_the_config(tmp_path):
+    from consistent123.priors.vision import build_tiny_vision_models, load_depth_estimator
+
+    folder = build_tiny_vision_models(tmp_path)["depth"]
+    image = Image.open(SHARED / "c10" / "29.jpg")
+    for size in (64, 96):
+        est = load_depth_estimator(str(folder), "cpu", input_size=size)
+        assert est.processor(images=image, return_tensors="pt", **est.resize).pixel_values.shape[-2:] == (size, size)
+        assert est(image).shape == (image.height, image.width)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from consistent123.config import Config
 from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
+from consistent123.device import resolve_device
 from consistent123.preprocess import depth as depth_ops
 from consistent123.preprocess.image_io import clean_caption, load_depth_map, load_image
 from consistent123.preprocess.mask import alpha_of, check_mask, composite_on_white, drop_specks, has_real_alpha
@@ -28,14 +29,6 @@ from consistent123.errors import InputError
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("rgba.png", "depth.png", "caption.txt", "preprocess.json")
-
-
-def _device(cfg: Config) -> str:
-    if cfg.train.device != "auto":
-        return cfg.train.device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class _Models:
@@ -51,7 +44,7 @@ class _Models:
 
             loader = {"captioner": registry.load_captioner, "depth": registry.load_depth_estimator,
                       "segmenter": registry.load_segmenter}[name]
-            self._models[name] = loader(self.cfg, _device(self.cfg))
+            self._models[name] = loader(self.cfg, resolve_device(self.cfg.train.device))
         model = self._models[name]
         self.used[name] = str(getattr(model, "source", type(model).__name__))
         return model

@@ -83,7 +83,8 @@ def load_captioner(cfg, device: torch.device | str):
 def load_depth_estimator(cfg, device: torch.device | str):
     from consistent123.priors import vision
 
-    return vision.load_depth_estimator(_source(cfg, "depth"), torch.device(device), cfg.models.cache_dir)
+    return vision.load_depth_estimator(_source(cfg, "depth"), torch.device(device), cfg.models.cache_dir,
+                                       cfg.preprocess.depth_input_size)
 
 
 def load_segmenter(cfg, device: torch.device | str):

@@ -31,13 +31,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from consistent123.errors import ConfigError
+from consistent123.device import resolve_device
 from consistent123.priors.hub import load_pretrained
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,6 @@ _METRIC_DEPTH_TYPES = {"zoedepth", "depth_pro", "glpn"}
 # Hub repos that only load with remote code: refused with a clear message instead of a
 # confusing download/"unknown model type" error.
 _REMOTE_CODE_SEGMENTERS = {"briaai/RMBG-1.4", "briaai/RMBG-2.0", "ZhengPeng7/BiRefNet", "ZhengPeng7/BiRefNet_lite"}
-
-
-def _resolve_device(device: Any) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -80,21 +74,23 @@ def load_captioner(source: str, device=None, cache_dir: str | None = None, max_n
 
     model = load_pretrained(BlipForConditionalGeneration.from_pretrained, source, "captioner", "models.captioner", cache_dir)
     processor = load_pretrained(BlipProcessor.from_pretrained, source, "captioner processor", "models.captioner", cache_dir)
-    return Captioner(model, processor, _resolve_device(device), source, max_new_tokens)
+    return Captioner(model, processor, resolve_device(device), source, max_new_tokens)
 
 
 # ------------------------------------------------------------------------- depth
 class DepthEstimator:
     """Monocular relative depth: ``estimator(image) -> float32 HxW``, larger = nearer."""
 
-    def __init__(self, model, processor, device: torch.device, source: str):
+    def __init__(self, model, processor, device: torch.device, source: str, input_size: int | None = None):
         self.model, self.processor, self.device, self.source = model.eval().to(device), processor, device, source
+        # Processors take {"height", "width"}; aspect-preserving ones (Depth Anything) keep their own rules.
+        self.resize = {"size": {"height": input_size, "width": input_size}} if input_size else {}
         self.metric = getattr(model.config, "model_type", "") in _METRIC_DEPTH_TYPES
 
     @torch.no_grad()
     def __call__(self, image: Image.Image) -> np.ndarray:
         image = _rgb(image)
-        inputs = self.processor(images=image, return_tensors="pt").to(self.device)
+        inputs = self.processor(images=image, return_tensors="pt", **self.resize).to(self.device)
         predicted = self.model(**inputs).predicted_depth  # (1, h, w) at the model's resolution
         # Back to the image's size with the library's own (bicubic) interpolation.
         depth = torch.nn.functional.interpolate(predicted[:, None].float(), size=(image.height, image.width),
@@ -105,12 +101,13 @@ class DepthEstimator:
         return depth
 
 
-def load_depth_estimator(source: str, device=None, cache_dir: str | None = None) -> DepthEstimator:
+def load_depth_estimator(source: str, device=None, cache_dir: str | None = None,
+                         input_size: int | None = None) -> DepthEstimator:
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
     model = load_pretrained(AutoModelForDepthEstimation.from_pretrained, source, "depth estimator", "models.depth", cache_dir)
     processor = load_pretrained(AutoImageProcessor.from_pretrained, source, "depth processor", "models.depth", cache_dir)
-    return DepthEstimator(model, processor, _resolve_device(device), source)
+    return DepthEstimator(model, processor, resolve_device(device), source, input_size)
 
 
 # ------------------------------------------------------------------------- segmenter
@@ -148,7 +145,7 @@ def load_segmenter(source: str, device=None, cache_dir: str | None = None,
                           "(e.g. 'CIDAS/clipseg-rd64-refined')")
     model = load_pretrained(CLIPSegForImageSegmentation.from_pretrained, source, "segmenter", "models.segmenter", cache_dir)
     processor = load_pretrained(CLIPSegProcessor.from_pretrained, source, "segmenter processor", "models.segmenter", cache_dir)
-    return Segmenter(model, processor, _resolve_device(device), source, prompt)
+    return Segmenter(model, processor, resolve_device(device), source, prompt)
 
 
 # ------------------------------------------------------------------------- tiny models

@@ -8,6 +8,7 @@ from snakemake.utils import Paramspace, validate
 
 from consistent123.config import config_from_dict
 from consistent123.errors import ConfigError
+from eval.tables import variant_tag
 
 RESULTS = config.get("results", "results")
 SWEEP = config["sweep"]
@@ -166,16 +167,12 @@ def run_dir(benchmark, variant, case):
     return f"{SWEEP_DIR}/runs/{benchmark}/{variant}/{case}"
 
 
-# The paper's name of a variant (eval/aggregate.py's tag scheme): "<ablation>=<setting>".
-ABLATION_OF_TABLE = {"table1": "strategy", "table2": "strategy", "table3": "schedule",
-                     "table4": "lambda", "table5": "Ldelta", "table6": "strategy"}
-
-
 def paper_label(variant):
+    """The paper's name of a variant, in eval's tag scheme ("<ablation>=<setting>")."""
     if variant == "default":
         return "default"
     table, setting = sorted(VARIANTS[variant]["tables"].items())[0]
-    return f"{ABLATION_OF_TABLE.get(table, table)}={setting}"
+    return variant_tag(int(table.removeprefix("table")), setting)
 
 
 def run_tags(wildcards):
