@@ -99,7 +99,8 @@ class NeRFConfig(Section):
 class DMTetConfig(Section):
     tet_grid_size: int = 256
     render_size: int = 1024
-    marching_backend: Literal["auto", "kaolin", "torch"] = "auto"
+    # kaolin is not offered: its releases refuse the pinned torch (docs/gpu.md).
+    marching_backend: Literal["auto", "torch"] = "auto"
     rasteriser_backend: Literal["auto", "nvdiffrast", "torch"] = "auto"
     init_density_threshold: float = 10.0
     # R (stable-dreamfusion init_tet): grid shrunk to the occupied box + this margin, and the

@@ -65,8 +65,11 @@ def _fill_gutters(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def bake_texture(verts, faces, color_fn: Callable[[torch.Tensor], torch.Tensor], texture_size: int,
-                 device="cpu", backend: str = "torch"):
+                 device=None, backend: str = "auto"):
     """UV-unwrap with xatlas and bake ``color_fn(points[N,3]) -> rgb[N,3] in [0,1]``.
+
+    ``color_fn`` is called on ``device`` (default: where ``verts`` live, i.e. the field's device)
+    with the rasteriser ``backend`` resolved there (consistent123.backends).
 
     Returns (uv [Vt,2] float32, uv_faces [F,3] int64, texture [S,S,3] float32 in [0,1]) as
     numpy arrays; uv_faces index uv and correspond face by face to ``faces``.
@@ -75,6 +78,8 @@ def bake_texture(verts, faces, color_fn: Callable[[torch.Tensor], torch.Tensor],
 
     from .render.rasterize import make_rasteriser
 
+    if device is None:
+        device = verts.device if isinstance(verts, torch.Tensor) else "cpu"
     v = _numpy(verts).astype(np.float32)
     f = _numpy(faces).astype(np.uint32)
     vmapping, uv_faces, uv = xatlas.parametrize(v, f)

@@ -125,18 +125,33 @@ def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
         color_fn = trainer.mesh.albedo
     else:
         mesh = export.extract_nerf_mesh(trainer.nerf.density, cfg.nerf.bound, cfg.export.marching_cubes_resolution,
-                                        cfg.dmtet.init_density_threshold)
+                                        cfg.dmtet.init_density_threshold, device=trainer.device)
         verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=trainer.device)
         faces = torch.as_tensor(mesh.faces, dtype=torch.int64, device=trainer.device)
         color_fn = lambda x: trainer.nerf(x)[1]  # noqa: E731  (albedo of the NeRF)
     with torch.no_grad():
-        uv, uv_faces, texture = export.bake_texture(verts.detach(), faces, color_fn, cfg.export.texture_size)
+        uv, uv_faces, texture = export.bake_texture(verts.detach(), faces, color_fn, cfg.export.texture_size,
+                                                    device=trainer.device, backend=cfg.dmtet.rasteriser_backend)
     paths = export.save_textured_mesh(out_dir, verts.detach(), faces, uv, uv_faces, texture, stem="mesh")
     cams = ring_cameras(cfg.export.turntable_views, cfg.cameras.ref_polar, cfg.cameras.ref_radius, cfg.cameras.ref_fovy)
     size = cfg.export.turntable_size
     paths["turntable"] = export.render_turntable(
         lambda cam: on_white(render_view(trainer, cam, size)), cams, out_dir / "turntable.mp4", cfg.export.turntable_fps)
     return paths
+
+
+def log_backends(cfg: Config, device: torch.device, tracker: RunTracker):
+    """Resolve the backends for ``device``; record them in the run log and as MLflow params."""
+    from consistent123 import backends
+
+    chosen = backends.resolve_all(cfg, device)
+    log.info("device and backends: %s", chosen.describe())
+    earlier = tracker.client.get_run(tracker.run_id).data.params
+    for key, value in chosen.params().items():
+        if key in earlier and earlier[key] != value:  # MLflow keeps a param's first value
+            log.warning("resuming with %s=%s; the run started with %s", key, value, earlier[key])
+    tracker.log_params(chosen.params())
+    return chosen
 
 
 def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name: Optional[str] = None,
@@ -159,7 +174,9 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
     all_tags = {"case": case.name, **(tags or {})}
     tracker = RunTracker.open(out_dir, cfg.tracking.uri, cfg.tracking.experiment, run_name or case.name,
                               params=cfg.model_dump(mode="json"), parent_run_id=parent_run_id, tags=all_tags)
-    trainer = Trainer(cfg, case, load_priors(cfg, device), device, on_metrics=tracker.log_metrics)
+    chosen = log_backends(cfg, device, tracker)
+    run_cfg = chosen.apply(cfg)  # the fields and the export read the chosen backends, not "auto"
+    trainer = Trainer(run_cfg, case, load_priors(run_cfg, device), device, on_metrics=tracker.log_metrics)
     ckpt = out_dir / CHECKPOINT
     if ckpt.exists():
         trainer.load_checkpoint(ckpt)

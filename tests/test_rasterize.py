@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from consistent123.backends import unavailable
 from consistent123.render.cameras import Camera, camera_to_world, get_rays, project
-from consistent123.render.rasterize import make_rasteriser, nvdiffrast_available, render_mesh
+from consistent123.render.rasterize import make_rasteriser, render_mesh
 
 CAM = Camera(polar=80.0, azimuth=25.0, radius=3.0, fovy=40.0)
 H, W = 40, 56  # not square: checks the aspect ratio too
@@ -132,7 +133,7 @@ def _random_scene(seed=0):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not nvdiffrast_available(), reason="needs CUDA and nvdiffrast")
+@pytest.mark.skipif(unavailable("rasteriser", "cuda") is not None, reason="needs CUDA and nvdiffrast")
 def test_torch_backend_matches_nvdiffrast():
     v, f = _random_scene()
     colours = (v - v.min(0).values) / (v.max(0).values - v.min(0).values)

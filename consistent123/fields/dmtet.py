@@ -97,8 +97,9 @@ class DMTetField(nn.Module):
         self.cfg = dmtet_cfg
         self.bound = float(bound)
         verts, tets = make_tet_grid(cells_for_grid_size(dmtet_cfg.tet_grid_size), bound=1.0)
-        self.register_buffer("base_verts", verts)  # unit cube; scaled by bound * tet_scale
-        self.register_buffer("tets", tets)
+        # Rebuilt identically from tet_grid_size, so checkpoints leave them out (~400 MB at 256).
+        self.register_buffer("base_verts", verts, persistent=False)  # unit cube; scaled by bound * tet_scale
+        self.register_buffer("tets", tets, persistent=False)
         scale = torch.ones(3) if tet_scale is None else torch.as_tensor(tet_scale, dtype=torch.float32)
         self.register_buffer("tet_scale", scale.reshape(3).clone())
         self.sdf = nn.Parameter(torch.zeros(verts.shape[0]))
@@ -106,6 +107,11 @@ class DMTetField(nn.Module):
         self.encoder = HashGridEncoding(hashgrid_cfg, self.bound)
         self.color_net = _mlp(self.encoder.output_dim, dmtet_cfg.color_hidden_dim or DEFAULT_COLOR_HIDDEN, 3,
                               dmtet_cfg.color_num_layers or DEFAULT_COLOR_LAYERS)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("base_verts", "tets"):  # older checkpoints saved the grid; it is rebuilt instead
+            state_dict.pop(prefix + name, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- construction from the coarse stage
     @classmethod

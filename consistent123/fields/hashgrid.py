@@ -6,7 +6,9 @@ one can be loaded into the other (``tests/test_hashgrid.py`` checks this on a GP
 * input ``x`` in ``[-bound, bound]`` is mapped to ``u = (x + bound) / (2 bound)`` in [0, 1];
 * level ``l`` has ``scale_l = base * b**l - 1`` cells per unit and ``ceil(scale_l) + 1``
   vertices per axis, with ``b = exp(ln(finest / base) / (L - 1))``, ``finest =
-  desired_resolution_per_bound * bound``;
+  desired_resolution_per_bound * bound``; ``scale_l`` is computed in float32 exactly as
+  tiny-cuda-nn's ``grid_scale`` does (``exp2f(l * log2f((float)b)) * base - 1.0f``), so both
+  backends put a point in the same cell at the same fraction;
 * the vertex below a point is ``floor(u * scale_l + 0.5)``, interpolation is trilinear;
 * a level whose dense grid fits in its table is indexed densely (x + y R + z R²), finer levels
   use the spatial hash ``xor_d(v_d * prime_d) mod T`` with primes (1, 2654435761, 805459861);
@@ -14,12 +16,19 @@ one can be loaded into the other (``tests/test_hashgrid.py`` checks this on a GP
   tables of all levels are concatenated (tcnn's parameter layout: entry-major, features last);
 * entries start uniform in ±1e-4.
 
-The output is ``[N, num_levels * features_per_level]``, level-major.
+Both backends keep the tables in one parameter ``table`` of shape [entries, features], so a
+checkpoint has the same keys and shapes (optimiser moments included) whichever backend wrote
+it; a checkpoint in tiny-cuda-nn's own flat layout (``impl.encoding.params``) is converted on
+load. The output is ``[N, num_levels * features_per_level]``, level-major.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,31 +44,65 @@ KEEP_POINTS = 1 << 19
 
 
 def per_level_scale(cfg: HashGridConfig, bound: float) -> float:
+    """The growth factor b between levels, as given to tiny-cuda-nn (which stores it as float)."""
     finest = cfg.desired_resolution_per_bound * bound
     if cfg.num_levels == 1:
         return 1.0
     return math.exp(math.log(finest / cfg.base_resolution) / (cfg.num_levels - 1))
 
 
+@functools.cache
+def _c_float_function(name: str):
+    """The C math library's float function ``name`` (what tiny-cuda-nn's host code calls), or None."""
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m"))
+        fn = getattr(libm, name)
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    return fn
+
+
+def _float32_call(name: str, x: np.float32) -> np.float32:
+    fn = _c_float_function(name)
+    if fn is not None:
+        return np.float32(fn(x))
+    return getattr(np, name.rstrip("f"))(np.float32(x))  # numpy's float32 loop when libm is not found
+
+
+def level_scales(cfg: HashGridConfig, bound: float) -> list[float]:
+    """scale_l of every level, rounded step by step in float32 like tiny-cuda-nn's ``grid_scale``:
+    ``exp2f(level * log2f((float)per_level_scale)) * base_resolution - 1.0f``."""
+    log2_b = _float32_call("log2f", np.float32(per_level_scale(cfg, bound)))
+    base, one = np.float32(cfg.base_resolution), np.float32(1.0)
+    return [float(_float32_call("exp2f", np.float32(level) * log2_b) * base - one) for level in range(cfg.num_levels)]
+
+
 def level_layout(cfg: HashGridConfig, bound: float, input_dim: int = 3):
     """Per-level (scale, resolution, table size, offset, dense?) lists, as tiny-cuda-nn builds them."""
-    log2_b = math.log2(per_level_scale(cfg, bound))
-    scales, resolutions, sizes, offsets, dense = [], [], [], [], []
+    scales, resolutions, sizes, offsets, dense = level_scales(cfg, bound), [], [], [], []
     offset = 0
-    for level in range(cfg.num_levels):
-        # float32 arithmetic like the CUDA kernel, so both backends land on the same vertices.
-        exponent = torch.tensor(float(level), dtype=torch.float32) * torch.tensor(log2_b, dtype=torch.float32)
-        scale = float(torch.exp2(exponent) * cfg.base_resolution - 1.0)
+    for scale in scales:
         resolution = math.ceil(scale) + 1
         n_dense = resolution**input_dim
         size = min(-(-n_dense // 8) * 8, 1 << cfg.log2_hashmap_size)
-        scales.append(scale)
         resolutions.append(resolution)
         sizes.append(size)
         offsets.append(offset)
         dense.append(n_dense <= size)
         offset += size
     return scales, resolutions, sizes, offsets, dense
+
+
+def table_rows(cfg: HashGridConfig, bound: float, input_dim: int = 3) -> int:
+    """Entries of all levels together: the first dimension of ``table``."""
+    return sum(level_layout(cfg, bound, input_dim)[2])
+
+
+def new_table(cfg: HashGridConfig, bound: float, input_dim: int = 3) -> nn.Parameter:
+    """The tables of all levels, [entries, features], uniform in ±INIT_RANGE (as tiny-cuda-nn)."""
+    rows = table_rows(cfg, bound, input_dim)
+    return nn.Parameter(torch.empty(rows, cfg.features_per_level).uniform_(-INIT_RANGE, INIT_RANGE))
 
 
 class _TorchHashGrid(torch.autograd.Function):
@@ -144,7 +187,7 @@ class TorchHashEncoding(nn.Module):
         assert all(dense[: self.num_dense]), "dense levels must be the coarse prefix"
         if sum(sizes) >= 2**31:
             raise ValueError("hash tables larger than 2^31 entries are not supported")
-        self.table = nn.Parameter(torch.empty(sum(sizes), cfg.features_per_level).uniform_(-INIT_RANGE, INIT_RANGE))
+        self.table = new_table(cfg, bound, input_dim)
 
     def _cell(self, u: torch.Tensor):
         pos = u.unsqueeze(1) * self.scales.view(1, -1, 1) + 0.5  # [n, L, d]
@@ -213,16 +256,24 @@ class TorchHashEncoding(nn.Module):
 
 
 class TcnnHashEncoding(nn.Module):
-    """tiny-cuda-nn's HashGrid with the same parameters; imported only when constructed."""
+    """tiny-cuda-nn's HashGrid with the same parameters; imported only when constructed.
+
+    The tables live in this module's ``table`` [entries, features], the same parameter as the
+    torch backend's; tiny-cuda-nn reads a flat view of it (its ``params`` attribute, which its
+    forward passes to the kernels), so gradients and optimiser moments keep one shape.
+    """
 
     def __init__(self, cfg: HashGridConfig, bound: float, input_dim: int = 3):
         super().__init__()
         import tinycudann as tcnn  # lazy: only CUDA machines have it
 
+        from consistent123.backends import BackendError
+
         self.bound = float(bound)
         self.input_dim = input_dim
         self.output_dim = cfg.num_levels * cfg.features_per_level
-        self.encoding = tcnn.Encoding(
+        self.table = new_table(cfg, bound, input_dim)
+        encoding = tcnn.Encoding(
             n_input_dims=input_dim,
             encoding_config={
                 "otype": "HashGrid",
@@ -235,50 +286,55 @@ class TcnnHashEncoding(nn.Module):
             },
             dtype=torch.float32,
         )
+        own = encoding.params
+        if own.numel() != self.table.numel() or own.dtype != self.table.dtype:
+            raise BackendError(f"hashgrid.backend=tcnn: tiny-cuda-nn lays out {own.numel()} {own.dtype} parameters, "
+                               f"the torch backend {self.table.numel()} {self.table.dtype}; this tinycudann "
+                               "version is not supported")
+        del encoding.params  # replaced by the view of ``table`` set before each call
+        self.encoding = encoding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = (x.clamp(-self.bound, self.bound) + self.bound) / (2 * self.bound)
+        self.encoding.params = self.table.view(-1)
         return self.encoding(u.float().contiguous()).float()
 
 
-def tcnn_available() -> bool:
-    if not torch.cuda.is_available():
-        return False
-    try:
-        import tinycudann  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def make_hash_encoding(cfg: HashGridConfig, bound: float, input_dim: int = 3, device=None) -> nn.Module:
+    """The encoding module ``cfg.backend`` asks for on ``device`` (consistent123.backends' rule;
+    default device: where modules are built, the CPU unless changed)."""
+    from consistent123 import backends
 
-
-def resolve_backend(backend: str) -> str:
-    if backend == "auto":
-        return "tcnn" if tcnn_available() else "torch"
-    return backend
-
-
-def make_hash_encoding(cfg: HashGridConfig, bound: float, input_dim: int = 3) -> nn.Module:
-    """The encoding module ``cfg.backend`` asks for ("auto": tcnn on CUDA when importable)."""
-    backend = resolve_backend(cfg.backend)
-    if backend == "tcnn":
-        from consistent123.errors import ConfigError
-
-        if not tcnn_available():
-            raise ConfigError("hashgrid.backend=tcnn needs CUDA and the tinycudann package (pip install '.[cuda]')")
+    name = backends.resolve("hashgrid", cfg.backend, device if device is not None else backends.default_device())
+    if name == "tcnn":
         return TcnnHashEncoding(cfg, bound, input_dim)
     return TorchHashEncoding(cfg, bound, input_dim)
+
+
+# The flat parameter tiny-cuda-nn's own module keeps, as older checkpoints of the tcnn backend hold it.
+TCNN_FLAT_KEY = "impl.encoding.params"
 
 
 class HashGridEncoding(nn.Module):
     """The seam: ``forward(x [N, d] in [-bound, bound]) -> [N, num_levels * features_per_level]``."""
 
-    def __init__(self, cfg: HashGridConfig, bound: float, input_dim: int = 3):
+    def __init__(self, cfg: HashGridConfig, bound: float, input_dim: int = 3, device=None):
         super().__init__()
-        self.impl = make_hash_encoding(cfg, bound, input_dim)
+        self.impl = make_hash_encoding(cfg, bound, input_dim, device)
         self.backend = "tcnn" if isinstance(self.impl, TcnnHashEncoding) else "torch"
         self.bound = float(bound)
         self.input_dim = input_dim
+        self.features = cfg.features_per_level
         self.output_dim = self.impl.output_dim
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # tiny-cuda-nn's flat layout -> the canonical [entries, features] table.
+        flat = state_dict.pop(prefix + TCNN_FLAT_KEY, None)
+        if flat is not None and prefix + "impl.table" not in state_dict:
+            state_dict[prefix + "impl.table"] = flat.reshape(-1, self.features)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 0:  # no visible surface point: tiny-cuda-nn wants a non-empty batch
+            return x.new_zeros(0, self.output_dim)
         return self.impl(x)

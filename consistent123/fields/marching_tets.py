@@ -3,9 +3,9 @@
 The surface is sdf = 0 with sdf > 0 inside (as DMTet). Each crossing edge (a, b) gives the
 vertex (a * s_b - b * s_a) / (s_b - s_a), so gradients reach both the SDF values and the
 (deformed) grid positions. Which edges cross and how they connect is discrete (no gradient).
-Tables follow the 16-case layout of DMTet/kaolin (edge order 01 02 03 12 13 23). Backends:
-"torch" (reference, any device) and "kaolin" (``kaolin.ops.conversions.marching_tetrahedra``
-on CUDA); "auto" picks kaolin when it is importable and the tensors live on CUDA.
+Tables follow the 16-case layout of DMTet/kaolin (edge order 01 02 03 12 13 23). One
+implementation, vectorised PyTorch on the tensors' device ("auto" and "torch" both name it);
+kaolin's version is not offered, see consistent123.backends.
 """
 from __future__ import annotations
 
@@ -37,32 +37,12 @@ _TET_EDGES = torch.tensor([0, 1, 0, 2, 0, 3, 1, 2, 1, 3, 2, 3], dtype=torch.long
 _CASE_BITS = 2 ** torch.arange(4)
 
 
-def kaolin_available() -> bool:
-    try:
-        import kaolin.ops.conversions  # noqa: F401
-    except Exception:  # ImportError, or a CUDA build mismatch at import time
-        return False
-    return torch.cuda.is_available()
-
-
-def resolve_backend(backend: str, device: torch.device) -> str:
-    if backend not in ("auto", "kaolin", "torch"):
-        raise ValueError(f"marching tetrahedra backend {backend!r}: expected auto, kaolin or torch")
-    if backend == "auto":
-        return "kaolin" if torch.device(device).type == "cuda" and kaolin_available() else "torch"
-    return backend
-
-
 def marching_tetrahedra(verts: torch.Tensor, tets: torch.Tensor, sdf: torch.Tensor,
                         backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """verts [V,3], tets [T,4] (long), sdf [V] -> (mesh verts [M,3], faces [F,3] long)."""
-    backend = resolve_backend(backend, verts.device)
-    if backend == "kaolin":
-        from kaolin.ops.conversions import marching_tetrahedra as kaolin_mt
+    from consistent123 import backends
 
-        mv, mf = kaolin_mt(verts.unsqueeze(0), tets.long(), sdf.unsqueeze(0))
-        # Same tables as below, so the same winding fix-up applies.
-        return mv[0], mf[0].long().flip(-1)
+    backends.resolve("marching_tets", backend, verts.device)  # validates the name; torch is the one implementation
     return _marching_tets_torch(verts, tets.long(), sdf)
 
 

@@ -1,6 +1,7 @@
 """Triangle rasterisation with one interface and two backends.
 
-``make_rasteriser("nvdiffrast" | "torch" | "auto", device)`` returns an object with
+``make_rasteriser("nvdiffrast" | "torch" | "auto", device)`` (resolved by
+``consistent123.backends``) returns an object with
 nvdiffrast's three primitives and their semantics, so the pure-PyTorch backend is a drop-in
 reference for the CUDA one:
 
@@ -28,32 +29,16 @@ import torch.nn.functional as F
 
 from .cameras import Camera, mvp_matrix
 
-BACKENDS = ("auto", "nvdiffrast", "torch")
-
-
-def nvdiffrast_available() -> bool:
-    try:
-        import nvdiffrast.torch  # noqa: F401
-    except Exception:
-        return False
-    return torch.cuda.is_available()
-
-
-def resolve_backend(backend: str, device) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"rasteriser backend {backend!r}: expected one of {BACKENDS}")
-    if backend == "auto":
-        return "nvdiffrast" if torch.device(device).type == "cuda" and nvdiffrast_available() else "torch"
-    return backend
-
-
 _CACHE: dict = {}
 
 
 def make_rasteriser(backend: str = "auto", device="cpu"):
-    """One rasteriser per (backend, device); the CUDA context is created once and reused."""
+    """One rasteriser per (backend, device), chosen by consistent123.backends' rule; the CUDA
+    context is created once and reused."""
+    from consistent123 import backends
+
     device = torch.device(device)
-    name = resolve_backend(backend, device)
+    name = backends.resolve("rasteriser", backend, device)
     key = (name, str(device))
     if key not in _CACHE:
         _CACHE[key] = NvdiffrastRasteriser(device) if name == "nvdiffrast" else TorchRasteriser(device)
@@ -64,8 +49,32 @@ def _batched(pos: torch.Tensor) -> torch.Tensor:
     return pos.unsqueeze(0) if pos.dim() == 2 else pos
 
 
+class Rasteriser:
+    """The three primitives; a mesh without triangles is background everywhere on every backend
+    (nvdiffrast rejects an empty triangle tensor), so the backends only see non-empty meshes."""
+
+    name = "base"
+
+    def rasterize(self, pos, tri, height: int, width: int):
+        if tri.shape[0] == 0:
+            pos = _batched(pos)
+            return pos.new_zeros(pos.shape[0], height, width, 4), None
+        return self._rasterize(pos, tri, height, width)
+
+    def interpolate(self, attr, rast, tri):
+        if tri.shape[0] == 0:
+            B, H, W, _ = rast.shape
+            return attr.new_zeros(B, H, W, attr.shape[-1]) + 0 * attr.sum(), None  # keeps attr in the graph
+        return self._interpolate(attr, rast, tri)
+
+    def antialias(self, color, rast, pos, tri):
+        if tri.shape[0] == 0:
+            return color
+        return self._antialias(color, rast, pos, tri)
+
+
 # ---------------------------------------------------------------- nvdiffrast backend
-class NvdiffrastRasteriser:
+class NvdiffrastRasteriser(Rasteriser):
     name = "nvdiffrast"
 
     def __init__(self, device):
@@ -74,13 +83,13 @@ class NvdiffrastRasteriser:
         self.dr = dr
         self.ctx = dr.RasterizeCudaContext(device=device)  # never GL: clusters are headless
 
-    def rasterize(self, pos, tri, height, width):
+    def _rasterize(self, pos, tri, height, width):
         return self.dr.rasterize(self.ctx, _batched(pos).float().contiguous(), tri.int().contiguous(), (height, width))
 
-    def interpolate(self, attr, rast, tri):
+    def _interpolate(self, attr, rast, tri):
         return self.dr.interpolate(attr.float().contiguous(), rast, tri.int().contiguous())
 
-    def antialias(self, color, rast, pos, tri):
+    def _antialias(self, color, rast, pos, tri):
         return self.dr.antialias(color.contiguous(), rast, _batched(pos).float().contiguous(), tri.int().contiguous())
 
 
@@ -92,7 +101,7 @@ def _screen(pos: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return torch.cat([(ndc[..., :1] * 0.5 + 0.5) * width, (ndc[..., 1:2] * 0.5 + 0.5) * height, ndc[..., 2:3]], -1)
 
 
-class TorchRasteriser:
+class TorchRasteriser(Rasteriser):
     """Vectorised rasteriser: per-triangle bounding boxes expanded into (triangle, pixel)
     candidates, a chunk of triangles at a time, with a z-buffer built by scatter-min.
 
@@ -172,7 +181,7 @@ class TorchRasteriser:
         ids.copy_(torch.where(new_z < zbuf, cand, torch.maximum(ids, cand)))
         zbuf.copy_(new_z)
 
-    def rasterize(self, pos, tri, height: int, width: int):
+    def _rasterize(self, pos, tri, height: int, width: int):
         pos = _batched(pos).float()
         tri = tri.long()
         out = []
@@ -194,7 +203,7 @@ class TorchRasteriser:
             out.append(img.reshape(height, width, 4))
         return torch.stack(out), None
 
-    def interpolate(self, attr, rast, tri):
+    def _interpolate(self, attr, rast, tri):
         tri = tri.long()
         attr = attr if attr.dim() == 3 else attr.unsqueeze(0).expand(rast.shape[0], -1, -1)
         B, H, W, _ = rast.shape
@@ -209,7 +218,7 @@ class TorchRasteriser:
             outs.append(vals.new_zeros(H * W, attr.shape[-1]).index_put((pix,), vals).reshape(H, W, -1))
         return torch.stack(outs), None
 
-    def antialias(self, color, rast, pos, tri):
+    def _antialias(self, color, rast, pos, tri):
         pos = _batched(pos).float()
         tri = tri.long()
         out = []
