@@ -41,7 +41,7 @@ gpu_check.sh: steps (each one line in OUT/summary.txt: PASS / FAIL / SKIP and wh
               evaluate with the tiny priors, backends logged to MLflow, resume within tolerance),
               tcnn-vs-torch hash-grid parity and nvdiffrast-vs-torch rasteriser parity
   7 speed     benchmarks/iteration_speed.py --models full --device cuda (falls back to the flags the
-              script has) and benchmarks/render_speed.py --device cuda --backend auto
+              script has) and benchmarks/render_speed.py --device cuda --backend <the resolved hash grid>
   8 summary   OUT/summary.txt (steps, versions, benchmark figures); logs OUT/*.log
 EOF
 }
@@ -231,7 +231,9 @@ elif "$PY" benchmarks/iteration_speed.py --help 2>/dev/null | grep -q -- "--devi
 else
   bench iteration 60 benchmarks/iteration_speed.py --set train.device=cuda
 fi
-bench render 60 benchmarks/render_speed.py --device cuda --backend auto --runs 3
+# render_speed builds its field before moving it: name the hash grid the node resolved.
+HG=$(echo "$CHOSEN" | sed -n 's/.*hashgrid=\([a-z]*\).*/\1/p')
+bench render 60 benchmarks/render_speed.py --device cuda --backend "${HG:-torch}" --runs 3
 
 # 8 summary ------------------------------------------------------------------------------
 finish

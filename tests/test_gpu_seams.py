@@ -133,8 +133,12 @@ def test_tcnn_and_torch_checkpoints_share_keys_shapes_and_optimiser_state(fake_t
         ((enc(x) - target) ** 2).mean().backward()
         o.step()
     torch.testing.assert_close(th.impl.table, tc.impl.table)
-    # ... and back: the torch checkpoint loads into the tcnn module.
-    tc2 = fake_tcnn(SMALL.model_copy(update={"backend": "tcnn"}))
+    # ... and back: the torch checkpoint loads into the tcnn module, built as the fields build
+    # it (no device yet: moved after construction).
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: True)
+        tc2 = HashGridEncoding(SMALL.model_copy(update={"backend": "tcnn"}), 1.5)
+    assert tc2.backend == "tcnn"
     tc2.load_state_dict(_saved(th.state_dict()))
     torch.testing.assert_close(tc2(x), th(x))
 

@@ -27,7 +27,9 @@ def tiny_models(tmp_path_factory):
 
 
 def _overrides(tiny_models: Path, tmp: Path) -> list[str]:
-    return TINY_OVERRIDES + [f"models.tiny_dir={tiny_models}", f"tracking.uri=sqlite:///{tmp}/mlflow.db"]
+    # On the CPU, where resuming is bit-exact (tests/test_gpu_end_to_end.py resumes on CUDA).
+    return TINY_OVERRIDES + [f"models.tiny_dir={tiny_models}", f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+                             "train.device=cpu"]
 
 
 def _cli(case: Path, out: Path, overrides: list[str], *extra: str) -> int:

@@ -301,11 +301,15 @@ class TcnnHashEncoding(nn.Module):
 
 
 def make_hash_encoding(cfg: HashGridConfig, bound: float, input_dim: int = 3, device=None) -> nn.Module:
-    """The encoding module ``cfg.backend`` asks for on ``device`` (consistent123.backends' rule;
-    default device: where modules are built, the CPU unless changed)."""
+    """The encoding module ``cfg.backend`` asks for on ``device``, the device it will run on
+    (consistent123.backends' rule). Fields are built first and moved after, so without a device
+    ``tcnn`` is checked against CUDA and ``auto`` resolves for the default device (CPU unless
+    changed): a run resolves ``auto`` for its own device before building its fields."""
     from consistent123 import backends
 
-    name = backends.resolve("hashgrid", cfg.backend, device if device is not None else backends.default_device())
+    if device is None:
+        device = "cuda" if cfg.backend == "tcnn" else backends.default_device()
+    name = backends.resolve("hashgrid", cfg.backend, device)
     if name == "tcnn":
         return TcnnHashEncoding(cfg, bound, input_dim)
     return TorchHashEncoding(cfg, bound, input_dim)
