@@ -128,6 +128,7 @@ class Backends:
     marching_tets: str
     priors_dtype: str  # the diffusion priors (fp16 on CUDA when models.half_precision_on_gpu)
     field_dtype: str  # hash tables and MLPs of the fields
+    fallbacks: str = ""  # on a CUDA device: which "auto" part fell back to torch, and why
 
     def params(self) -> dict[str, str]:
         """MLflow params (``backend.*``)."""
@@ -150,11 +151,15 @@ def resolve_all(cfg, device) -> Backends:
     from consistent123.priors.stable_diffusion import prior_dtype
 
     device = torch.device(device)
+    requested = {"hashgrid": cfg.hashgrid.backend, "rasteriser": cfg.dmtet.rasteriser_backend,
+                 "marching_tets": cfg.dmtet.marching_backend}
+    chosen = {part: resolve(part, name, device) for part, name in requested.items()}
+    fallbacks = [f"{part}: {unavailable(part, device)}" for part, name in requested.items()
+                 if device.type == "cuda" and name == "auto" and PARTS[part].cuda and chosen[part] == "torch"]
     return Backends(
         device=str(device),
-        hashgrid=resolve("hashgrid", cfg.hashgrid.backend, device),
-        rasteriser=resolve("rasteriser", cfg.dmtet.rasteriser_backend, device),
-        marching_tets=resolve("marching_tets", cfg.dmtet.marching_backend, device),
+        **chosen,
         priors_dtype=str(prior_dtype(cfg, device)).replace("torch.", ""),
         field_dtype="float32",
+        fallbacks="; ".join(fallbacks),
     )

@@ -42,6 +42,12 @@ def test_broken_tcnn_build_falls_back_with_a_warning(tmp_path, monkeypatch, fake
     assert "hashgrid.backend=auto" in warning and "compute capability 80" in warning and "OSError" in warning
     with pytest.raises(BackendError, match="hashgrid.backend=tcnn: not usable here .*compute capability 80"):
         resolve("hashgrid", "tcnn", "cuda")
+    # The run records the fallback and its reason next to the chosen backends (MLflow params).
+    monkeypatch.setitem(sys.modules, "nvdiffrast", None)
+    chosen = resolve_all(Config(), torch.device("cuda"))
+    assert (chosen.hashgrid, chosen.rasteriser) == ("torch", "torch")
+    assert "hashgrid: tinycudann is installed but fails to load (OSError" in chosen.params()["backend.fallbacks"]
+    assert "rasteriser: nvdiffrast is not installed" in chosen.params()["backend.fallbacks"]
     assert issubclass(BackendError, ConfigError)  # the CLI prints it as one line
 
 
