@@ -10,14 +10,14 @@
 #   GPU_CHECK_WHEELS   (default ../wheels)   wheels of the project's dependencies, torch excluded
 #   GPU_CHECK_SOURCES  (default ../sources)  nvdiffrast/ and optionally tiny-cuda-nn/ source trees
 #   GPU_CHECK_BUDGET_S (default 570)         seconds for everything; tiny-cuda-nn is built only
-#                                            when at least TCNN_BUILD_S (default 330) are left
+#                                            when at least TCNN_BUILD_S (default 480) are left
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WHEELS=${GPU_CHECK_WHEELS:-$ROOT/../wheels}
 SOURCES=${GPU_CHECK_SOURCES:-$ROOT/../sources}
 BUDGET=${GPU_CHECK_BUDGET_S:-570}
-TCNN_BUILD_S=${TCNN_BUILD_S:-330}
+TCNN_BUILD_S=${TCNN_BUILD_S:-480}
 PY=${PYTHON:-python3}
 # The preinstalled torch is accepted when it is a CUDA build, at least this version, and its
 # CUDA major version equals nvcc's (extension builds need that). 2.14.1 is the tested one.
@@ -36,10 +36,10 @@ gpu_check.sh: steps (each one line in OUT/summary.txt: PASS / FAIL / SKIP and wh
   4 tcnn      build tiny-cuda-nn (encodings only, this GPU's architecture) from $SOURCES/tiny-cuda-nn
               when >= ${TCNN_BUILD_S}s of the ${BUDGET}s budget are left, else SKIP
   5 backends  what consistent123.backends resolves on cuda (hash grid, rasteriser, marching tets, dtypes)
-  6 gpu tests REQUIRE_GPU=1 python -m pytest -m gpu (every skip is a failure), which includes the CUDA
-              end-to-end test tests/test_gpu_end_to_end.py (preprocess -> reconstruct -> export ->
-              evaluate with the tiny priors, backends logged to MLflow, resume within tolerance),
-              tcnn-vs-torch hash-grid parity and nvdiffrast-vs-torch rasteriser parity
+  6 gpu tests REQUIRE_GPU=1 python -m pytest -m gpu (every skip is a failure): tcnn-vs-torch hash-grid
+              parity, nvdiffrast-vs-torch rasteriser parity; then, as its own line, the CUDA end-to-end
+              test tests/test_gpu_end_to_end.py (preprocess -> reconstruct -> export -> evaluate with
+              the tiny priors, backends logged to MLflow, resume within tolerance)
   7 speed     benchmarks/iteration_speed.py --models full --device cuda (falls back to the flags the
               script has) and benchmarks/render_speed.py --device cuda --backend <the resolved hash grid>
   8 summary   OUT/summary.txt (steps, versions, benchmark figures); logs OUT/*.log
@@ -186,7 +186,7 @@ elif [ "$(left)" -lt "$TCNN_BUILD_S" ]; then
   record SKIP tcnn "$(left)s left, the build needs about ${TCNN_BUILD_S}s"
 else
   if (cd "$SOURCES/tiny-cuda-nn/bindings/torch" && rm -rf dist build \
-      && TCNN_CUDA_ARCHITECTURES=$CC timeout "$(( $(left) - 200 ))" "$PY" setup.py bdist_wheel --no-networks \
+      && TCNN_CUDA_ARCHITECTURES=$CC timeout "$(( $(left) - 300 ))" "$PY" setup.py bdist_wheel --no-networks \
       && "$PY" -m pip install --no-index --no-deps dist/*.whl) > "$OUT/tcnn.log" 2>&1 \
      && "$PY" -c "import tinycudann" >> "$OUT/tcnn.log" 2>&1; then
     record PASS tcnn "built for sm_$CC (encodings only)"
@@ -200,18 +200,20 @@ CHOSEN=$("$PY" -c "import torch; from consistent123.backends import resolve_all;
 if [ -n "$CHOSEN" ]; then record PASS backends "$CHOSEN"; else record FAIL backends "resolution failed (node.log)"; fi
 
 # 6 gpu tests ----------------------------------------------------------------------------
-T=$(( $(left) - 90 ))
-if [ "$T" -lt 60 ]; then
-  record FAIL gpu-tests "only $(left)s left"
-else
-  REQUIRE_GPU=1 timeout "$T" "$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra" > "$OUT/pytest_gpu.log" 2>&1
-  rc=$?
-  line=$(grep -E "passed|failed|error" "$OUT/pytest_gpu.log" | tail -1)
-  if [ $rc -eq 0 ]; then record PASS gpu-tests "$line"
-  elif [ $rc -eq 124 ]; then record FAIL gpu-tests "timed out after ${T}s (pytest_gpu.log)"
-  else record FAIL gpu-tests "${line:-exit $rc} (pytest_gpu.log)"
+gpu_tests() {  # NAME LOG SECONDS_TO_KEEP PYTEST_ARGS...
+  local name=$1 log=$2 keep=$3; shift 3
+  local t=$(( $(left) - keep ))
+  if [ "$t" -lt 30 ]; then record FAIL "$name" "only $(left)s left"; return; fi
+  REQUIRE_GPU=1 timeout "$t" "$PY" -m pytest -q -p no:cacheprovider -o addopts="-ra" "$@" > "$OUT/$log" 2>&1
+  local rc=$? line
+  line=$(grep -E "passed|failed|error" "$OUT/$log" | tail -1)
+  if [ $rc -eq 0 ]; then record PASS "$name" "$line"
+  elif [ $rc -eq 124 ]; then record FAIL "$name" "timed out after ${t}s ($log)"
+  else record FAIL "$name" "${line:-exit $rc} ($log)"
   fi
-fi
+}
+gpu_tests gpu-tests pytest_gpu.log 300 -m gpu --ignore=tests/test_gpu_end_to_end.py
+gpu_tests end-to-end pytest_e2e.log 130 tests/test_gpu_end_to_end.py
 
 # 7 speed --------------------------------------------------------------------------------
 bench() {  # NAME SECONDS SCRIPT ARGS...
