@@ -183,7 +183,7 @@ if "$PY" -c "import tinycudann" 2>/dev/null; then
 elif [ ! -d "$SOURCES/tiny-cuda-nn/bindings/torch" ]; then
   record SKIP tcnn "no source tree $SOURCES/tiny-cuda-nn (hash grid runs on the torch backend)"
 elif [ "$(left)" -lt "$TCNN_BUILD_S" ]; then
-  record SKIP tcnn "$(left)s left, the build needs about ${TCNN_BUILD_S}s"
+  record SKIP tcnn "$(left)s left: a build is tried only with ${TCNN_BUILD_S}s left (300s stay for the tests)"
 else
   if (cd "$SOURCES/tiny-cuda-nn/bindings/torch" && rm -rf dist build \
       && TCNN_CUDA_ARCHITECTURES=$CC timeout "$(( $(left) - 300 ))" "$PY" setup.py bdist_wheel --no-networks \

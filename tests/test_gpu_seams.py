@@ -60,6 +60,20 @@ def test_double_precision_scale_would_miss_the_finest_level():
     assert in_double == 2047.0 and abs(scales[15] - in_double) > 1e-3
     enc = TorchHashEncoding(cfg, 1.0)
     assert enc.scales[15].item() == scales[15]  # the torch backend indexes with these values
+    enc.half().to("cpu")  # moving or casting the module keeps the float32 scales of the device
+    assert enc.scales.dtype == torch.float32 and enc.scales.tolist() == scales
+
+
+@pytest.mark.gpu
+def test_torch_backend_on_cuda_indexes_with_the_kernels_scales():
+    """On CUDA the scales use the GPU's exp2f (tiny-cuda-nn's kernel); at most 2 ulp from the host's."""
+    cfg = HashGridConfig()
+    host = torch.tensor(level_layout(cfg, 1.0)[0])
+    enc = TorchHashEncoding(cfg, 1.0).cuda()
+    assert enc.scales.device.type == "cuda" and enc.scales.dtype == torch.float32
+    ulp = torch.finfo(torch.float32).eps * host.abs()
+    assert ((enc.scales.cpu() - host).abs() <= 2 * ulp).all()
+    print("levels whose CUDA scale differs from the host's:", int((enc.scales.cpu() != host).sum()))
 
 
 # ---------------------------------------------------------------- one checkpoint layout

@@ -7,8 +7,9 @@ one can be loaded into the other (``tests/test_hashgrid.py`` checks this on a GP
 * level ``l`` has ``scale_l = base * b**l - 1`` cells per unit and ``ceil(scale_l) + 1``
   vertices per axis, with ``b = exp(ln(finest / base) / (L - 1))``, ``finest =
   desired_resolution_per_bound * bound``; ``scale_l`` is computed in float32 exactly as
-  tiny-cuda-nn's ``grid_scale`` does (``exp2f(l * log2f((float)b)) * base - 1.0f``), so both
-  backends put a point in the same cell at the same fraction;
+  tiny-cuda-nn's ``grid_scale`` does (``exp2f(l * log2f((float)b)) * base - 1.0f``, the exp2f
+  of the device the kernel runs on), so both backends put a point in the same cell at the same
+  fraction;
 * the vertex below a point is ``floor(u * scale_l + 0.5)``, interpolation is trilinear;
 * a level whose dense grid fits in its table is indexed densely (x + y R + z R²), finer levels
   use the spatial hash ``xor_d(v_d * prime_d) mod T`` with primes (1, 2654435761, 805459861);
@@ -76,6 +77,24 @@ def level_scales(cfg: HashGridConfig, bound: float) -> list[float]:
     log2_b = _float32_call("log2f", np.float32(per_level_scale(cfg, bound)))
     base, one = np.float32(cfg.base_resolution), np.float32(1.0)
     return [float(_float32_call("exp2f", np.float32(level) * log2_b) * base - one) for level in range(cfg.num_levels)]
+
+
+def kernel_scales(cfg: HashGridConfig, bound: float, device) -> torch.Tensor:
+    """scale_l as tiny-cuda-nn's kernel computes it on ``device`` (float32 [L]).
+
+    Its host passes log2f(b) (C library) to the kernel, which evaluates ``exp2f`` on the device
+    and contracts ``* base - 1.0f`` into one fused multiply-add. On CUDA the GPU's exp2f may
+    round the last bit differently from the C library's, which would move points by ~1e-4 cell
+    at the finest level, so there torch's CUDA exp2 (the same exp2f) is used.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.tensor(level_scales(cfg, bound), dtype=torch.float32, device=device)
+    log2_b = _float32_call("log2f", np.float32(per_level_scale(cfg, bound)))
+    exponent = np.array([np.float32(level) * log2_b for level in range(cfg.num_levels)], dtype=np.float32)
+    power = torch.exp2(torch.from_numpy(exponent).to(device))
+    # float64 holds power * base exactly, so one rounding to float32 is the fused multiply-add.
+    return (power.double() * cfg.base_resolution - 1.0).float()
 
 
 def level_layout(cfg: HashGridConfig, bound: float, input_dim: int = 3):
@@ -188,6 +207,13 @@ class TorchHashEncoding(nn.Module):
         if sum(sizes) >= 2**31:
             raise ValueError("hash tables larger than 2^31 entries are not supported")
         self.table = new_table(cfg, bound, input_dim)
+        self.hash_cfg = cfg
+
+    def _apply(self, fn, *args, **kwargs):
+        # Index with the level scales tiny-cuda-nn's kernel uses on the new device (float32 always).
+        out = super()._apply(fn, *args, **kwargs)
+        self.scales = kernel_scales(self.hash_cfg, self.bound, self.scales.device)
+        return out
 
     def _cell(self, u: torch.Tensor):
         pos = u.unsqueeze(1) * self.scales.view(1, -1, 1) + 0.5  # [n, L, d]
