@@ -88,3 +88,12 @@ def test_resume_on_cuda_matches_within_tolerance(gpu_run, tmp_path):
             x, y = a[part][k].float(), b[part][k].float()
             rel = float((x - y).norm() / x.norm().clamp(min=1e-12))
             assert rel < 5e-2, f"{part}.{k} differs after resume (relative {rel:.3g})"
+
+
+def test_nerf_only_run_exports_on_cuda(gpu_run, tmp_path):
+    """No mesh phase: the NeRF is meshed by marching cubes and baked on CUDA."""
+    tmp, case, _, overrides, _ = gpu_run
+    out = tmp_path / "nerf_only"
+    assert _cli("reconstruct", case, "--out", out, "--no-progress", *_sets(overrides + ["train.mesh_iters=0"])) == 0
+    assert (out / "DONE").is_file()
+    assert len(trimesh.load(out / "mesh.glb", force="mesh").faces) > 0

@@ -256,3 +256,35 @@ def test_mesh_checkpoint_leaves_out_the_tet_grid():
     assert fa.shape[0] > 0 and torch.equal(fa, fb) and torch.equal(va, vb)
     old_style = field.state_dict() | {"base_verts": field.base_verts, "tets": field.tets}  # earlier checkpoints
     restored.load_state_dict(old_style)
+
+
+# ---------------------------------------------------------------- export on the run's device
+@pytest.mark.parametrize("phase", ["mesh", "nerf"])
+def test_export_runs_on_the_trainers_device_and_backend(phase, monkeypatch, tmp_path):
+    """Both export paths hand the run's device and resolved rasteriser to the export functions
+    (they used to fall back to CPU and the torch rasteriser while the field lived on CUDA)."""
+    from consistent123 import export, reconstruct
+
+    calls = {}
+    cfg = Config().model_copy(update={"dmtet": Config().dmtet.model_copy(update={"rasteriser_backend": "nvdiffrast"})})
+    verts, faces = torch.rand(3, 3), torch.tensor([[0, 1, 2]])
+
+    def extract(density_fn, bound, resolution, threshold, device="cpu", chunk=1 << 18):
+        calls["extract"] = device
+        return types.SimpleNamespace(vertices=verts.numpy(), faces=faces.numpy())
+
+    def bake(v, f, color_fn, size, device=None, backend="auto"):
+        calls["bake"] = (device, backend)
+        return None, None, None
+
+    monkeypatch.setattr(export, "extract_nerf_mesh", extract)
+    monkeypatch.setattr(export, "bake_texture", bake)
+    monkeypatch.setattr(export, "save_textured_mesh", lambda *a, **k: {})
+    monkeypatch.setattr(export, "render_turntable", lambda *a, **k: tmp_path / "turntable.mp4")
+    device = torch.device("meta")  # any device but the CPU; nothing is computed on it here
+    mesh = types.SimpleNamespace(get_mesh=lambda: (verts, faces), albedo=None) if phase == "mesh" else None
+    trainer = types.SimpleNamespace(cfg=cfg, device=device, mesh=mesh, nerf=types.SimpleNamespace(density=None))
+    reconstruct.export_outputs(trainer, tmp_path)
+    assert calls["bake"] == (device, "nvdiffrast")
+    if phase == "nerf":
+        assert calls["extract"] == device
