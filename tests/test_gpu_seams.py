@@ -192,7 +192,11 @@ class _StrictDr:
 @pytest.mark.parametrize("backend", ["torch", "nvdiffrast"])
 def test_empty_mesh_renders_background_on_both_backends(backend):
     from consistent123.render.cameras import Camera
-    from consistent123.render.rasterize import NvdiffrastRasteriser, TorchRasteriser, render_mesh
+    from consistent123.render.rasterize import (
+        NvdiffrastRasteriser,
+        TorchRasteriser,
+        render_mesh,
+    )
 
     if backend == "torch":
         r = TorchRasteriser("cpu")

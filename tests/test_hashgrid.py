@@ -8,7 +8,11 @@ import torch
 
 from consistent123.backends import unavailable
 from consistent123.config import HashGridConfig
-from consistent123.fields.hashgrid import HashGridEncoding, TorchHashEncoding, make_hash_encoding
+from consistent123.fields.hashgrid import (
+    HashGridEncoding,
+    TorchHashEncoding,
+    make_hash_encoding,
+)
 from consistent123.render.shading import sample_shading, shade
 
 # A small table so that the coarse levels are dense and the fine ones are hashed (and collide).
