@@ -23,14 +23,17 @@ PY=${PYTHON:-python3}
 # CUDA major version equals nvcc's (extension builds need that). 2.14.1 is the tested one.
 TORCH_MIN=2.4
 TORCH_TESTED=2.14.1
+# Dependencies the check never uses (workflow engine, mp4 encoder: turntables fall back to gif);
+# left out of the wheel folder and the install so that it stays small.
+export GPU_CHECK_UNUSED=${GPU_CHECK_UNUSED:-"snakemake snakemake-executor-plugin-slurm imageio-ffmpeg"}
 
 plan() {
   cat <<EOF
 gpu_check.sh: steps (each one line in OUT/summary.txt: PASS / FAIL / SKIP and why)
   1 node      nvidia-smi; torch imports, is a CUDA build >= $TORCH_MIN (tested: $TORCH_TESTED), sees the GPU;
               nvcc's CUDA major version equals torch.version.cuda's
-  2 install   pip install --no-index from $WHEELS: the project's missing dependencies (never torch),
-              then the project itself (--no-deps --no-build-isolation)
+  2 install   pip install --no-index from $WHEELS: the project's missing dependencies (never torch;
+              not: $GPU_CHECK_UNUSED), then the project itself (--no-deps --no-build-isolation)
   3 nvdiffrast build from $SOURCES/nvdiffrast --no-build-isolation for this GPU's architecture,
               then rasterise one triangle with RasterizeCudaContext
   4 tcnn      build tiny-cuda-nn (encodings only, this GPU's architecture) from $SOURCES/tiny-cuda-nn
@@ -55,11 +58,11 @@ download_wheels() {
   "$PY" - "$ROOT/pyproject.toml" <<'EOF' | tr '\n' '\0' | xargs -0 "$PY" -m pip download --dest "$dest" --no-deps \
       --only-binary=:all: --python-version "${NODE_PYTHON:-3.12}" --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
-import sys, tomllib
+import os, sys, tomllib
 from packaging.requirements import Requirement
 p = tomllib.load(open(sys.argv[1], "rb"))["project"]
-print("\n".join(d for d in p["dependencies"] + p["optional-dependencies"]["test"]
-                if Requirement(d).name not in ("torch", "torchvision")))
+skip = {"torch", "torchvision", *os.environ["GPU_CHECK_UNUSED"].split()}
+print("\n".join(d for d in p["dependencies"] + p["optional-dependencies"]["test"] if Requirement(d).name not in skip))
 EOF
   echo "wheels in $dest; sources: git clone https://github.com/NVlabs/nvdiffrast $SOURCES/nvdiffrast;" \
        "git clone --recursive https://github.com/NVlabs/tiny-cuda-nn $SOURCES/tiny-cuda-nn"
@@ -132,14 +135,14 @@ if [ ! -d "$WHEELS" ]; then
   finish
 fi
 MISSING=$("$PY" - "$ROOT/pyproject.toml" <<'EOF'
-import sys, tomllib
+import os, sys, tomllib
 from importlib.metadata import PackageNotFoundError, version
 from packaging.requirements import Requirement
 p = tomllib.load(open(sys.argv[1], "rb"))["project"]
 out = []
 for spec in p["dependencies"] + p["optional-dependencies"]["test"]:
     req = Requirement(spec)
-    if req.name in ("torch", "torchvision"):
+    if req.name in ("torch", "torchvision") or req.name in os.environ["GPU_CHECK_UNUSED"].split():
         continue  # the node's own torch is what is checked
     try:
         version(req.name)
