@@ -113,8 +113,11 @@ class IterationRecord:
 class Trainer:
     def __init__(self, cfg: Config, case: Case, priors: Priors, device: torch.device,
                  on_metrics: Optional[Callable[[dict, int], None]] = None):
+        from consistent123.backends import resolve_all
         from consistent123.fields.nerf import NeRFField
 
+        # "auto" backends resolved for this device before the fields are built (consistent123.backends).
+        cfg = resolve_all(cfg, device).apply(cfg)
         self.cfg = cfg
         self.case = case
         self.priors = priors

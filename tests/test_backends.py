@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import textwrap
+import types
 
 import pytest
 import torch
@@ -107,3 +108,14 @@ def test_reconstruct_logs_backends_to_mlflow_and_the_run_log(tmp_path, caplog):
     params = tracker.client.get_run(tracker.run_id).data.params
     assert params["backend.hashgrid"] == "torch" and params["backend.rasteriser"] == "torch"
     assert params["backend.marching_tets"] == "torch" and params["backend.device"] == "cpu"
+
+
+def test_trainer_builds_the_backends_resolved_for_its_device():
+    from consistent123.trainer import Trainer
+
+    cfg = load_config(None, ["hashgrid.num_levels=2", "hashgrid.log2_hashmap_size=8", "nerf.hidden_dim=8",
+                             "train.use_priors=false"])
+    case = types.SimpleNamespace(name="case", caption="", rgba=torch.zeros(4, 8, 8))
+    trainer = Trainer(cfg, case, None, torch.device("cpu"))
+    assert (trainer.cfg.hashgrid.backend, trainer.cfg.dmtet.rasteriser_backend) == ("torch", "torch")
+    assert trainer.nerf.encoder.backend == "torch"
