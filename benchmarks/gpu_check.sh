@@ -74,8 +74,10 @@ case "${1:-}" in
   ""|-h|--help) sed -n 2,15p "$0"; exit 2 ;;
 esac
 
-OUT=$1
-mkdir -p "$OUT"
+mkdir -p "$1" || exit 1
+OUT=$(cd "$1" && pwd)  # absolute: the steps run from the repository root
+WHEELS=$(realpath -m "$WHEELS")
+SOURCES=$(realpath -m "$SOURCES")
 SUMMARY=$OUT/summary.txt
 : > "$SUMMARY"
 START=$SECONDS
