@@ -12,8 +12,8 @@ from consistent123.export import (bake_texture, extract_nerf_mesh, load_textured
                                   save_textured_mesh)
 from consistent123.render.cameras import ring_cameras
 from consistent123.render.rasterize import render_mesh
+from tests._data import RF15
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _blob(points):
@@ -65,7 +65,7 @@ def test_baked_texture_reproduces_the_colour_function():
 
 
 def test_saved_glb_and_obj_reload_with_their_texture(tmp_path):
-    photo = np.asarray(Image.open(DATA / "realfusion15" / "teddy_bear_rgba.png").convert("RGB").resize((128, 96)))
+    photo = np.asarray(Image.open(RF15 / "teddy_bear_rgba.png").convert("RGB").resize((128, 96)))
     quad = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], dtype=np.float32)
     faces = np.array([[0, 1, 2], [0, 2, 3]])
     uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float32)

@@ -1,5 +1,5 @@
 """The Snakemake workflow: dry runs of the demo and the paper DAG, config and case-sheet
-validation, and the benchmark manifests' checksums against the real data in ../shared/data."""
+validation, and the benchmark manifests' checksums against the real data shipped in datasets/."""
 from __future__ import annotations
 
 import csv
@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = REPO / "datasets"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -155,24 +155,24 @@ def test_case_not_in_the_manifest_is_named(workdir: Path):
 
 # ---------------------------------------------------------------- manifests vs real data
 @pytest.mark.parametrize("bench, folder", [("realfusion15", "realfusion15"), ("c10", "c10")])
-def test_manifest_checksums_match_the_shared_data(bench: str, folder: str):
-    if not (SHARED / folder).is_dir():
-        pytest.skip(f"{SHARED / folder} not present")
-    rows = read_tsv(REPO / f"datasets/{bench}.tsv")
-    on_disk = {p.name for p in (SHARED / folder).iterdir() if p.suffix in (".png", ".jpg")}
+def test_manifest_checksums_match_the_shipped_data(bench: str, folder: str):
+    rows = read_tsv(DATASETS / f"{bench}.tsv")
+    on_disk = {p.name for p in (DATASETS / folder).iterdir() if p.suffix in (".png", ".jpg")}
     listed = set()
     for row in rows:
         for role in ("rgba", "depth", "normal", "image"):
             if row[role]:
                 listed.add(row[role])
-                assert sha256(SHARED / folder / row[role]) == row[f"{role}_sha256"], row[role]
+                assert sha256(DATASETS / folder / row[role]) == row[f"{role}_sha256"], row[role]
     assert listed == on_disk  # every shipped file is in the manifest, and nothing else
+    # SHA256SUMS (for `sha256sum -c`) lists every other file of the folder with its real checksum.
+    sums = dict(reversed(line.split("  ", 1)) for line in (DATASETS / folder / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == {p.name for p in (DATASETS / folder).iterdir()} - {"SHA256SUMS"}
+    assert all(sha256(DATASETS / folder / name) == digest for name, digest in sums.items())
 
 
 def test_gso_manifest_matches_the_published_case_list():
-    published = SHARED / "gso_cases.tsv"
-    if not published.is_file():
-        pytest.skip("gso_cases.tsv not present")
+    published = DATASETS / "gso_published.tsv"
     ours = {r["case"]: r for r in read_tsv(REPO / "datasets/gso.tsv")}
     theirs = read_tsv(published)
     assert set(ours) == {r["case"] for r in theirs}
@@ -187,23 +187,18 @@ def test_gso_manifest_matches_the_published_case_list():
 
 def test_realfusion_prompts_match_the_authors():
     rows = {r["case"]: r["prompt"] for r in read_tsv(REPO / "datasets/realfusion15.tsv")}
-    if (SHARED / "realfusion15/prompts.tsv").is_file():
-        assert rows == {r["case"]: r["prompt"] for r in read_tsv(SHARED / "realfusion15/prompts.tsv")}
-    demo = {r["case"]: r["prompt"] for r in read_tsv(REPO / "datasets/demo/prompts.tsv")}
-    assert demo and all(rows[c] == p for c, p in demo.items())
+    assert rows == {r["case"]: r["prompt"] for r in read_tsv(DATASETS / "realfusion15/prompts.tsv")}
 
 
-def test_demo_files_are_the_manifest_files():
-    rows = {r["case"]: r for r in read_tsv(REPO / "datasets/realfusion15.tsv")}
-    demo_cases = yaml.safe_load((REPO / "config/config.yaml").read_text())["benchmarks"]["realfusion15"]["cases"]
-    for case in demo_cases:
-        for role in ("rgba", "depth"):
-            assert sha256(REPO / "datasets/demo" / rows[case][role]) == rows[case][f"{role}_sha256"]
+def test_demo_reads_the_shipped_realfusion_files():
+    bench = yaml.safe_load((REPO / "config/config.yaml").read_text())["benchmarks"]["realfusion15"]
+    assert (REPO / bench["mirror"]).resolve() == DATASETS / "realfusion15"
+    assert bench["cases"] and set(bench["cases"]) <= {r["case"] for r in read_tsv(DATASETS / "realfusion15.tsv")}
 
 
 def test_fetch_refuses_a_corrupt_mirror_file_and_writes_nothing(workdir: Path):
     """The real fetch rule on a mirror whose banana_rgba.png is damaged: clear error in the log."""
-    damaged = workdir / "datasets/demo/banana_rgba.png"
+    damaged = workdir / "datasets/realfusion15/banana_rgba.png"
     damaged.write_bytes(damaged.read_bytes()[:-10])
     target = "results/data/realfusion15/banana_rgba.png"
     proc = subprocess.run([*SNAKEMAKE, "--cores", "1", target], cwd=workdir, capture_output=True, text=True, timeout=180)
@@ -214,4 +209,4 @@ def test_fetch_refuses_a_corrupt_mirror_file_and_writes_nothing(workdir: Path):
     ok = subprocess.run([*SNAKEMAKE, "--cores", "1", "results/data/realfusion15/cactus_rgba.png"], cwd=workdir,
                         capture_output=True, text=True, timeout=180)
     assert ok.returncode == 0, ok.stderr[-1500:]
-    assert sha256(workdir / "results/data/realfusion15/cactus_rgba.png") == sha256(REPO / "datasets/demo/cactus_rgba.png")
+    assert sha256(workdir / "results/data/realfusion15/cactus_rgba.png") == sha256(DATASETS / "realfusion15/cactus_rgba.png")
