@@ -38,7 +38,7 @@ WHITE = torch.ones(3)
 # Settings that do not change what is trained (where it is logged, how it is exported or
 # scored, how often it is saved): a checkpoint stays valid across changes to these.
 NON_TRAINING = {"tracking": None, "export": None, "eval": None,
-                "train": ("device", "checkpoint_every", "log_every")}
+                "train": ("device", "checkpoint_every", "log_every", "log_images_every")}
 
 
 def config_hash(cfg: Config) -> str:

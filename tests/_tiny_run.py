@@ -15,6 +15,7 @@ TINY_OVERRIDES = [
     "nerf.occupancy_grid_resolution=16",
     "dmtet.tet_grid_size=16", "dmtet.render_size=48",
     "train.nerf_iters=24", "train.mesh_iters=12", "train.checkpoint_every=8", "train.log_every=4",
+    "train.log_images_every=12",
     "boundary.every=4", "boundary.window=2", "boundary.least_3d_only=4", "boundary.most_3d_only=16",
     "boundary.delta=1.0",  # any settled window switches: a real (not forced) switch at 4 + 2*4
     "boundary.check_render_size=32",

@@ -66,6 +66,29 @@ def test_tiny_models_load_through_the_registry():
     assert registry.load_clip_metric(cfg, "cpu").name == sources["clip_metric"]
 
 
+def test_loaded_models_say_whether_their_weights_are_random(zero123, stable_diffusion, clip, tmp_path):
+    """Detected from the loaded folders (the tiny-models manifest), not from the config."""
+    sources = registry.model_sources(tiny_config())
+    for model, key in ((zero123, "zero123"), (stable_diffusion, "stable_diffusion"), (clip, "clip_judge")):
+        assert model.origin == {"source": sources[key], "weights": "random"}
+    record = registry.loaded_models_record({"zero123": zero123, "stable_diffusion": None, "clip_judge": clip})
+    assert record["priors"] == "random" and set(record["models"]) == {"zero123", "clip_judge"}
+    assert record["tags"]["model.zero123"] == sources["zero123"] + " (random weights)"
+    # A copy of a tiny model outside its manifest's folder, or a hub id, counts as pretrained.
+    import shutil
+
+    shutil.copytree(sources["clip_judge"], tmp_path / "clip")
+    assert not tiny.is_random_weight(tmp_path / "clip")
+    assert registry.origin("ViT-B-16/openai") == {"source": "ViT-B-16/openai", "weights": "pretrained"}
+    assert registry.priors_kind([registry.origin(str(tmp_path / "clip"))]) == "real"
+    assert registry.priors_kind([]) == "none"
+    assert registry.evaluation_kind("real", "random") == "random"
+    assert registry.evaluation_kind("unknown", "real") == "unknown"
+    # MLflow params name the folders loaded, never the hub ids the config also holds.
+    params = registry.params_naming_loaded_models(tiny_config())
+    assert params["models"]["zero123"] == sources["zero123"] and params["eval"]["clip_model"] == sources["clip_metric"]
+
+
 def test_vision_parts_load_through_the_registry():
     cfg = tiny_config()
     for load in (registry.load_captioner, registry.load_depth_estimator, registry.load_segmenter):
