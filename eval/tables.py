@@ -223,6 +223,25 @@ def to_latex(cmp: pd.DataFrame, table: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_html(cmp: pd.DataFrame, table: int) -> str:
+    """A self-contained page of one table (for the Snakemake report, which shows HTML inline)."""
+    import html
+
+    header, body = _rows(layout(cmp, table))
+    warning = banner(cmp, table)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(TITLES[table]) + "</title>"
+            "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:14px}"
+            "th,td{border:1px solid #bbb;padding:4px 8px;text-align:center;white-space:nowrap}"
+            ".banner{background:#fff3cd;border:1px solid #e0b000;padding:8px;font-weight:bold}</style></head><body>"
+            + (f"<p class='banner'>{html.escape(warning)}</p>" if warning else "")
+            + f"<h3>{html.escape(TITLES[table])}</h3><p>{html.escape(_legend(cmp, table))} missing: no run yet; "
+            "n/a: not reproduced here; †: the paper does not compare this value. Priors: the priors of the runs "
+            "behind the row (real = pretrained, random = random-weight).</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></body></html>\n")
+
+
 def to_csv_frame(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
     """The long, machine-readable form of one table (empty cells are empty, never 0)."""
     cols = ["table", "benchmark", "group", "setting", "metric", "paper", "ours", "diff", "n_runs", "status", "priors"]

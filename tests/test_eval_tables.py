@@ -133,8 +133,8 @@ def test_empty_run_table_is_all_missing():
 def _write_run(root, i, benchmark, case, priors, metrics):
     path = root / f"run{i}" / "metrics.json"
     path.parent.mkdir()
-    path.write_text(json.dumps({"metrics": metrics, "run": {"run_id": f"r{i}"},
-                                "tags": {"benchmark": benchmark, "case": case, "variant": "default", "priors": priors}}))
+    tags = {"benchmark": benchmark, "case": case, "variant": "default", "priors": priors}
+    path.write_text(json.dumps({"metrics": metrics, "run": {"run_id": f"r{i}"}, "tags": tags}))
 
 
 def _markdown_rows(md: str) -> list[dict]:
@@ -186,6 +186,8 @@ def test_random_weight_runs_get_a_banner_and_no_difference(mixed_runs, tmp_path)
     write_tables(mixed_runs, tmp_path / "out", [1])
     tex = (tmp_path / "out" / "table1.tex").read_text()
     assert tex.splitlines()[0] == f"% {tables.RANDOM_BANNER}" and "Priors" in tex
+    page = (tmp_path / "out" / "table1.html").read_text()
+    assert f"<p class='banner'>{tables.RANDOM_BANNER}</p>" in page and "<td>random+real</td>" in page
     frame = pd.read_csv(tmp_path / "out" / "table1.csv", keep_default_na=False)
     ok = frame[frame["status"] == "ok"]
     assert set(ok["priors"]) == {"real", "random+real"}
