@@ -200,13 +200,55 @@ def test_fetch_refuses_a_corrupt_mirror_file_and_writes_nothing(workdir: Path):
     """The real fetch rule on a mirror whose banana_rgba.png is damaged: clear error in the log."""
     damaged = workdir / "datasets/realfusion15/banana_rgba.png"
     damaged.write_bytes(damaged.read_bytes()[:-10])
+    # The sweep's MLflow parent run first, to see the workflow end it FAILED, then FINISHED.
+    made = subprocess.run([*SNAKEMAKE, "--cores", "1", "results/demo/parent_run.json"], cwd=workdir,
+                          capture_output=True, text=True, timeout=180)
+    assert made.returncode == 0, made.stderr[-1500:]
     target = "results/data/realfusion15/banana_rgba.png"
     proc = subprocess.run([*SNAKEMAKE, "--cores", "1", target], cwd=workdir, capture_output=True, text=True, timeout=180)
     assert proc.returncode != 0
     assert not (workdir / target).exists()
     log = (workdir / "results/logs/fetch/realfusion15/banana_rgba.png.log").read_text()
     assert "sha256 mismatch" in log
+    assert parent_run_status(workdir) == "FAILED"
     ok = subprocess.run([*SNAKEMAKE, "--cores", "1", "results/data/realfusion15/cactus_rgba.png"], cwd=workdir,
                         capture_output=True, text=True, timeout=180)
     assert ok.returncode == 0, ok.stderr[-1500:]
     assert sha256(workdir / "results/data/realfusion15/cactus_rgba.png") == sha256(DATASETS / "realfusion15/cactus_rgba.png")
+    assert parent_run_status(workdir) == "FINISHED"
+
+
+def parent_run_status(workdir: Path) -> str:
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    recorded = json.loads((workdir / "results/demo/parent_run.json").read_text())
+    return MlflowClient(recorded["tracking_uri"]).get_run(recorded["run_id"]).info.status
+
+
+def test_parent_run_ends_with_the_tables_and_the_report(tmp_path: Path):
+    """What the workflow's onsuccess/onerror call: status, and every artifact that exists."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from consistent123.tracking import finish_parent_run, resolve_uri, start_parent_run
+
+    uri = resolve_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = start_parent_run(uri, "sweeps", "demo")
+    parent = tmp_path / "parent_run.json"
+    assert not finish_parent_run(parent, "FINISHED", {})  # a sweep that never started has nothing to end
+    parent.write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}))
+    for name in ("table1.md", "table1.tex", "table1.csv", "runs.csv"):
+        (tmp_path / name).write_text(name)
+    (tmp_path / "report.html").write_text("<html></html>")
+    tables = [tmp_path / n for n in ("table1.md", "table1.tex", "table1.csv", "runs.csv", "table2.md")]
+    assert finish_parent_run(parent, "FINISHED", {"tables": tables, "report": [tmp_path / "report.html"]})
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert sorted(a.path for a in client.list_artifacts(run_id, "tables")) == [
+        "tables/runs.csv", "tables/table1.csv", "tables/table1.md", "tables/table1.tex"]  # table2.md: not written
+    assert [a.path for a in client.list_artifacts(run_id, "report")] == ["report/report.html"]
+    finish_parent_run(parent, "FAILED", {"tables": []})
+    assert client.get_run(run_id).info.status == "FAILED"

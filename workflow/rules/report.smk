@@ -75,11 +75,12 @@ config["report_facts"] = report_facts()
 def finish_sweep(status):
     """End the sweep's MLflow parent run (FINISHED / FAILED) holding the tables and the report.
 
-    On success the report is written first (`snakemake --report`, same config files)."""
+    When the sweep's tables exist (the whole DAG ran), the report is written first
+    (`snakemake --report`, same config files)."""
     from consistent123.tracking import finish_parent_run
 
     artifacts = {"tables": sorted(p for p in Path(TABLES_DIR).glob("*") if not p.name.startswith("."))}
-    if status == "FINISHED":
+    if status == "FINISHED" and Path(f"{SWEEP_DIR}/tables.done").is_file():
         args = [sys.executable, "-m", "snakemake", "--report", REPORT_HTML, "--nolock"]
         for path in workflow.overwrite_configfiles or []:
             args += ["--configfile", str(path)]
