@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import shutil
 import logging
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -23,12 +23,12 @@ from PIL import Image
 
 from consistent123.case import load_case
 from consistent123.config import Config, save_config
+from consistent123.device import resolve_device
 from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
 from consistent123.priors.registry import loaded_models_record, params_naming_loaded_models
 from consistent123.progress_images import ProgressImages
 from consistent123.render.cameras import Camera, reference_camera, ring_cameras
 from consistent123.tracking import RunTracker, parse_tags
-from consistent123.device import resolve_device
 from consistent123.trainer import Trainer, config_hash, load_priors
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,10 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-
 from consistent123.device import resolve_device
-from consistent123.tracking import parse_tags
 from consistent123.errors import InputError
 from consistent123.io import atomic_write_json
+from consistent123.tracking import parse_tags
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,8 @@ def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | 
         try:
             from consistent123.tracking import log_to_run
 
-            log_to_run(out_dir / "run.json", metrics, artifacts=[metrics_path, *written], tags={"priors": priors["priors"]})
+            log_to_run(out_dir / "run.json", metrics, artifacts=[metrics_path, *written],
+                       tags={"priors": priors["priors"]})
         except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror
             log.warning("metrics not logged to MLflow (%s: %s)", exc.__class__.__name__, exc)
     return record

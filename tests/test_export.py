@@ -1,5 +1,4 @@
 """Export: marching cubes, texture baking, .glb / .obj round trips, turntable video."""
-from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -8,12 +7,16 @@ import torch
 import trimesh
 from PIL import Image
 
-from consistent123.export import (bake_texture, extract_nerf_mesh, load_textured_mesh, render_turntable,
-                                  save_textured_mesh)
+from consistent123.export import (
+    bake_texture,
+    extract_nerf_mesh,
+    load_textured_mesh,
+    render_turntable,
+    save_textured_mesh,
+)
 from consistent123.render.cameras import ring_cameras
 from consistent123.render.rasterize import render_mesh
 from tests._data import RF15
-
 
 
 def _blob(points):

@@ -214,7 +214,8 @@ def test_fetch_refuses_a_corrupt_mirror_file_and_writes_nothing(workdir: Path):
     ok = subprocess.run([*SNAKEMAKE, "--cores", "1", "results/data/realfusion15/cactus_rgba.png"], cwd=workdir,
                         capture_output=True, text=True, timeout=180)
     assert ok.returncode == 0, ok.stderr[-1500:]
-    assert sha256(workdir / "results/data/realfusion15/cactus_rgba.png") == sha256(DATASETS / "realfusion15/cactus_rgba.png")
+    fetched = workdir / "results/data/realfusion15/cactus_rgba.png"
+    assert sha256(fetched) == sha256(DATASETS / "realfusion15/cactus_rgba.png")
     assert parent_run_status(workdir) == "FINISHED"
 
 

@@ -43,7 +43,8 @@ def report_facts():
     if not kinds:
         text = "No run has recorded the models it loaded yet."
     elif set(kinds) == {"real"}:
-        text = f"Pretrained: all {kinds['real']} runs loaded pretrained weights; the tables compare them with the paper."
+        text = (f"Pretrained: all {kinds['real']} runs loaded pretrained weights; "
+                "the tables compare them with the paper.")
     elif set(kinds) == {"random"}:
         text = (f"Random-weight: all {kinds['random']} runs loaded random-weight models (the tiny models "
                 "`consistent123 tiny-models` builds). Their numbers exercise the pipeline, not the method: "
@@ -63,8 +64,10 @@ def report_facts():
         "tables": ", ".join(f"Table {t.removeprefix('table')}" for t in config["tables"]),
         "banner": RANDOM_BANNER if "random" in kinds else (OTHER_BANNER if set(kinds) - {"real"} else ""),
         "priors_text": text,
-        "models": [f"``{name}``: " + "; ".join(f"``{s}``" for s in sorted(sources)) for name, sources in sorted(models.items())],
-        "tables_dir": TABLES_DIR, "runs_dir": f"{SWEEP_DIR}/runs", "tracking_uri": TRACKING_URI, "experiment": EXPERIMENT,
+        "models": [f"``{name}``: " + "; ".join(f"``{s}``" for s in sorted(sources))
+                   for name, sources in sorted(models.items())],
+        "tables_dir": TABLES_DIR, "runs_dir": f"{SWEEP_DIR}/runs",
+        "tracking_uri": TRACKING_URI, "experiment": EXPERIMENT,
     }
 
 
@@ -88,7 +91,8 @@ def finish_sweep(status):
         if made.returncode == 0:
             artifacts["report"] = [REPORT_HTML]
         else:
-            print(f"report not written ({made.stderr.strip().splitlines()[-1:]}); run: snakemake --report {REPORT_HTML}")
+            why = made.stderr.strip().splitlines()[-1:]
+            print(f"report not written ({why}); run: snakemake --report {REPORT_HTML}")
     try:
         if finish_parent_run(f"{SWEEP_DIR}/parent_run.json", status, artifacts):
             print(f"MLflow parent run of sweep {SWEEP!r}: {status}")

@@ -65,8 +65,8 @@ record = json.loads(Path(sm.input.metrics).read_text())
 priors = record.get("priors", {})
 rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
                for k, v in record.get("metrics", {}).items() if not isinstance(v, (dict, list)))
-models = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(o['source'])}</td><td>{html.escape(o['weights'])}</td></tr>"
-                 for k, o in priors.get("models", {}).items())
+models = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(o['source'])}</td>"
+                 f"<td>{html.escape(o['weights'])}</td></tr>" for k, o in priors.get("models", {}).items())
 kind = priors.get("priors", "unknown")
 warning = ("<p style='background:#fff3cd;border:1px solid #e0b000;padding:8px;font-weight:bold'>random-weight priors: "
            "these numbers exercise the pipeline and are not comparable to the paper</p>" if kind == "random" else "")
