@@ -26,12 +26,16 @@ def data_uri(data: bytes, mime: str) -> str:
 
 
 def turntable_html() -> str:
-    video = out_dir / "turntable.mp4"
-    if not video.is_file():
+    found = [out_dir / name for name in ("turntable.mp4", "turntable.gif") if (out_dir / name).is_file()]
+    if not found:
         return "<p>no turntable found</p>"
-    frames = iio.imread(video)
+    video = found[0]
+    frames = iio.imread(video, index=None)
     if frames.shape[1] >= DISPLAY_SIZE:
-        uri = data_uri(video.read_bytes(), "video/mp4")
+        mime = "video/mp4" if video.suffix == ".mp4" else "image/gif"
+        uri = data_uri(video.read_bytes(), mime)
+        if video.suffix == ".gif":
+            return f'<img alt="turntable" src="{uri}">'
         return f'<video autoplay loop muted controls width="{frames.shape[2]}" src="{uri}"></video>'
     big = [Image.fromarray(upscale_for_display(f, DISPLAY_SIZE)) for f in frames]
     buf = io.BytesIO()
