@@ -32,4 +32,9 @@ rule all:
 
 
 onsuccess:
+    finish_sweep("FINISHED")
     print_where_outputs_are()
+
+
+onerror:
+    finish_sweep("FAILED")

@@ -204,6 +204,9 @@ class TrainConfig(Section):
     log_every: int = 50
     # False fits the reference view alone (no diffusion prior is loaded): a quality check.
     use_priors: bool = True
+    # Not in the paper (monitoring only): every this many iterations the run logs one image strip
+    # of the 8 boundary-check views to MLflow, so `mlflow ui` shows the object forming; 0 = never.
+    log_images_every: int = 500
 
 
 class ExportConfig(Section):

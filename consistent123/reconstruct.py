@@ -1,7 +1,8 @@
 """``consistent123 reconstruct DIR --out OUT``: one case through the whole schedule.
 
 Writes into OUT: mesh.glb, mesh.obj (+ .mtl, texture), views/ (reference + novel renders),
-turntable video, boundary.json, schedule.csv, config.yaml, run.json, checkpoints/last.pt.
+turntable video, boundary.json, schedule.csv, config.yaml, priors.json (the models really
+loaded, pretrained or random-weight), run.json, checkpoints/last.pt.
 Re-running the same command after a kill resumes from the last checkpoint and logs into the
 same MLflow run. Final outputs are written only after training finished, each atomically;
 ``DONE`` marks a finished folder.
@@ -11,8 +12,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import shutil
 import logging
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -22,10 +23,12 @@ from PIL import Image
 
 from consistent123.case import load_case
 from consistent123.config import Config, save_config
+from consistent123.device import resolve_device
 from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
+from consistent123.priors.registry import loaded_models_record, params_naming_loaded_models
+from consistent123.progress_images import ProgressImages
 from consistent123.render.cameras import Camera, reference_camera, ring_cameras
 from consistent123.tracking import RunTracker, parse_tags
-from consistent123.device import resolve_device
 from consistent123.trainer import Trainer, config_hash, load_priors
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoints/last.pt"
 FINAL_OUTPUTS = ("mesh.glb", "mesh.obj", "boundary.json", "schedule.csv", "config.yaml", "views/reference.png")
 CONFIG_STAMP = "checkpoints/config_hash"
+PRIORS_RECORD = "priors.json"
 
 
 def outputs_complete(out_dir: Path, cfg: Config) -> bool:
@@ -172,17 +176,24 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
     atomic_write_text(out_dir / CONFIG_STAMP, fingerprint + "\n")
     device = resolve_device(cfg.train.device)
     all_tags = {"case": case.name, **(tags or {})}
+    priors = load_priors(cfg, device)
+    loaded = loaded_models_record(vars(priors))  # pretrained or random-weight, read from the loaded files
+    atomic_write_json(out_dir / PRIORS_RECORD, loaded)
     tracker = RunTracker.open(out_dir, cfg.tracking.uri, cfg.tracking.experiment, run_name or case.name,
-                              params=cfg.model_dump(mode="json"), parent_run_id=parent_run_id, tags=all_tags)
+                              params=params_naming_loaded_models(cfg), parent_run_id=parent_run_id, tags=all_tags)
+    tracker.set_tags(loaded["tags"])
     chosen = log_backends(cfg, device, tracker)
     run_cfg = chosen.apply(cfg)  # the fields and the export read the chosen backends, not "auto"
-    trainer = Trainer(run_cfg, case, load_priors(run_cfg, device), device, on_metrics=tracker.log_metrics)
+    images = ProgressImages(tracker, cfg.train.log_images_every, cfg.eval.render_size)
+    trainer = Trainer(run_cfg, case, priors, device, on_metrics=images)
     ckpt = out_dir / CHECKPOINT
     if ckpt.exists():
         trainer.load_checkpoint(ckpt)
         log.info("resumed from %s at iteration %d", ckpt, trainer.iteration)
+    images.attach(trainer)
     try:
         trainer.fit(checkpoint_path=ckpt, stop_after=stop_after, progress=progress)
+        images.final()
     except BaseException as exc:
         # A resumed run is set RUNNING again; until then MLflow shows why it stopped.
         tracker.finish("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
@@ -199,7 +210,7 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
     if trainer.t_switch is not None:
         tracker.log_metrics({"t_switch": trainer.t_switch}, trainer.iteration)
     tracker.log_artifacts([out_dir / "boundary.json", out_dir / "schedule.csv", out_dir / "config.yaml",
-                           *exported.values()])
+                           out_dir / PRIORS_RECORD, *exported.values()])
     tracker.log_artifacts([out_dir / "views"])
     tracker.finish()
     atomic_write_text(out_dir / "DONE", f"{trainer.iteration}\n")

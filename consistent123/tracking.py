@@ -193,11 +193,33 @@ class RunTracker:
         self.flush()
         self.client.set_terminated(self.run_id, status=status)
 
+    def log_image(self, image, artifact_file: str) -> None:
+        """One RGB image (uint8 [H, W, 3]) as an artifact, e.g. ``progress/check_views_it000500.png``."""
+        self.client.log_image(self.run_id, image, artifact_file=artifact_file)
+
 
 def log_to_run(run_json: str | Path, metrics: Mapping[str, float], artifacts: Iterable[str | Path] = (),
-               step: int = 0) -> None:
-    """Add final metrics/artifacts to the run recorded in ``run_json`` (used by `evaluate`)."""
+               step: int = 0, tags: Mapping[str, str] | None = None) -> None:
+    """Add final metrics/artifacts (and tags) to the run recorded in ``run_json`` (used by `evaluate`)."""
     tracker = RunTracker.from_run_json(run_json)
     tracker.log_metrics(metrics, step)
     tracker.flush()
     tracker.log_artifacts(artifacts)
+    if tags:
+        tracker.set_tags(tags)
+
+
+def finish_parent_run(parent_json: str | Path, status: str, artifacts: Mapping[str, Iterable[str | Path]]) -> bool:
+    """End the sweep's parent run (FINISHED or FAILED) with its artifacts ({folder: paths}).
+
+    Missing paths are skipped (a failed sweep may not have its tables yet). Returns False when
+    the sweep never created its parent run (nothing to end).
+    """
+    if not Path(parent_json).is_file():
+        return False
+    recorded = json.loads(Path(parent_json).read_text())
+    tracker = RunTracker(recorded["tracking_uri"], recorded["run_id"])
+    for folder, paths in artifacts.items():
+        tracker.log_artifacts([p for p in paths if Path(p).exists()], artifact_path=folder)
+    tracker.finish(status)
+    return True

@@ -38,7 +38,7 @@ WHITE = torch.ones(3)
 # Settings that do not change what is trained (where it is logged, how it is exported or
 # scored, how often it is saved): a checkpoint stays valid across changes to these.
 NON_TRAINING = {"tracking": None, "export": None, "eval": None,
-                "train": ("device", "checkpoint_every", "log_every"),
+                "train": ("device", "checkpoint_every", "log_every", "log_images_every"),
                 # Backends compute the same model and share one checkpoint layout: a run may
                 # resume on a node that resolves another one.
                 "hashgrid": ("backend",), "dmtet": ("marching_backend", "rasteriser_backend")}

@@ -23,6 +23,10 @@ under ``"tags"``):
 ``table``      optional, informational: the table(s) the run was launched for, e.g. ``4``
 ``method``     ``consistent123`` (default when absent)
 ``sweep``      the workflow sweep the run belongs to (``tables --sweep`` keeps one sweep)
+``priors``     ``real`` (every model pretrained) | ``random`` (any random-weight model: the tiny
+               demo/test models, LPIPS on a random trunk) | ``none`` (no prior loaded) |
+               ``unknown`` (not recorded); set by ``reconstruct`` and ``evaluate`` from the models
+               they loaded. Only ``real`` runs are compared with the paper's numbers.
 
 Parent runs of sweeps (tag ``role=parent``) are skipped.
 
@@ -43,7 +47,7 @@ from consistent123.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
-TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep"]
+TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep", "priors"]
 METRICS = ["clip_similarity", "psnr", "lpips", "chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "t_switch"]
 COLUMNS = ["run_id", *TAGS, *METRICS, "source"]
 
@@ -55,6 +59,7 @@ def _row(run_id: str, tags: dict, metrics: dict, source: str) -> dict:
         row[t] = None if value in (None, "") else str(value)
     row["variant"] = row["variant"] or "default"
     row["method"] = row["method"] or "consistent123"
+    row["priors"] = row["priors"] or "unknown"
     for m in METRICS:
         value = metrics.get(m)
         row[m] = None if value is None else float(value)

@@ -3,7 +3,8 @@
 Reference view: PSNR and LPIPS of ``OUT/views/reference.png`` against ``DIR/rgba.png`` on
 white. Novel views: CLIP-similarity of the input with ``OUT/views/novel_*.png``. With a
 ground-truth mesh (GSO): Chamfer distance, volumetric IoU and the 18-view PSNR/LPIPS.
-Writes ``OUT/metrics.json`` atomically (metrics, the run's tags, the models and views used)
+Writes ``OUT/metrics.json`` atomically (metrics, the run's tags, the models and views used,
+``priors``: whether the run's priors and the metric models were pretrained or random-weight)
 and ``OUT/figures/*.png``, then logs both into the MLflow run recorded in ``OUT/run.json``.
 """
 from __future__ import annotations
@@ -13,11 +14,10 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-
 from consistent123.device import resolve_device
-from consistent123.tracking import parse_tags
 from consistent123.errors import InputError
 from consistent123.io import atomic_write_json
+from consistent123.tracking import parse_tags
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,20 @@ def prediction_mesh_path(out_dir: Path) -> Path:
         if (out_dir / name).is_file():
             return out_dir / name
     raise InputError(f"{out_dir / 'mesh.obj'}: reconstructed mesh not found (nor mesh.glb)")
+
+
+def _priors_record(out_dir: Path, clip_model, lpips_metric) -> dict:
+    """The reconstruction's models (OUT/priors.json) and the metric models, each pretrained or
+    random-weight as detected at load; ``priors`` sums them up (random | real | none | unknown)."""
+    from consistent123.priors import registry
+
+    recorded = out_dir / "priors.json"
+    run = json.loads(recorded.read_text()) if recorded.is_file() else {"priors": registry.UNKNOWN, "models": {}}
+    lpips_origin = {"source": lpips_metric.name,
+                    "weights": registry.RANDOM if lpips_metric.random_backbone else "pretrained"}
+    metric_models = {"clip_metric": registry.origin_of(clip_model), "lpips": lpips_origin}
+    kind = registry.evaluation_kind(run["priors"], registry.priors_kind(metric_models.values()))
+    return {"priors": kind, "run_priors": run["priors"], "models": {**run["models"], **metric_models}}
 
 
 def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | Path | None = None,
@@ -119,7 +133,9 @@ def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | 
         metrics.update(mv_psnr=mv.pop("mv_psnr"), mv_lpips=mv.pop("mv_lpips"))
         details.update(mv)
 
-    record = {"metrics": metrics, "tags": all_tags, "run": run, "details": details,
+    priors = _priors_record(out_dir, clip_model, lpips_metric)
+    all_tags["priors"] = priors["priors"]
+    record = {"metrics": metrics, "tags": all_tags, "priors": priors, "run": run, "details": details,
               "inputs": {"out": str(out_dir), "case": str(case_dir), "gt_mesh": None if gt_mesh is None else str(gt_mesh)}}
     metrics_path = atomic_write_json(out_dir / "metrics.json", record)
     written = figures.run_figures(out_dir)
@@ -127,7 +143,8 @@ def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | 
         try:
             from consistent123.tracking import log_to_run
 
-            log_to_run(out_dir / "run.json", metrics, artifacts=[metrics_path, *written])
+            log_to_run(out_dir / "run.json", metrics, artifacts=[metrics_path, *written],
+                       tags={"priors": priors["priors"]})
         except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror
             log.warning("metrics not logged to MLflow (%s: %s)", exc.__class__.__name__, exc)
     return record

@@ -1,9 +1,14 @@
 """The paper's Tables 1-6 from the tidy run table, with the paper's numbers beside ours.
 
 ``compare`` gives one long frame (one row per paper cell: paper value, our mean, difference,
-number of runs); ``to_markdown`` / ``to_latex`` lay it out like the paper, each cell reading
-``ours / paper (ours - paper)``. A cell we have no runs for says ``missing``; a cell we
-cannot reproduce (another group's method) says ``n/a``; nothing missing is ever shown as 0.
+number of runs, the priors of those runs); ``to_markdown`` / ``to_latex`` lay it out like the
+paper, each cell reading ``ours / paper (ours - paper)``. A cell we have no runs for says
+``missing``; a cell we cannot reproduce (another group's method) says ``n/a``; nothing missing
+is ever shown as 0.
+
+Only runs with pretrained priors are compared with the paper: a cell with any other run
+(random-weight, no priors, not recorded) shows ``ours / paper`` with no difference, and a table
+holding such a cell opens with a one-line banner saying the numbers are not comparable.
 """
 from __future__ import annotations
 
@@ -55,6 +60,16 @@ VARIANT_ALIASES = {"schedule=exp": "default", "schedule=exponential": "default",
 
 MISSING = "missing"
 NOT_REPRODUCED = "n/a"
+REAL = "real"  # the `priors` tag of a run whose models were all pretrained (eval/aggregate.py)
+RANDOM_BANNER = ("random-weight priors: these numbers exercise the pipeline and are not comparable to the paper")
+OTHER_BANNER = ("priors not pretrained or not recorded for some runs (see the priors column): "
+                "those cells are not compared with the paper")
+
+
+def _priors_of(runs: pd.DataFrame, metric: str) -> str:
+    """The priors kinds of the runs that gave a value, e.g. "real", "random", "random+real"."""
+    kinds = runs.loc[runs[metric].notna() & np.isfinite(runs[metric]), "priors"].fillna("unknown")
+    return "+".join(sorted(set(kinds)))
 
 
 def load_paper_numbers(path: str | Path = PAPER_NUMBERS) -> pd.DataFrame:
@@ -76,10 +91,12 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
     paper = load_paper_numbers() if paper is None else paper
     runs = runs.copy()
     runs["variant"] = runs["variant"].fillna("default").replace(VARIANT_ALIASES)
+    if "priors" not in runs:  # a run table saved before runs recorded their priors
+        runs["priors"] = "unknown"
     out = []
     for cell in paper[paper["table"].isin(list(tables))].itertuples(index=False):
         variant = SETTING_VARIANTS.get(cell.table, {}).get(cell.setting)
-        ours, n = math.nan, 0
+        ours, n, priors = math.nan, 0, ""
         if variant is None:
             status = NOT_REPRODUCED
         else:
@@ -101,10 +118,11 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
                     sel = sel[sel["category"] == cell.group]
                 ours, n = _mean_or_nan(sel[cell.metric]) if len(sel) else (math.nan, 0)
             status = "ok" if n else MISSING
+            priors = _priors_of(sel, cell.metric) if n else ""
         out.append({"table": cell.table, "benchmark": cell.benchmark, "group": cell.group, "setting": cell.setting,
                     "metric": cell.metric, "paper": cell.value, "ours": ours,
-                    "diff": ours - cell.value if n else math.nan, "n_runs": n, "status": status,
-                    "decimals": cell.decimals, "note": cell.note})
+                    "diff": ours - cell.value if n and priors == REAL else math.nan, "n_runs": n, "status": status,
+                    "priors": priors, "decimals": cell.decimals, "note": cell.note})
     return pd.DataFrame(out)
 
 
@@ -115,7 +133,17 @@ def format_cell(row) -> str:
     paper = f"{row['paper']:.{d}f}" + ("†" if row.get("note") else "")
     if row["status"] != "ok":
         return f"{row['status']} / {paper}"
+    if row["priors"] != REAL:  # not comparable: the paper's number beside ours, no difference
+        return f"{_number(row['ours'], d)} / {paper}"
     return f"{_number(row['ours'], d)} / {paper} ({_number(row['diff'], d, sign=True)})"
+
+
+def banner(cmp: pd.DataFrame, table: int) -> str:
+    """The one-line warning a table opens with when any of its numbers is not comparable ("" if none)."""
+    kinds = set("+".join(cmp.loc[(cmp["table"] == table) & (cmp["status"] == "ok"), "priors"]).split("+")) - {""}
+    if "random" in kinds:
+        return RANDOM_BANNER
+    return OTHER_BANNER if kinds - {REAL} else ""
 
 
 def _number(value: float, decimals: int, sign: bool = False) -> str:
@@ -141,7 +169,11 @@ def layout(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
     grid = grid.reindex(columns=order[columns])
     grid = grid.reindex(pd.MultiIndex.from_tuples(
         sub[index].drop_duplicates().itertuples(index=False, name=None), names=index))
-    return grid.fillna(NOT_REPRODUCED).reset_index().rename(columns={"setting": "Method"})
+    grid = grid.fillna(NOT_REPRODUCED)
+    # Which priors the row's numbers come from (empty: no run behind any of its cells).
+    grid["Priors"] = sub.groupby(index, sort=False)["priors"].agg(
+        lambda kinds: "+".join(sorted(set("+".join(kinds).split("+")) - {""}))).reindex(grid.index)
+    return grid.reset_index().rename(columns={"setting": "Method"})
 
 
 def _rows(grid: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -150,10 +182,19 @@ def _rows(grid: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def _legend(cmp: pd.DataFrame, table: int) -> str:
+    if banner(cmp, table):
+        return "Each cell: ours / paper; (ours − paper) only where every run had pretrained priors."
+    return "Each cell: ours / paper (ours − paper)."
+
+
 def to_markdown(cmp: pd.DataFrame, table: int) -> str:
     header, body = _rows(layout(cmp, table))
-    lines = [f"**{TITLES[table]}**", "", "Each cell: ours / paper (ours − paper). "
-             "`missing`: no run yet; `n/a`: not reproduced here. †: the paper does not compare this value.", "",
+    warning = banner(cmp, table)
+    lines = [f"**{warning}**", ""] if warning else []
+    lines += [f"**{TITLES[table]}**", "", _legend(cmp, table) + " "
+              "`missing`: no run yet; `n/a`: not reproduced here. †: the paper does not compare this value. "
+              "Priors: the priors of the runs behind the row (real = pretrained, random = random-weight).", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
     return "\n".join(lines) + "\n"
@@ -170,8 +211,11 @@ def latex_escape(text: str) -> str:
 
 def to_latex(cmp: pd.DataFrame, table: int) -> str:
     header, body = _rows(layout(cmp, table))
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             r"\caption{" + latex_escape(TITLES[table]) + r". Each cell: ours / paper (ours $-$ paper).}",
+    warning = banner(cmp, table)
+    lines = [f"% {warning}"] if warning else []
+    lines += [r"\begin{table}[t]", r"\centering", r"\small",
+             r"\caption{" + (latex_escape(warning) + ". " if warning else "") + latex_escape(TITLES[table]) + ". "
+             + latex_escape(_legend(cmp, table)).replace("(ours - paper)", r"(ours $-$ paper)") + "}",
              r"\begin{tabular}{" + "l" * 2 + "c" * (len(header) - 2) + "}", r"\toprule",
              " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in body]
@@ -179,7 +223,26 @@ def to_latex(cmp: pd.DataFrame, table: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_html(cmp: pd.DataFrame, table: int) -> str:
+    """A self-contained page of one table (for the Snakemake report, which shows HTML inline)."""
+    import html
+
+    header, body = _rows(layout(cmp, table))
+    warning = banner(cmp, table)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(TITLES[table]) + "</title>"
+            "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:14px}"
+            "th,td{border:1px solid #bbb;padding:4px 8px;text-align:center;white-space:nowrap}"
+            ".banner{background:#fff3cd;border:1px solid #e0b000;padding:8px;font-weight:bold}</style></head><body>"
+            + (f"<p class='banner'>{html.escape(warning)}</p>" if warning else "")
+            + f"<h3>{html.escape(TITLES[table])}</h3><p>{html.escape(_legend(cmp, table))} missing: no run yet; "
+            "n/a: not reproduced here; †: the paper does not compare this value. Priors: the priors of the runs "
+            "behind the row (real = pretrained, random = random-weight).</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></body></html>\n")
+
+
 def to_csv_frame(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
     """The long, machine-readable form of one table (empty cells are empty, never 0)."""
-    cols = ["table", "benchmark", "group", "setting", "metric", "paper", "ours", "diff", "n_runs", "status"]
+    cols = ["table", "benchmark", "group", "setting", "metric", "paper", "ours", "diff", "n_runs", "status", "priors"]
     return cmp.loc[cmp["table"] == table, cols].reset_index(drop=True)

@@ -3,7 +3,8 @@
 Runs come from MLflow (``--tracking-uri``/``--experiment``, default: the config's tracking
 section), else from the ``metrics.json`` files under ``--results``, or from a tidy table
 saved earlier (``--runs runs.csv|runs.parquet``). Writes ``runs.csv``/``runs.parquet`` and
-``table<N>.md``, ``table<N>.tex``, ``table<N>.csv`` for each table, atomically.
+``table<N>.md``, ``table<N>.tex``, ``table<N>.csv`` and ``table<N>.html`` (for the report) for
+each table, atomically.
 """
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ def write_tables(runs: pd.DataFrame, out: Path, which) -> list[Path]:
         with atomic_path(out / f"table{n}.csv") as tmp:
             tables.to_csv_frame(cmp, n).to_csv(tmp, index=False)
         written.append(out / f"table{n}.csv")
+        written.append(atomic_write_text(out / f"table{n}.html", tables.to_html(cmp, n)))
     return written
 
 

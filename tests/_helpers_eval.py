@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests._data import RF15
+
 FIXTURE_RUNS = Path(__file__).resolve().parent / "fixtures" / "runs"
 
 
 def real_rgba(name: str = "banana") -> Path:
-    return SHARED / "realfusion15" / f"{name}_rgba.png"
+    return RF15 / f"{name}_rgba.png"
 
 
 def tiny_clip(root: Path):

@@ -1,20 +1,12 @@
 """Shared helpers of the preprocessing and vision-model tests: the real data and a few measures."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RF15 = DATA / "realfusion15"
-C10 = DATA / "c10"
-
-
-def rf15_prompts() -> dict[str, str]:
-    with open(RF15 / "prompts.tsv", newline="") as f:
-        return {row["case"]: row["prompt"] for row in csv.DictReader(f, delimiter="\t")}
+from tests._data import C10, RF15, rf15_prompts
 
 
 def benchmark_cases() -> list[tuple[str, Path, Path, str | None]]:

@@ -1,11 +1,10 @@
 """A tiny but complete method configuration and a real case folder, shared by the run tests."""
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests._data import RF15, rf15_prompts
 
 # Small enough for a few seconds per phase on 2 CPU cores, large enough to exercise every part:
 # a boundary window that can fire, a forced switch bound, both phases and a checkpoint.
@@ -16,6 +15,7 @@ TINY_OVERRIDES = [
     "nerf.occupancy_grid_resolution=16",
     "dmtet.tet_grid_size=16", "dmtet.render_size=48",
     "train.nerf_iters=24", "train.mesh_iters=12", "train.checkpoint_every=8", "train.log_every=4",
+    "train.log_images_every=12",
     "boundary.every=4", "boundary.window=2", "boundary.least_3d_only=4", "boundary.most_3d_only=16",
     "boundary.delta=1.0",  # any settled window switches: a real (not forced) switch at 4 + 2*4
     "boundary.check_render_size=32",
@@ -26,17 +26,11 @@ TINY_OVERRIDES = [
 ]
 
 
-def prompts() -> dict[str, str]:
-    """The authors' RealFusion15 prompts (case -> text)."""
-    with open(SHARED / "realfusion15" / "prompts.tsv") as f:
-        return {row["case"]: row["prompt"] for row in csv.DictReader(f, delimiter="\t")}
-
-
 def make_case(root: Path, name: str = "banana") -> Path:
     """A preprocessed case folder from the published RealFusion15 files (already recentred)."""
     case = root / name
     case.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SHARED / "realfusion15" / f"{name}_rgba.png", case / "rgba.png")
-    shutil.copy(SHARED / "realfusion15" / f"{name}_depth.png", case / "depth.png")
-    (case / "caption.txt").write_text(prompts()[name] + "\n")
+    shutil.copy(RF15 / f"{name}_rgba.png", case / "rgba.png")
+    shutil.copy(RF15 / f"{name}_depth.png", case / "depth.png")
+    (case / "caption.txt").write_text(rf15_prompts()[name] + "\n")
     return case

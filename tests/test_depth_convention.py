@@ -5,7 +5,7 @@ from PIL import Image
 from consistent123.case import load_case
 from consistent123.config import Config
 from consistent123.preprocess.pipeline import preprocess_image
-from tests._tiny_run import SHARED
+from tests._data import C10, RF15
 
 
 def _bump_disparity(image):
@@ -17,7 +17,7 @@ def _bump_disparity(image):
 
 
 def test_published_depth_is_far_at_the_rim_of_a_bulging_object():
-    depth = np.asarray(Image.open(SHARED / "realfusion15" / "colorful_teapot_depth.png").convert("L"), dtype=float)
+    depth = np.asarray(Image.open(RF15 / "colorful_teapot_depth.png").convert("L"), dtype=float)
     inside = depth > 0
     cy, cx = (np.argwhere(inside).mean(0)).astype(int)
     centre = depth[cy - 10:cy + 10, cx - 10:cx + 10].mean()
@@ -26,7 +26,7 @@ def test_published_depth_is_far_at_the_rim_of_a_bulging_object():
 
 def test_estimated_depth_is_stored_far_larger(tmp_path):
     out = tmp_path / "case"
-    preprocess_image(SHARED / "realfusion15" / "colorful_teapot_rgba.png", out, Config(), caption="a teapot",
+    preprocess_image(RF15 / "colorful_teapot_rgba.png", out, Config(), caption="a teapot",
                      models={"depth": _bump_disparity})
     case = load_case(out)
     depth = case.depth[0].numpy()
@@ -39,7 +39,7 @@ def test_depth_model_input_size_follows_the_config(tmp_path):
     from consistent123.priors.vision import build_tiny_vision_models, load_depth_estimator
 
     folder = build_tiny_vision_models(tmp_path)["depth"]
-    image = Image.open(SHARED / "c10" / "29.jpg")
+    image = Image.open(C10 / "29.jpg")
     for size in (64, 96):
         est = load_depth_estimator(str(folder), "cpu", input_size=size)
         assert est.processor(images=image, return_tensors="pt", **est.resize).pixel_values.shape[-2:] == (size, size)

@@ -121,8 +121,10 @@ def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, ti
     # Same shape at another scale/place: geometry and renders agree after normalisation.
     assert m["chamfer_distance"] == pytest.approx(0.0, abs=1e-9) and m["volumetric_iou"] == 1.0
     assert m["mv_psnr"] > 40 and m["mv_lpips"] < 1e-3
+    # No priors.json from a reconstruction, LPIPS on a random trunk: random-weight, said everywhere.
     assert record["tags"] == {"benchmark": "realfusion15", "case": "banana", "variant": "lambda=b", "table": "4",
-                              "category": "fruit"}
+                              "category": "fruit", "priors": "random"}
+    assert record["priors"]["run_priors"] == "unknown" and record["priors"]["models"]["lpips"]["weights"] == "random"
     assert record["details"]["clip_model"] == str(tiny_clip_dir)
     assert record["details"]["clip_views"]["azimuths"] == [0.0, 180.0]
     assert "RANDOM-BACKBONE" in record["details"]["lpips_model"]
@@ -133,6 +135,7 @@ def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, ti
     assert len(runs) == 1
     row = runs.iloc[0]
     assert (row["benchmark"], row["case"], row["variant"]) == ("realfusion15", "banana", "lambda=b")
+    assert row["priors"] == "random"
     assert row["psnr"] == pytest.approx(m["psnr"]) and row["volumetric_iou"] == 1.0
 
 

@@ -64,9 +64,19 @@ def test_lpips_real_backbone_missing_is_a_clear_error(tmp_path, monkeypatch):
     assert str(lpips_backbone_path("alex")) in msg and "\n" not in msg and str(tmp_path) in msg
 
 
-@pytest.mark.skipif(not lpips_backbone_path("alex").is_file(), reason="AlexNet weights not in the torch cache")
-def test_lpips_real_backbone_when_cached():
+def test_lpips_loads_its_backbone_from_the_torch_cache(tmp_path, monkeypatch):
+    """Offline, the trunk comes from the torch cache file (a seeded stand-in here: the real
+    ImageNet weights cannot be shipped), not from a download and not from a random init."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = lpips_backbone_path("alex")
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(3)
+    weights = torchvision.models.alexnet().state_dict()
+    torch.save(weights, cached)
     metric = LpipsMetric("alex", allow_download=False)
+    assert torch.equal(metric.model.net.slice1[0].weight.cpu(), weights["features.0.weight"])
     img = load_image_on_white(real_rgba(), 64)
     assert metric(img, img) == pytest.approx(0.0, abs=1e-7)
     assert metric(np.clip(img + 0.2, 0, 1), img) > 0.0

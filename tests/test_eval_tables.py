@@ -92,7 +92,12 @@ def test_every_cell_matches_the_raw_runs(runs):
             continue
         expected = statistics.mean(values)
         assert row.status == "ok" and row.ours == pytest.approx(expected, rel=1e-12)
-        assert row.diff == pytest.approx(expected - row.paper, rel=1e-12, abs=1e-15)
+        kinds = {r["tags"]["priors"] for r in chosen if math.isfinite(r["metrics"][row.metric])}
+        assert row.priors == "+".join(sorted(kinds))
+        if kinds == {"real"}:
+            assert row.diff == pytest.approx(expected - row.paper, rel=1e-12, abs=1e-15)
+        else:  # random-weight runs are never compared with the paper
+            assert math.isnan(row.diff)
     # The fixture fills some cells of every kind, and leaves others missing.
     assert set(cmp["status"]) == {"ok", "missing", "n/a"}
     assert (cmp["table"][cmp["status"] == "ok"]).nunique() >= 4
@@ -103,8 +108,9 @@ def test_rendered_cells(runs):
     md = tables.to_markdown(cmp, 1)
     ours = cmp[(cmp.table == 1) & (cmp.benchmark == "realfusion15") & (cmp.setting == "consistent123")
                & (cmp.metric == "psnr")].iloc[0]
-    assert ours.status == "ok"
-    assert f"{ours.ours:.3f} / 25.682 ({ours.ours - 25.682:+.3f})" in md
+    assert ours.status == "ok" and ours.priors == "random"  # the fixture runs used the tiny models
+    assert md.splitlines()[0] == f"**{tables.RANDOM_BANNER}**"
+    assert f"| {ours.ours:.3f} / 25.682 |" in md and "(+" not in md and "(-" not in md
     assert "n/a / 6.749" in md  # Shap-E: the paper's number, not reproduced here
     assert "missing / 0.759" in md  # Zero-1-to-3 column: reproducible, no run yet
     assert "0.839†" in md
@@ -121,3 +127,77 @@ def test_rendered_cells(runs):
 def test_empty_run_table_is_all_missing():
     cmp = tables.compare(aggregate.runs_from_files([]))
     assert set(cmp["status"]) == {"missing", "n/a"} and cmp["ours"].isna().all()
+
+
+# ---------------------------------------------------------------- real vs random-weight priors
+def _write_run(root, i, benchmark, case, priors, metrics):
+    path = root / f"run{i}" / "metrics.json"
+    path.parent.mkdir()
+    tags = {"benchmark": benchmark, "case": case, "variant": "default", "priors": priors}
+    path.write_text(json.dumps({"metrics": metrics, "run": {"run_id": f"r{i}"}, "tags": tags}))
+
+
+def _markdown_rows(md: str) -> list[dict]:
+    """The body of a Markdown table as {header: cell} rows."""
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split(" | ")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split(" | ")))) for line in lines[1:]]
+
+
+@pytest.fixture()
+def mixed_runs(tmp_path):
+    """RealFusion15 runs with pretrained priors, C10 runs with one random-weight run among them."""
+    runs = [("realfusion15", "banana", "real", {"psnr": 24.0, "lpips": 0.10, "clip_similarity": 0.80}),
+            ("realfusion15", "cactus", "real", {"psnr": 26.5, "lpips": 0.14, "clip_similarity": 0.86}),
+            ("c10", "07", "real", {"psnr": 20.0, "lpips": 0.20, "clip_similarity": 0.70}),
+            ("c10", "12", "random", {"psnr": 12.0, "lpips": 0.05, "clip_similarity": 0.99})]
+    for i, run in enumerate(runs):
+        _write_run(tmp_path, i, *run)
+    return aggregate.runs_from_files(aggregate.find_metrics_files(tmp_path))
+
+
+def test_random_weight_runs_get_a_banner_and_no_difference(mixed_runs, tmp_path):
+    from eval.tables_command import write_tables
+
+    assert sorted(mixed_runs["priors"]) == ["random", "real", "real", "real"]
+    cmp = tables.compare(mixed_runs, tables=[1])
+    md = tables.to_markdown(cmp, 1)
+    assert md.splitlines()[0] == f"**{tables.RANDOM_BANNER}**"
+    grid = {(row["Dataset"], row["Metric"]): row for row in _markdown_rows(md)}
+    paper = raw_paper()
+    ours = {"realfusion15": {"psnr": 25.25, "lpips": 0.12, "clip_similarity": 0.83},
+            "c10": {"psnr": 16.0, "lpips": 0.125, "clip_similarity": 0.845}}
+    for bench, label in (("realfusion15", "RealFusion15"), ("c10", "C10")):
+        for metric, metric_label in tables.METRIC_LABELS.items():
+            if (1, bench, "", "consistent123", metric) not in paper:
+                continue
+            cell = grid[(label, metric_label)]["consistent123"]
+            value = paper[(1, bench, "", "consistent123", metric)]
+            if bench == "realfusion15":  # every run real: the difference stays
+                diff = ours[bench][metric] - float(value)
+                assert cell == f"{ours[bench][metric]:.3f} / {value} ({diff:+.3f})", cell
+            else:  # one random-weight run: the paper's number beside ours, no difference
+                assert cell == f"{ours[bench][metric]:.3f} / {value}", cell
+            row = cmp[(cmp.benchmark == bench) & (cmp.setting == "consistent123") & (cmp.metric == metric)].iloc[0]
+            assert row.priors == ("real" if bench == "realfusion15" else "random+real")
+            assert math.isnan(row["diff"]) == (bench == "c10")
+        assert grid[(label, "PSNR ↑")]["Priors"] == ("real" if bench == "realfusion15" else "random+real")
+    # The LaTeX and CSV files carry the banner / the priors column too.
+    write_tables(mixed_runs, tmp_path / "out", [1])
+    tex = (tmp_path / "out" / "table1.tex").read_text()
+    assert tex.splitlines()[0] == f"% {tables.RANDOM_BANNER}" and "Priors" in tex
+    page = (tmp_path / "out" / "table1.html").read_text()
+    assert f"<p class='banner'>{tables.RANDOM_BANNER}</p>" in page and "<td>random+real</td>" in page
+    frame = pd.read_csv(tmp_path / "out" / "table1.csv", keep_default_na=False)
+    ok = frame[frame["status"] == "ok"]
+    assert set(ok["priors"]) == {"real", "random+real"}
+    assert (ok["diff"] == "").tolist() == (ok["priors"] != "real").tolist()
+
+
+def test_tables_of_real_runs_only_keep_the_difference_and_no_banner(mixed_runs):
+    cmp = tables.compare(mixed_runs[mixed_runs["priors"] == "real"], tables=[1])
+    md = tables.to_markdown(cmp, 1)
+    assert tables.RANDOM_BANNER not in md and not md.startswith("**random")
+    assert "24." not in md  # the mean of banana and cactus, not one run
+    assert "25.250 / 25.682 (-0.432)" in md and "20.000 / 25.327 (-5.327)" in md
+    assert tables.RANDOM_BANNER not in tables.to_latex(cmp, 1)

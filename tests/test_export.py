@@ -1,5 +1,4 @@
 """Export: marching cubes, texture baking, .glb / .obj round trips, turntable video."""
-from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -8,12 +7,16 @@ import torch
 import trimesh
 from PIL import Image
 
-from consistent123.export import (bake_texture, extract_nerf_mesh, load_textured_mesh, render_turntable,
-                                  save_textured_mesh)
+from consistent123.export import (
+    bake_texture,
+    extract_nerf_mesh,
+    load_textured_mesh,
+    render_turntable,
+    save_textured_mesh,
+)
 from consistent123.render.cameras import ring_cameras
 from consistent123.render.rasterize import render_mesh
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests._data import RF15
 
 
 def _blob(points):
@@ -65,7 +68,7 @@ def test_baked_texture_reproduces_the_colour_function():
 
 
 def test_saved_glb_and_obj_reload_with_their_texture(tmp_path):
-    photo = np.asarray(Image.open(DATA / "realfusion15" / "teddy_bear_rgba.png").convert("RGB").resize((128, 96)))
+    photo = np.asarray(Image.open(RF15 / "teddy_bear_rgba.png").convert("RGB").resize((128, 96)))
     quad = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], dtype=np.float32)
     faces = np.array([[0, 1, 2], [0, 2, 3]])
     uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=np.float32)

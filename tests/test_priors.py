@@ -14,23 +14,21 @@ from consistent123.priors import registry, tiny
 from consistent123.priors.fetch import select_files
 from consistent123.priors.zero123 import angle_grad_scale, load_camera_projection
 from consistent123.render.cameras import Camera, orbit_position, zero123_embedding
+from tests._data import RF15
 from tests._helpers_priors import tiny_config, tiny_models_dir
 
 REF = Camera(90.0, 0.0, 3.2, 20.0)
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _image(size: int, seed: int = 0) -> torch.Tensor:
-    """A real input image when the shared data is there (else a smooth random one), [1,3,s,s] in [0,1]."""
-    candidates = sorted((SHARED / "realfusion15").glob("*_rgba.png")) if SHARED.exists() else []
-    if candidates:
-        from PIL import Image
-        import numpy as np
+    """A real input image (the ``seed``-th RealFusion15 case), [1,3,s,s] in [0,1]."""
+    import numpy as np
+    from PIL import Image
 
-        img = Image.open(candidates[seed % len(candidates)]).convert("RGB").resize((size, size))
-        return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(1, 3, 4, 4, generator=g), (size, size), mode="bilinear")
+    candidates = sorted(RF15.glob("*_rgba.png"))
+    assert candidates, f"no RealFusion15 images in {RF15}"
+    img = Image.open(candidates[seed % len(candidates)]).convert("RGB").resize((size, size))
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +66,30 @@ def test_tiny_models_load_through_the_registry():
     assert registry.load_clip_metric(cfg, "cpu").name == sources["clip_metric"]
 
 
+def test_loaded_models_say_whether_their_weights_are_random(zero123, stable_diffusion, clip, tmp_path):
+    """Detected from the loaded folders (the tiny-models manifest), not from the config."""
+    sources = registry.model_sources(tiny_config())
+    for model, key in ((zero123, "zero123"), (stable_diffusion, "stable_diffusion"), (clip, "clip_judge")):
+        assert model.origin == {"source": sources[key], "weights": "random"}
+    record = registry.loaded_models_record({"zero123": zero123, "stable_diffusion": None, "clip_judge": clip})
+    assert record["priors"] == "random" and set(record["models"]) == {"zero123", "clip_judge"}
+    assert record["tags"]["model.zero123"] == sources["zero123"] + " (random weights)"
+    # A copy of a tiny model outside its manifest's folder, or a hub id, counts as pretrained.
+    import shutil
+
+    shutil.copytree(sources["clip_judge"], tmp_path / "clip")
+    assert not tiny.is_random_weight(tmp_path / "clip")
+    assert registry.origin("ViT-B-16/openai") == {"source": "ViT-B-16/openai", "weights": "pretrained"}
+    assert registry.priors_kind([registry.origin(str(tmp_path / "clip"))]) == "real"
+    assert registry.priors_kind([]) == "none"
+    assert registry.evaluation_kind("real", "random") == "random"
+    assert registry.evaluation_kind("unknown", "real") == "unknown"
+    # MLflow params name the folders loaded, never the hub ids the config also holds.
+    params = registry.params_naming_loaded_models(tiny_config())
+    assert params["models"]["zero123"] == sources["zero123"] and params["eval"]["clip_model"] == sources["clip_metric"]
+
+
 def test_vision_parts_load_through_the_registry():
-    pytest.importorskip("consistent123.priors.vision")
     cfg = tiny_config()
     for load in (registry.load_captioner, registry.load_depth_estimator, registry.load_segmenter):
         assert load(cfg, "cpu") is not None

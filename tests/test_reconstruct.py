@@ -92,7 +92,8 @@ def test_resume_matches_uninterrupted_and_uses_one_mlflow_run(finished_run, tiny
         _cli(case, out, overrides, "--stop-after", "10")
     assert (out / "checkpoints" / "last.pt").is_file() and not (out / "DONE").exists()
     run_id = json.loads((out / "run.json").read_text())["run_id"]
-    assert _cli(case, out, overrides) == 0
+    # Resumed without progress images: the same parameters show that rendering them changes nothing.
+    assert _cli(case, out, overrides, "--set", "train.log_images_every=0") == 0
     assert json.loads((out / "run.json").read_text())["run_id"] == run_id
     a = torch.load(reference_out / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
@@ -107,6 +108,30 @@ def test_resume_matches_uninterrupted_and_uses_one_mlflow_run(finished_run, tiny
                               filter_string=f"attributes.run_name = '{case.name}'")
     assert sum(r.info.run_id == run_id for r in runs) == 1
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_run_records_its_random_priors_and_progress_images(finished_run, tiny_models):
+    import mlflow
+    import numpy as np
+    from PIL import Image
+
+    tmp, _, out = finished_run
+    record = json.loads((out / "priors.json").read_text())
+    assert record["priors"] == "random" and set(record["models"]) == {"zero123", "stable_diffusion", "clip_judge"}
+    assert all(Path(o["source"]).parent == tiny_models and o["weights"] == "random" for o in record["models"].values())
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+    run = client.get_run(json.loads((out / "run.json").read_text())["run_id"])
+    assert run.data.tags["priors"] == "random"
+    assert run.data.tags["model.zero123"] == f"{tiny_models / 'zero123'} (random weights)"
+    assert run.data.params["models.zero123"] == str(tiny_models / "zero123")  # not the config's hub id
+    # One strip of the 8 check views every train.log_images_every=12 iterations, named by iteration.
+    names = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "progress")]
+    iterations = [int(n.removeprefix("check_views_it").removesuffix(".png")) for n in names]
+    assert len(iterations) >= 3 and iterations == sorted(iterations) and iterations[-1] == 36
+    assert [i // 12 for i in iterations] == [1, 2, 3]
+    local = client.download_artifacts(run.info.run_id, f"progress/{names[-1]}", str(tmp / "dl"))
+    strip = np.asarray(Image.open(local))
+    assert strip.shape[0] >= 128 and strip.shape[1] == 8 * strip.shape[0] and strip.std() > 0
 
 
 def test_bad_case_folders(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """The Snakemake workflow: dry runs of the demo and the paper DAG, config and case-sheet
-validation, and the benchmark manifests' checksums against the real data in ../shared/data."""
+validation, and the benchmark manifests' checksums against the real data shipped in datasets/."""
 from __future__ import annotations
 
 import csv
@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = REPO / "datasets"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -155,24 +155,24 @@ def test_case_not_in_the_manifest_is_named(workdir: Path):
 
 # ---------------------------------------------------------------- manifests vs real data
 @pytest.mark.parametrize("bench, folder", [("realfusion15", "realfusion15"), ("c10", "c10")])
-def test_manifest_checksums_match_the_shared_data(bench: str, folder: str):
-    if not (SHARED / folder).is_dir():
-        pytest.skip(f"{SHARED / folder} not present")
-    rows = read_tsv(REPO / f"datasets/{bench}.tsv")
-    on_disk = {p.name for p in (SHARED / folder).iterdir() if p.suffix in (".png", ".jpg")}
+def test_manifest_checksums_match_the_shipped_data(bench: str, folder: str):
+    rows = read_tsv(DATASETS / f"{bench}.tsv")
+    on_disk = {p.name for p in (DATASETS / folder).iterdir() if p.suffix in (".png", ".jpg")}
     listed = set()
     for row in rows:
         for role in ("rgba", "depth", "normal", "image"):
             if row[role]:
                 listed.add(row[role])
-                assert sha256(SHARED / folder / row[role]) == row[f"{role}_sha256"], row[role]
+                assert sha256(DATASETS / folder / row[role]) == row[f"{role}_sha256"], row[role]
     assert listed == on_disk  # every shipped file is in the manifest, and nothing else
+    # SHA256SUMS (for `sha256sum -c`) lists every other file of the folder with its real checksum.
+    sums = dict(reversed(line.split("  ", 1)) for line in (DATASETS / folder / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == {p.name for p in (DATASETS / folder).iterdir()} - {"SHA256SUMS"}
+    assert all(sha256(DATASETS / folder / name) == digest for name, digest in sums.items())
 
 
 def test_gso_manifest_matches_the_published_case_list():
-    published = SHARED / "gso_cases.tsv"
-    if not published.is_file():
-        pytest.skip("gso_cases.tsv not present")
+    published = DATASETS / "gso_published.tsv"
     ours = {r["case"]: r for r in read_tsv(REPO / "datasets/gso.tsv")}
     theirs = read_tsv(published)
     assert set(ours) == {r["case"] for r in theirs}
@@ -187,31 +187,69 @@ def test_gso_manifest_matches_the_published_case_list():
 
 def test_realfusion_prompts_match_the_authors():
     rows = {r["case"]: r["prompt"] for r in read_tsv(REPO / "datasets/realfusion15.tsv")}
-    if (SHARED / "realfusion15/prompts.tsv").is_file():
-        assert rows == {r["case"]: r["prompt"] for r in read_tsv(SHARED / "realfusion15/prompts.tsv")}
-    demo = {r["case"]: r["prompt"] for r in read_tsv(REPO / "datasets/demo/prompts.tsv")}
-    assert demo and all(rows[c] == p for c, p in demo.items())
+    assert rows == {r["case"]: r["prompt"] for r in read_tsv(DATASETS / "realfusion15/prompts.tsv")}
 
 
-def test_demo_files_are_the_manifest_files():
-    rows = {r["case"]: r for r in read_tsv(REPO / "datasets/realfusion15.tsv")}
-    demo_cases = yaml.safe_load((REPO / "config/config.yaml").read_text())["benchmarks"]["realfusion15"]["cases"]
-    for case in demo_cases:
-        for role in ("rgba", "depth"):
-            assert sha256(REPO / "datasets/demo" / rows[case][role]) == rows[case][f"{role}_sha256"]
+def test_demo_reads_the_shipped_realfusion_files():
+    bench = yaml.safe_load((REPO / "config/config.yaml").read_text())["benchmarks"]["realfusion15"]
+    assert (REPO / bench["mirror"]).resolve() == DATASETS / "realfusion15"
+    assert bench["cases"] and set(bench["cases"]) <= {r["case"] for r in read_tsv(DATASETS / "realfusion15.tsv")}
 
 
 def test_fetch_refuses_a_corrupt_mirror_file_and_writes_nothing(workdir: Path):
     """The real fetch rule on a mirror whose banana_rgba.png is damaged: clear error in the log."""
-    damaged = workdir / "datasets/demo/banana_rgba.png"
+    damaged = workdir / "datasets/realfusion15/banana_rgba.png"
     damaged.write_bytes(damaged.read_bytes()[:-10])
+    # The sweep's MLflow parent run first, to see the workflow end it FAILED, then FINISHED.
+    made = subprocess.run([*SNAKEMAKE, "--cores", "1", "results/demo/parent_run.json"], cwd=workdir,
+                          capture_output=True, text=True, timeout=180)
+    assert made.returncode == 0, made.stderr[-1500:]
     target = "results/data/realfusion15/banana_rgba.png"
     proc = subprocess.run([*SNAKEMAKE, "--cores", "1", target], cwd=workdir, capture_output=True, text=True, timeout=180)
     assert proc.returncode != 0
     assert not (workdir / target).exists()
     log = (workdir / "results/logs/fetch/realfusion15/banana_rgba.png.log").read_text()
     assert "sha256 mismatch" in log
+    assert parent_run_status(workdir) == "FAILED"
     ok = subprocess.run([*SNAKEMAKE, "--cores", "1", "results/data/realfusion15/cactus_rgba.png"], cwd=workdir,
                         capture_output=True, text=True, timeout=180)
     assert ok.returncode == 0, ok.stderr[-1500:]
-    assert sha256(workdir / "results/data/realfusion15/cactus_rgba.png") == sha256(REPO / "datasets/demo/cactus_rgba.png")
+    fetched = workdir / "results/data/realfusion15/cactus_rgba.png"
+    assert sha256(fetched) == sha256(DATASETS / "realfusion15/cactus_rgba.png")
+    assert parent_run_status(workdir) == "FINISHED"
+
+
+def parent_run_status(workdir: Path) -> str:
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    recorded = json.loads((workdir / "results/demo/parent_run.json").read_text())
+    return MlflowClient(recorded["tracking_uri"]).get_run(recorded["run_id"]).info.status
+
+
+def test_parent_run_ends_with_the_tables_and_the_report(tmp_path: Path):
+    """What the workflow's onsuccess/onerror call: status, and every artifact that exists."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from consistent123.tracking import finish_parent_run, resolve_uri, start_parent_run
+
+    uri = resolve_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = start_parent_run(uri, "sweeps", "demo")
+    parent = tmp_path / "parent_run.json"
+    assert not finish_parent_run(parent, "FINISHED", {})  # a sweep that never started has nothing to end
+    parent.write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}))
+    for name in ("table1.md", "table1.tex", "table1.csv", "runs.csv"):
+        (tmp_path / name).write_text(name)
+    (tmp_path / "report.html").write_text("<html></html>")
+    tables = [tmp_path / n for n in ("table1.md", "table1.tex", "table1.csv", "runs.csv", "table2.md")]
+    assert finish_parent_run(parent, "FINISHED", {"tables": tables, "report": [tmp_path / "report.html"]})
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert sorted(a.path for a in client.list_artifacts(run_id, "tables")) == [
+        "tables/runs.csv", "tables/table1.csv", "tables/table1.md", "tables/table1.tex"]  # table2.md: not written
+    assert [a.path for a in client.list_artifacts(run_id, "report")] == ["report/report.html"]
+    finish_parent_run(parent, "FAILED", {"tables": []})
+    assert client.get_run(run_id).info.status == "FAILED"

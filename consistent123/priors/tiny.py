@@ -9,7 +9,8 @@ through exactly the loaders the real weights use:
                             tokenizer, scheduler)
     DIR/clip/               open_clip folder: open_clip_config.json + open_clip_model.safetensors
     DIR/...                 captioner, depth estimator, segmenter (consistent123.priors.vision)
-    DIR/tiny_models.json    manifest, written last: its presence means the folder is complete
+    DIR/tiny_models.json    manifest, written last: its presence means the folder is complete;
+                            it also marks every model it lists as random-weight (is_random_weight)
 
 Seeded and deterministic; the whole build takes seconds and a few MB.
 """
@@ -227,7 +228,8 @@ def build_tiny_models(root: Path) -> dict[str, Path]:
     vision = _vision_builder()
     if vision is not None:
         paths.update({k: Path(v) for k, v in vision(root).items()})
-    manifest = {"format": FORMAT_VERSION, "models": {k: os.path.relpath(v, root) for k, v in paths.items()}}
+    manifest = {"format": FORMAT_VERSION, "weights": "random",
+                "models": {k: os.path.relpath(v, root) for k, v in paths.items()}}
     atomic_write_json(root / MANIFEST, manifest)
     return paths
 
@@ -261,6 +263,26 @@ def _complete(models: dict) -> bool:
     except ImportError:
         return True
     return all(k in models for k in ("captioner", "depth", "segmenter"))
+
+
+def is_random_weight(source: str | Path) -> bool:
+    """True when ``source`` is a model folder listed in a tiny-models manifest beside it.
+
+    Read from the files actually loaded, not from any config name: a folder counts as a random-
+    weight model exactly when the manifest that built it (``DIR/tiny_models.json``) lists it.
+    """
+    path = Path(source).expanduser()
+    if not path.exists():
+        return False  # a hub id: the real weights
+    path = path.resolve()
+    for root in (path.parent, path.parent.parent):
+        try:
+            listed = json.loads((root / MANIFEST).read_text()).get("models", {})
+        except (OSError, ValueError):
+            continue
+        if any((root / rel).resolve() in (path, *path.parents) for rel in listed.values()):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- CLI
