@@ -17,6 +17,19 @@ from typing import Iterator
 # Below this much free space a failed write is reported as a full disk: some writers (torch's
 # zip writer, ffmpeg) say only "unexpected pos ..." or "broken pipe" when the disk fills.
 FULL_DISK_BYTES = 1 << 20
+PARTIAL = ".partial-"  # in every temporary name, so a killed writer's leftovers can be found
+
+
+def remove_partial_files(folder: str | Path) -> int:
+    """Delete what killed writers left under ``folder`` (call only while holding its lock)."""
+    n = 0
+    for p in sorted(Path(folder).rglob(f".*{PARTIAL}*"), reverse=True):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        n += 1
+    return n
 
 
 def current_umask() -> int:
@@ -61,7 +74,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{PARTIAL}", suffix=path.suffix or ".tmp", dir=path.parent)
         os.close(fd)
         tmp_path = Path(tmp)
         _apply_umask(tmp_path, 0o666)
@@ -94,7 +107,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{PARTIAL}", dir=path.parent))
         _apply_umask(tmp, 0o777)
         yield tmp
         if path.exists():
@@ -121,7 +134,7 @@ def atomic_files(folder: str | Path, names: tuple[str, ...]) -> Iterator[Path]:
     staging = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=folder))
+        staging = Path(tempfile.mkdtemp(prefix=f".staging{PARTIAL}", dir=folder))
         yield staging
         missing = [n for n in names if not (staging / n).is_file()]
         if missing:
@@ -135,7 +148,7 @@ def atomic_files(folder: str | Path, names: tuple[str, ...]) -> Iterator[Path]:
         target = folder
         if isinstance(exc, OSError) and exc.filename and staging is not None and str(exc.filename).startswith(str(staging)):
             target = folder / Path(exc.filename).name
-        translated = output_error(exc, target if target != folder else folder / names[-1])
+        translated = output_error(exc, target)
         if translated is None:
             raise
         raise translated from exc

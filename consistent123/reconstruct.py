@@ -30,6 +30,7 @@ from consistent123.io import (
     atomic_write_json,
     atomic_write_text,
     read_json,
+    remove_partial_files,
 )
 from consistent123.locks import folder_lock
 from consistent123.render.cameras import Camera, reference_camera, ring_cameras
@@ -152,6 +153,8 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
                 stop_after: Optional[int] = None, progress: bool = True) -> Path:
     case = load_case(case_dir)  # validates before anything is built or written
     with folder_lock(out_dir):  # a second writer of this folder stops here with one line
+        if remove_partial_files(out_dir):
+            log.info("%s: removed temporary files of an interrupted run", out_dir)
         return _reconstruct(case, Path(out_dir), cfg, run_name, parent_run_id, tags, stop_after, progress)
 
 
