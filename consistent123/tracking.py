@@ -66,6 +66,20 @@ def check_store_exists(uri: str) -> None:
         raise TrackingError(f"tracking URI {uri}: {path} does not exist (nothing has been logged there)")
 
 
+def check_store_writable(uri: str) -> None:
+    """For writers: a read-only local store fails here in one line, not deep inside SQLAlchemy."""
+    from consistent123.errors import TrackingError
+
+    path = local_store_path(uri)
+    if path is None:
+        return
+    # SQLite also writes a journal beside the database, so its folder must be writable too.
+    for p in (path, path.parent) if path.exists() else (path.parent,):
+        if p.exists() and not os.access(p, os.W_OK):
+            what = "is read-only" if p == path else f"is in a read-only folder ({p})"
+            raise TrackingError(f"tracking store {path} {what}: runs cannot be logged")
+
+
 _READY: set[str] = set()  # stores this process has already opened (created if new)
 
 
@@ -198,6 +212,7 @@ class RunTracker:
              tags: Mapping[str, str] | None = None) -> "RunTracker":
         """Reuse the run recorded in ``out_dir/run.json`` if any, else create one and record it."""
         uri = resolve_uri(uri)
+        check_store_writable(uri)
         run_json = Path(out_dir) / "run.json"
         client = _client(uri)
         run_id = None
