@@ -19,13 +19,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
 from consistent123.cli import main as cli_main
+from tests._synthetic_case import synthetic_case
 from tests._tiny_run import TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
@@ -47,24 +47,6 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def synthetic_case(root: Path, name: str = "egg") -> Path:
-    """A preprocessed case made here (an ellipse, nearer in its middle): no data files needed."""
-    from consistent123.preprocess.depth import depth_to_png16
-
-    case = root / name
-    case.mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[:64, :64]
-    r2 = ((xx - 31.5) / 18) ** 2 + ((yy - 31.5) / 24) ** 2
-    mask = r2 < 1
-    rgba = np.zeros((64, 64, 4), np.uint8)
-    rgba[..., :3] = (220, 190, 40)
-    rgba[..., 3] = mask * 255
-    Image.fromarray(rgba, "RGBA").save(case / "rgba.png")
-    depth_to_png16(np.where(mask, 1 - np.sqrt(np.clip(1 - r2, 0, 1)), 0.0)).save(case / "depth.png")
-    (case / "caption.txt").write_text("a yellow egg\n")
-    return case
 
 
 @pytest.fixture(scope="module")
