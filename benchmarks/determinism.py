@@ -1,8 +1,9 @@
 """Is the same `reconstruct` bit-identical with 1 and with N CPU threads? Measure it.
 
-    python benchmarks/determinism.py [--threads 1,2] [--repeats 2] [--set SECTION.KEY=VALUE ...]
+    python benchmarks/determinism.py [--case DIR] [--threads 1,2] [--repeats 2] [--set SECTION.KEY=VALUE ...]
 
-Runs the tests' tiny configuration (tests/_tiny_run.py) on a synthetic case, REPEATS times per
+Runs the tests' tiny configuration (tests/_tiny_run.py) on a preprocessed case folder (default:
+a synthetic one made in code), REPEATS times per
 thread count, each in a fresh process with OMP_NUM_THREADS set, and prints one line per run
 side by side: seconds, mesh vertices, the SHA-256 of mesh.obj, and whether it equals the first
 run with the same thread count and the first run with one thread. Extra ``--set`` values scale
@@ -41,6 +42,7 @@ def run_once(case: Path, out: Path, threads: int, overrides: list[str]) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", default=None, help="preprocessed case folder (default: a synthetic one)")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -50,7 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ensure_tiny_models(tmp / "models")
-        case = synthetic_case(tmp / "cases")
+        case = Path(args.case) if args.case else synthetic_case(tmp / "cases")
         overrides = TINY_OVERRIDES + [f"models.tiny_dir={tmp / 'models'}", f"tracking.uri=sqlite:///{tmp}/mlflow.db",
                                       *args.overrides]
         first: dict[int, str] = {}

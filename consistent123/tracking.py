@@ -52,7 +52,7 @@ def local_store_path(uri: str) -> Optional[Path]:
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         return Path(parsed.path)
-    if parsed.scheme == "":
+    if parsed.scheme == "" and uri != "databricks":  # MLflow reads a bare path as a file store
         return Path(uri)
     return None
 
