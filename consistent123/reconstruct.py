@@ -213,7 +213,7 @@ def _reconstruct(case: Case, out_dir: Path, cfg: Config, run_name: Optional[str]
         try:
             tracker.finish("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
         except Exception as log_exc:  # the store may be what failed: keep the original error
-            log.warning("could not mark the MLflow run as stopped: %s", str(log_exc).splitlines()[0][:200])
+            log.warning("could not mark the MLflow run as stopped: %s", (str(log_exc).splitlines() or [""])[0][:200])
         raise
     tracker.flush()
     boundary = trainer.judge.to_dict()

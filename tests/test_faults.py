@@ -148,12 +148,16 @@ def read_only(folder: Path):
                 p.chmod(mode)
 
 
+def _mount(*args: str) -> bool:
+    return os.geteuid() == 0 and subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
 @contextmanager
 def full_disk(folder: Path, size_kb: int, fill: bool = False):
-    """A tiny tmpfs at ``folder`` (root), filled up if ``fill``; else every file write raises ENOSPC."""
+    """A tiny tmpfs at ``folder`` where one can be mounted (filled up if ``fill``); elsewhere
+    every file write raises ENOSPC."""
     folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], check=True)
+    if _mount("-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)):
         try:
             if fill:
                 fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
@@ -297,7 +301,7 @@ def test_concurrent_first_writers_of_a_new_and_an_existing_store(tmp_path, capsy
     assert len(parents) == 1
     with capsys.disabled():
         for store, (held, tried) in counts.items():
-            report(f"concurrent first writers held on a {store} store", held, tried)
+            report(f"concurrent first writers held on {'a new' if store == 'new' else 'an existing'} store", held, tried)
 
 
 # ---------------------------------------------------------------- bad inputs

@@ -136,7 +136,7 @@ def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, c
         log.info("%s: %s from %s", image_path.name, what, source)
 
     # 5. outputs, as one set; rgba.png last
-    with atomic_files(out_dir, ("caption.txt", "depth.png", "preprocess.json", "rgba.png")) as staging:
+    with atomic_files(out_dir, tuple(sorted(OUTPUT_FILES, key=lambda name: name == "rgba.png"))) as staging:
         (staging / "caption.txt").write_text(caption + "\n")
         depth_ops.depth_to_png16(depth_out).save(staging / "depth.png", format="PNG")
         (staging / "preprocess.json").write_text(json.dumps(record, indent=2) + "\n")
