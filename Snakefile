@@ -38,3 +38,14 @@ onsuccess:
 
 onerror:
     finish_sweep("FAILED")
+    # After --keep-going (profiles/default) let the good cases finish: list every failed job
+    # with its own error line. Snakemake still exits non-zero.
+    import sys
+
+    sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
+    from _cli import failure_summary
+
+    failures = failure_summary(log[0] if isinstance(log, (list, tuple)) else log)
+    print(f"\nConsistent123 workflow: {len(failures)} job(s) failed:", file=sys.stderr)
+    for row in failures:
+        print("  " + row, file=sys.stderr)

@@ -3,16 +3,22 @@
 Each sub-command lives in the module that owns its job and exposes two functions:
 ``add_arguments(parser)`` and ``run(args, cfg) -> int``. This file only wires them, loads
 the config (``--config FILE`` and repeated ``--set section.key=value``) and turns the
-project's errors into one line on stderr and a non-zero exit.
+project's errors, and the operating system's (read-only folder, full disk) and the tracking
+store's, into one line on stderr and a non-zero exit. That line is the last one a failed
+command prints and starts with ``consistent123 COMMAND: error:`` (the workflow quotes it).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
+import traceback
 
 from consistent123.errors import Consistent123Error
+from consistent123.io import describe_os_error
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so
 # `consistent123 preprocess` never pays for importing the renderer, and so on.
@@ -47,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(command: str, message: str) -> str:
+    """The marked final line of a failed command (workflow/scripts/_cli.py looks for it)."""
+    return f"consistent123 {command}: error: {' '.join(str(message).split())}"
+
+
+def _tracking_failure(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("mlflow", "sqlalchemy")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (Snakemake, SLURM) ends a job like Ctrl-C: logs flushed, run marked
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -56,15 +75,37 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from consistent123.config import load_config
 
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    cfg = None
     try:
         cfg = load_config(args.config, args.overrides)
         return int(importlib.import_module(args._module).run(args, cfg) or 0)
     except Consistent123Error as exc:
-        print(f"consistent123 {args.command}: error: {exc}", file=sys.stderr)
+        print(error_line(args.command, exc), file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only folder, full disk, no permission: the path and the cause
+        print(error_line(args.command, describe_os_error(exc, action="at")), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"consistent123 {args.command}: interrupted", file=sys.stderr)
+        print(error_line(args.command, "interrupted"), file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not _tracking_failure(exc):
+            traceback.print_exc()  # a bug: the traceback for the report, then the marked line
+            print(error_line(args.command, f"internal error: {exc.__class__.__name__}: {exc}"), file=sys.stderr)
+            return 1
+        # An MLflow store that refuses (read-only database, locked, unreachable): its first line.
+        from consistent123.tracking import resolve_uri
+
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+        uri = resolve_uri(cfg.tracking.uri if cfg else None, create=False)
+        print(error_line(args.command, f"MLflow tracking store {uri}: {first}"), file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

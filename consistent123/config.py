@@ -269,6 +269,67 @@ class Config(Section):
     def total_iters(self) -> int:
         return self.train.nerf_iters + self.train.mesh_iters
 
+    @model_validator(mode="after")
+    def _within_bounds(self) -> "Config":
+        check_bounds(self)
+        return self
+
+
+# ---------------------------------------------------------------- bounds
+# Values outside these would not fail loudly: a negative iteration count "finishes" an
+# untrained mesh, a zero size renders nothing, a reversed range samples nothing sensible.
+POSITIVE = (
+    "preprocess.size", "preprocess.min_image_side",
+    "hashgrid.num_levels", "hashgrid.features_per_level", "hashgrid.log2_hashmap_size",
+    "hashgrid.base_resolution", "hashgrid.desired_resolution_per_bound",
+    "nerf.bound", "nerf.hidden_dim", "nerf.num_layers", "nerf.render_size", "nerf.ref_render_scale",
+    "nerf.num_steps", "nerf.occupancy_grid_resolution", "nerf.occupancy_update_every",
+    "dmtet.tet_grid_size", "dmtet.render_size",
+    "cameras.ref_radius", "cameras.ref_fovy", "cameras.ref_view_interval", "cameras.check_views",
+    "sds.num_train_timesteps", "sds.zero123_resolution", "sds.sd_resolution",
+    "boundary.every", "boundary.window", "boundary.check_render_size",
+    "train.lr", "train.log_every",
+    "export.texture_size", "export.marching_cubes_resolution", "export.turntable_views",
+    "export.turntable_size", "export.turntable_fps",
+    "eval.chamfer_points", "eval.iou_resolution", "eval.render_size",
+)
+NON_NEGATIVE = (
+    "nerf.upsample_steps", "nerf.min_near",
+    "loss.lambda_rgb", "loss.lambda_mask", "loss.lambda_depth", "loss.lambda_entropy", "loss.lambda_orient",
+    "loss.lambda_normal_smooth_2d", "loss.lambda_mesh_normal", "loss.lambda_mesh_laplacian",
+    "boundary.delta", "boundary.least_3d_only", "boundary.most_3d_only",
+    "dynamic.fixed_switch_iter", "train.nerf_iters", "train.mesh_iters", "train.checkpoint_every",
+)
+ORDERED = (  # (low, high) pairs
+    "nerf.ambient_range", "cameras.polar_range", "cameras.azimuth_range", "cameras.radius_range",
+    "cameras.fovy_range", "sds.t_range_nerf", "sds.t_range_mesh",
+)
+ORDERED_FIELDS = (("boundary.least_3d_only", "boundary.most_3d_only"),)
+
+
+def _get(cfg: "Config", dotted: str):
+    section, key = dotted.split(".")
+    return getattr(getattr(cfg, section), key)
+
+
+def check_bounds(cfg: "Config") -> None:
+    """Raise ValueError naming the first setting out of bounds."""
+    for name in POSITIVE:
+        if not _get(cfg, name) > 0:
+            raise ValueError(f"{name} must be > 0 (got {_get(cfg, name)})")
+    for name in NON_NEGATIVE:
+        if not _get(cfg, name) >= 0:
+            raise ValueError(f"{name} must be >= 0 (got {_get(cfg, name)})")
+    for name in ORDERED:
+        low, high = _get(cfg, name)
+        if not low <= high:
+            raise ValueError(f"{name} must be ordered low <= high (got [{low}, {high}])")
+    for low_name, high_name in ORDERED_FIELDS:
+        if not _get(cfg, low_name) <= _get(cfg, high_name):
+            raise ValueError(f"{low_name} must be <= {high_name} (got {_get(cfg, low_name)} > {_get(cfg, high_name)})")
+    if cfg.total_iters <= 0:
+        raise ValueError(f"train.nerf_iters + train.mesh_iters must be > 0 (got {cfg.total_iters})")
+
 
 # ---------------------------------------------------------------- loading and overriding
 def _parse_value(text: str) -> Any:
@@ -300,8 +361,9 @@ def _validated(data: dict, source: str) -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+        where = "".join(f"{p}: " for p in [".".join(str(p) for p in first["loc"])] if p)
+        message = first["msg"].removeprefix("Value error, ")  # bounds name their own setting
+        raise ConfigError(f"{source}: {where}{message}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -15,3 +15,15 @@ class ConfigError(Consistent123Error):
 
 class ModelUnavailableError(Consistent123Error):
     """Pretrained weights are missing and cannot be downloaded here."""
+
+
+class OutputError(Consistent123Error):
+    """An output that cannot be written (read-only folder, full disk, no permission)."""
+
+
+class BusyError(Consistent123Error):
+    """An output folder another live process is writing (its lock is held)."""
+
+
+class TrackingError(Consistent123Error):
+    """The MLflow tracking store is missing, unreachable or refuses a write."""

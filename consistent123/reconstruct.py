@@ -5,7 +5,9 @@ turntable video, boundary.json, schedule.csv, config.yaml, priors.json (the mode
 loaded, pretrained or random-weight), run.json, checkpoints/last.pt.
 Re-running the same command after a kill resumes from the last checkpoint and logs into the
 same MLflow run. Final outputs are written only after training finished, each atomically;
-``DONE`` marks a finished folder.
+``DONE`` marks a finished folder. One process at a time writes a folder (``OUT/.lock``, held
+for the whole job); the metric buffer is flushed before every checkpoint, so after a kill the
+run's history is exact once the resumed job replays the iterations since that checkpoint.
 """
 from __future__ import annotations
 
@@ -21,10 +23,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from consistent123.case import load_case
+from consistent123.case import Case, load_case
 from consistent123.config import Config, save_config
 from consistent123.device import resolve_device
-from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
+from consistent123.io import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    remove_partial_files,
+)
+from consistent123.locks import folder_lock
 from consistent123.priors.registry import loaded_models_record, params_naming_loaded_models
 from consistent123.progress_images import ProgressImages
 from consistent123.render.cameras import Camera, reference_camera, ring_cameras
@@ -162,7 +171,37 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
                 parent_run_id: Optional[str] = None, tags: Optional[dict] = None,
                 stop_after: Optional[int] = None, progress: bool = True) -> Path:
     case = load_case(case_dir)  # validates before anything is built or written
-    out_dir = Path(out_dir)
+    with folder_lock(out_dir):  # a second writer of this folder stops here with one line
+        if remove_partial_files(out_dir):
+            log.info("%s: removed temporary files of an interrupted run", out_dir)
+        return _reconstruct(case, Path(out_dir), cfg, run_name, parent_run_id, tags, stop_after, progress)
+
+
+def flush_metrics_with_checkpoints(trainer: Trainer, tracker: RunTracker) -> None:
+    """Every metric up to a checkpoint is in the store before that checkpoint exists.
+
+    Flush first, then save: a kill in between only makes the resumed job replay steps the
+    store already holds, which the tracker skips (the other order would leave a gap).
+    """
+    save = trainer.save_checkpoint
+
+    def save_after_flush(path: Path) -> None:
+        tracker.flush()
+        save(path)
+
+    trainer.save_checkpoint = save_after_flush
+
+
+def record_execution(out_dir: Path, tracker: RunTracker, device: torch.device) -> None:
+    """Threads and device in run.json and as tags: results are bit-identical only when both match."""
+    facts = {"threads": torch.get_num_threads(), "device": str(device)}
+    recorded = read_json(out_dir / "run.json", "run record")
+    atomic_write_json(out_dir / "run.json", {**recorded, **facts})
+    tracker.set_tags({k: str(v) for k, v in facts.items()})
+
+
+def _reconstruct(case: Case, out_dir: Path, cfg: Config, run_name: Optional[str], parent_run_id: Optional[str],
+                 tags: Optional[dict], stop_after: Optional[int], progress: bool) -> Path:
     fingerprint = config_hash(cfg)
     discard_stale_state(out_dir, fingerprint)
     if (out_dir / "DONE").exists():
@@ -182,10 +221,12 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
     tracker = RunTracker.open(out_dir, cfg.tracking.uri, cfg.tracking.experiment, run_name or case.name,
                               params=params_naming_loaded_models(cfg), parent_run_id=parent_run_id, tags=all_tags)
     tracker.set_tags(loaded["tags"])
+    record_execution(out_dir, tracker, device)
     chosen = log_backends(cfg, device, tracker)
     run_cfg = chosen.apply(cfg)  # the fields and the export read the chosen backends, not "auto"
     images = ProgressImages(tracker, cfg.train.log_images_every, cfg.eval.render_size)
     trainer = Trainer(run_cfg, case, priors, device, on_metrics=images)
+    flush_metrics_with_checkpoints(trainer, tracker)
     ckpt = out_dir / CHECKPOINT
     if ckpt.exists():
         trainer.load_checkpoint(ckpt)
@@ -195,8 +236,12 @@ def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name
         trainer.fit(checkpoint_path=ckpt, stop_after=stop_after, progress=progress)
         images.final()
     except BaseException as exc:
-        # A resumed run is set RUNNING again; until then MLflow shows why it stopped.
-        tracker.finish("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
+        # A resumed run is set RUNNING again; until then MLflow shows why it stopped. Metrics
+        # still buffered go out too (a resumed replay skips them).
+        try:
+            tracker.finish("KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
+        except Exception as log_exc:  # the store may be what failed: keep the original error
+            log.warning("could not mark the MLflow run as stopped: %s", (str(log_exc).splitlines() or [""])[0][:200])
         raise
     tracker.flush()
     boundary = trainer.judge.to_dict()

@@ -4,6 +4,12 @@ The run id lives in ``OUT/run.json`` next to the outputs, so a retried or resume
 into the same run instead of opening a second one. Metrics are buffered and sent with
 ``log_batch`` (one round trip per batch, not per value). Only ``MlflowClient`` is used, never
 the fluent API, so no global "active run" state leaks between runs in one process.
+
+History is exact across kills: the caller flushes the buffer before each checkpoint, and a
+resumed run skips every (metric, step) the store already holds, so replaying the iterations
+after the last checkpoint adds no duplicate and leaves no gap. The first use of a local store
+(SQLite file or ``mlruns`` folder) is serialised by a file lock beside it, so parallel jobs can
+create it together.
 """
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Optional
+from urllib.parse import urlparse
 
 from consistent123.io import atomic_write_json
 
@@ -22,21 +30,82 @@ MAX_BATCH = 100  # MLflow's limit on params per log_batch; metrics allow 1000
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
-def resolve_uri(uri: str | None) -> str:
-    """The environment wins over the config, so a cluster can point every job at a server."""
+def resolve_uri(uri: str | None, create: bool = True) -> str:
+    """The environment wins over the config, so a cluster can point every job at a server.
+
+    ``create=False`` (readers such as ``tables``) leaves the file system untouched.
+    """
     uri = os.environ.get(TRACKING_URI_ENV) or uri or "sqlite:///results/mlflow.db"
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
-        db.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            db.parent.mkdir(parents=True, exist_ok=True)
         # Absolute, so jobs started from other working directories reach the same file.
         uri = "sqlite:///" + str(db.resolve())
     return uri
 
 
-def _client(uri: str):
+def local_store_path(uri: str) -> Optional[Path]:
+    """The SQLite file or ``mlruns`` folder of a local store; None for a server."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):])
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme == "" and uri != "databricks":  # MLflow reads a bare path as a file store
+        return Path(uri)
+    return None
+
+
+def check_store_exists(uri: str) -> None:
+    """For readers: a local store that is not there is a mistyped URI, not an empty experiment."""
+    from consistent123.errors import TrackingError
+
+    path = local_store_path(uri)
+    if path is not None and not path.exists():
+        raise TrackingError(f"tracking URI {uri}: {path} does not exist (nothing has been logged there)")
+
+
+def check_store_writable(uri: str) -> None:
+    """For writers: a read-only local store fails here in one line, not deep inside SQLAlchemy."""
+    from consistent123.errors import TrackingError
+
+    path = local_store_path(uri)
+    if path is None:
+        return
+    # SQLite also writes a journal beside the database, so its folder must be writable too.
+    for p in (path, path.parent) if path.exists() else (path.parent,):
+        if p.exists() and not os.access(p, os.W_OK):
+            what = "is read-only" if p == path else f"is in a read-only folder ({p})"
+            raise TrackingError(f"tracking store {path} {what}: runs cannot be logged")
+
+
+_READY: set[str] = set()  # stores this process has already opened (created if new)
+
+
+@contextmanager
+def _first_use(uri: str, create: bool) -> Iterator[None]:
+    from consistent123.locks import store_lock
+
+    path = local_store_path(uri)
+    if path is None or uri in _READY:
+        yield
+        return
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with store_lock(f"{path}.lock", required=create):
+        yield
+
+
+def _client(uri: str, create: bool = True):
+    """A client whose store exists: building it the first time (schema migration of a new
+    SQLite file) happens under the store's lock, so concurrent first writers cannot collide."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    with _first_use(uri, create):
+        client = MlflowClient(tracking_uri=uri)  # opens, and if new creates, the store
+    _READY.add(uri)
+    return client
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -52,13 +121,24 @@ def ensure_experiment(uri: str | None, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    try:
+    with _creating(uri):
+        exp = client.get_experiment_by_name(name)  # created by another process while we waited
+        if exp is not None:
+            return exp.experiment_id
         return client.create_experiment(name, artifact_location=_artifact_root(uri))
-    except Exception:  # another process created it between our two calls
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+
+
+@contextmanager
+def _creating(uri: str) -> Iterator[None]:
+    """Check-then-create under the store's lock (a server serialises on its own)."""
+    from consistent123.locks import store_lock
+
+    path = local_store_path(uri)
+    if path is None:
+        yield
+        return
+    with store_lock(f"{path}.lock"):
+        yield
 
 
 def start_parent_run(uri: str | None, experiment: str, sweep_name: str) -> str:
@@ -66,11 +146,13 @@ def start_parent_run(uri: str | None, experiment: str, sweep_name: str) -> str:
     uri = resolve_uri(uri)
     exp_id = ensure_experiment(uri, experiment)
     client = _client(uri)
-    found = client.search_runs([exp_id], filter_string=f"tags.sweep = '{sweep_name}' and tags.role = 'parent'", max_results=1)
-    if found:
-        return found[0].info.run_id
-    run = client.create_run(exp_id, run_name=sweep_name, tags={"sweep": sweep_name, "role": "parent"})
-    return run.info.run_id
+    with _creating(uri):
+        found = client.search_runs([exp_id], filter_string=f"tags.sweep = '{sweep_name}' and tags.role = 'parent'",
+                                   max_results=1)
+        if found:
+            return found[0].info.run_id
+        run = client.create_run(exp_id, run_name=sweep_name, tags={"sweep": sweep_name, "role": "parent"})
+        return run.info.run_id
 
 
 def parse_tags(items: Iterable[str]) -> dict[str, str]:
@@ -115,6 +197,13 @@ class RunTracker:
         self.client = _client(uri)
         self.flush_every = flush_every
         self._buffer: list = []
+        self._logged: set[tuple[str, int]] = set()  # (key, step) already in the store
+
+    def load_history(self) -> int:
+        """Remember every (metric, step) the run already holds, so a replay logs none of them twice."""
+        for key in self.client.get_run(self.run_id).data.metrics:
+            self._logged.update((key, m.step) for m in self.client.get_metric_history(self.run_id, key))
+        return len(self._logged)
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -123,13 +212,16 @@ class RunTracker:
              tags: Mapping[str, str] | None = None) -> "RunTracker":
         """Reuse the run recorded in ``out_dir/run.json`` if any, else create one and record it."""
         uri = resolve_uri(uri)
+        check_store_writable(uri)
         run_json = Path(out_dir) / "run.json"
         client = _client(uri)
         run_id = None
+        resumed = False
         if run_json.exists():
             recorded = json.loads(run_json.read_text())
             if recorded.get("tracking_uri") == uri and _live_run(client, recorded["run_id"]):
                 run_id = recorded["run_id"]
+                resumed = True
                 client.update_run(run_id, status="RUNNING")
                 log.info("resuming MLflow run %s", run_id)
         if run_id is None:
@@ -142,6 +234,8 @@ class RunTracker:
             atomic_write_json(run_json, {"run_id": run_id, "tracking_uri": uri, "experiment_id": exp_id,
                                          "experiment": experiment, "run_name": run_name})
         tracker = cls(uri, run_id)
+        if resumed:
+            log.info("run %s holds %d metric points; a replay skips them", run_id, tracker.load_history())
         if params:
             tracker.log_params(params)
         return tracker
@@ -170,8 +264,9 @@ class RunTracker:
 
         now = int(time.time() * 1000)
         for k, v in metrics.items():
-            if v is None:
+            if v is None or (k, int(step)) in self._logged:
                 continue
+            self._logged.add((k, int(step)))
             self._buffer.append(Metric(k, float(v), now, int(step)))
         if len(self._buffer) >= self.flush_every:
             self.flush()

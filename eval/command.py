@@ -16,7 +16,7 @@ from typing import Optional
 
 from consistent123.device import resolve_device
 from consistent123.errors import InputError
-from consistent123.io import atomic_write_json
+from consistent123.io import atomic_write_json, check_writable
 from consistent123.tracking import parse_tags
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | 
     elif all_tags.get("benchmark") == "gso":
         raise InputError(f"{out_dir}: benchmark 'gso' needs a ground-truth mesh (--gt-mesh MESH)")
 
+    check_writable(out_dir)  # a read-only folder fails here, not after the models load
     device = resolve_device(cfg.train.device)
     if lpips_metric is None:
         lpips_metric = load_lpips(cfg.eval.lpips_net, str(device), cfg.eval.lpips_random_backbone)

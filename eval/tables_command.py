@@ -5,17 +5,23 @@ section), else from the ``metrics.json`` files under ``--results``, or from a ti
 saved earlier (``--runs runs.csv|runs.parquet``). Writes ``runs.csv``/``runs.parquet`` and
 ``table<N>.md``, ``table<N>.tex``, ``table<N>.csv`` and ``table<N>.html`` (for the report) for
 each table, atomically.
+
+It only reads: a tracking URI that points at no store is an error (never a new empty one),
+and every input is validated and every table computed before the first file is written.
 """
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from consistent123.errors import InputError
-from consistent123.io import atomic_path, atomic_write_text
+from consistent123.io import atomic_path, atomic_write_text, check_writable
 from eval import aggregate, tables
+
+REQUIRED_COLUMNS = ("benchmark", "case", "variant")
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +38,40 @@ def add_arguments(parser) -> None:
                         metavar="N", help="which tables (default: all six)")
 
 
+def read_run_table(path: Path) -> pd.DataFrame:
+    """A tidy run table saved earlier; anything else is one InputError line."""
+    if not path.is_file():
+        raise InputError(f"{path}: run table not found")
+    try:
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"case": str})
+    except (OSError, ValueError, ImportError) as exc:  # pyarrow's and pandas' parse errors are ValueErrors
+        kind = "Parquet" if path.suffix == ".parquet" else "CSV"
+        raise InputError(f"{path}: not a readable {kind} run table ({exc.__class__.__name__})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: not a run table (no column {', '.join(missing)}; written by `tables` as runs.csv)")
+    for metric in aggregate.METRICS:
+        if metric in df.columns:
+            values = pd.to_numeric(df[metric], errors="coerce")
+            if (values.isna() & df[metric].notna()).any():
+                raise InputError(f"{path}: column {metric!r} has non-numeric values")
+            df[metric] = values
+    return df
+
+
 def load_runs(args, cfg) -> pd.DataFrame:
     if args.runs:
-        path = Path(args.runs)
-        if not path.is_file():
-            raise InputError(f"{path}: run table not found")
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"case": str})
+        return read_run_table(Path(args.runs))
     uri = experiment = None
     if not args.no_mlflow:
-        from consistent123.tracking import resolve_uri
+        from consistent123 import tracking
 
-        uri = resolve_uri(args.tracking_uri or cfg.tracking.uri)
+        uri = tracking.resolve_uri(args.tracking_uri or cfg.tracking.uri, create=False)
         experiment = args.experiment or cfg.tracking.experiment
+        # A store named on purpose must exist; the config's default may be absent when the
+        # metrics.json files are what the user asked for.
+        if args.tracking_uri or os.environ.get(tracking.TRACKING_URI_ENV) or args.results is None:
+            tracking.check_store_exists(uri)
     if args.results is not None and not Path(args.results).is_dir():
         raise InputError(f"{args.results}: results folder not found")
     runs = aggregate.collect_runs(uri, experiment, args.results)
@@ -53,16 +81,20 @@ def load_runs(args, cfg) -> pd.DataFrame:
 
 
 def write_tables(runs: pd.DataFrame, out: Path, which) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = list(aggregate.save_table(runs, out / "runs"))
     cmp = tables.compare(runs, tables=which)
+    texts = {f"table{n}.{ext}": render(cmp, n) for n in which
+             for ext, render in (("md", tables.to_markdown), ("tex", tables.to_latex))}
+    texts.update({f"table{n}.html": tables.to_html(cmp, n) for n in which})
+    frames = {f"table{n}.csv": tables.to_csv_frame(cmp, n) for n in which}
+    check_writable(out)  # everything computed: now write
+    written = list(aggregate.save_table(runs, out / "runs"))
     for n in which:
-        written.append(atomic_write_text(out / f"table{n}.md", tables.to_markdown(cmp, n)))
-        written.append(atomic_write_text(out / f"table{n}.tex", tables.to_latex(cmp, n)))
+        written.append(atomic_write_text(out / f"table{n}.md", texts[f"table{n}.md"]))
+        written.append(atomic_write_text(out / f"table{n}.tex", texts[f"table{n}.tex"]))
         with atomic_path(out / f"table{n}.csv") as tmp:
-            tables.to_csv_frame(cmp, n).to_csv(tmp, index=False)
+            frames[f"table{n}.csv"].to_csv(tmp, index=False)
         written.append(out / f"table{n}.csv")
-        written.append(atomic_write_text(out / f"table{n}.html", tables.to_html(cmp, n)))
+        written.append(atomic_write_text(out / f"table{n}.html", texts[f"table{n}.html"]))
     return written
 
 

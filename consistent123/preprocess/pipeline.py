@@ -3,13 +3,16 @@
 Order of work, so that bad input never costs a model load and never leaves a partial output:
 1. validate every user input (caption text, image file, depth file and its size);
 2. mask from the alpha channel when it is real (a fully transparent image fails here);
-3. load only the models still needed: captioner (no caption given), segmenter (no real
-   alpha; prompted with the caption), depth estimator (no depth given);
+3. check the output folder is writable, then load only the models still needed: captioner
+   (no caption given), segmenter (no real alpha; prompted with the caption), depth estimator
+   (no depth given);
 4. recentre image and depth with one crop window, normalise depth inside the mask;
-5. write every file atomically, ``rgba.png`` last (its presence means the case is complete).
+5. write the files as one set: all are written aside first and moved in together, ``rgba.png``
+   last (its presence means the case is complete), so a full disk leaves none of them.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,13 +21,19 @@ import numpy as np
 from PIL import Image
 
 from consistent123.config import Config
-from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
 from consistent123.device import resolve_device
+from consistent123.errors import InputError
+from consistent123.io import atomic_files, check_writable
 from consistent123.preprocess import depth as depth_ops
 from consistent123.preprocess.image_io import clean_caption, load_depth_map, load_image
-from consistent123.preprocess.mask import alpha_of, check_mask, composite_on_white, drop_specks, has_real_alpha
+from consistent123.preprocess.mask import (
+    alpha_of,
+    check_mask,
+    composite_on_white,
+    drop_specks,
+    has_real_alpha,
+)
 from consistent123.preprocess.recentre import crop_window, recentre_map, recentre_rgba
-from consistent123.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +57,6 @@ class _Models:
         model = self._models[name]
         self.used[name] = str(getattr(model, "source", type(model).__name__))
         return model
-
-
-def _write_png(path: Path, image: Image.Image) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
 
 
 def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, caption: str | None = None,
@@ -80,7 +84,8 @@ def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, c
         check_mask(alpha > threshold, image_path, "alpha")
     model_view = composite_on_white(image)  # what the models see
 
-    # 3. models, only those still needed
+    # 3. models, only those still needed, once the outputs are known to be writable
+    check_writable(out_dir)
     models_ = _Models(cfg, models)
     sources = {"mask": "alpha channel" if use_alpha else "segmenter",
                "caption": "user" if caption is not None else "captioner",
@@ -130,11 +135,11 @@ def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, c
     for what, source in sources.items():
         log.info("%s: %s from %s", image_path.name, what, source)
 
-    # 5. outputs, each atomic; rgba.png last
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "caption.txt", caption + "\n")
-    _write_png(out_dir / "depth.png", depth_ops.depth_to_png16(depth_out))
-    atomic_write_json(out_dir / "preprocess.json", record)
-    _write_png(out_dir / "rgba.png", Image.fromarray(rgba_out, "RGBA"))
+    # 5. outputs, as one set; rgba.png last
+    with atomic_files(out_dir, tuple(sorted(OUTPUT_FILES, key=lambda name: name == "rgba.png"))) as staging:
+        (staging / "caption.txt").write_text(caption + "\n")
+        depth_ops.depth_to_png16(depth_out).save(staging / "depth.png", format="PNG")
+        (staging / "preprocess.json").write_text(json.dumps(record, indent=2) + "\n")
+        Image.fromarray(rgba_out, "RGBA").save(staging / "rgba.png", format="PNG")
     log.info("%s: wrote %s (crop window %s)", image_path.name, out_dir, window.as_dict())
     return record

@@ -1,10 +1,34 @@
-"""Run one `consistent123` command for a Snakemake job, its output going to the job's log."""
+"""Run one `consistent123` command for a Snakemake job, its output going to the job's log.
+
+A failed job ends its log with one ``FAILED:`` line: the command's own marked error line
+(``consistent123 COMMAND: error: ...``), or how the process died. Snakemake shows that line,
+and ``failure_summary`` (the workflow's ``onerror``) lists it for every failed job.
+"""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+ERROR_LINE = re.compile(r"^consistent123 \S+: error: ")
+FAILED = "FAILED: "
+
+
+def job_error_line(output: str, code: int) -> str:
+    """The command's own error line in ``output``; else how it ended (never an unrelated log line)."""
+    marked = [line for line in output.splitlines() if ERROR_LINE.match(line)]
+    if marked:
+        return marked[-1]
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name} (no error line: out of memory, a time limit or a kill)"
+    return f"exited with status {code} without an error line"
 
 
 def run_cli(args: list[str], log: str, threads: int = 1) -> None:
@@ -22,7 +46,30 @@ def run_cli(args: list[str], log: str, threads: int = 1) -> None:
     with open(log, "a") as handle:
         handle.write("$ consistent123 " + " ".join(args) + "\n")
         handle.flush()
+        start = handle.tell()  # this attempt's output only (a retry appends to the same log)
         code = subprocess.call(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
     if code != 0:
-        last = Path(log).read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        sys.exit(f"consistent123 {args[0]} failed (exit {code}): {last[0]}  [log: {log}]")
+        with open(log, errors="replace") as handle:
+            handle.seek(start)
+            line = job_error_line(handle.read(), code)
+        with open(log, "a") as handle:
+            handle.write(FAILED + line + "\n")
+        sys.exit(f"consistent123 {args[0]} failed (exit {code}): {line}  [log: {log}]")
+
+
+def failure_summary(snakemake_log: str) -> list[str]:
+    """``rule  log  error line`` for each job that failed in this Snakemake run (its log names them)."""
+    text = Path(snakemake_log).read_text(errors="replace") if snakemake_log and Path(snakemake_log).is_file() else ""
+    failed: dict[str, str] = {}  # job log -> rule, in order, retries once
+    for block in re.split(r"\n(?=Error in rule )", text)[1:]:
+        rule = block.split(":", 1)[0].removeprefix("Error in rule ").strip()
+        found = re.search(r"^\s+log: (\S+)", block, re.M)
+        failed.setdefault(found.group(1) if found else "", rule)
+    rows = []
+    for job_log, rule in failed.items():
+        line = "(no log)"
+        if job_log and Path(job_log).is_file():
+            lines = [x for x in Path(job_log).read_text(errors="replace").splitlines() if x.startswith(FAILED)]
+            line = lines[-1][len(FAILED):] if lines else "no error line in the log"
+        rows.append(f"{rule}  {job_log or '-'}  {line}")
+    return rows
