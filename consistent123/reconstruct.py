@@ -215,11 +215,13 @@ def _reconstruct(case: Case, out_dir: Path, cfg: Config, run_name: Optional[str]
     atomic_write_text(out_dir / CONFIG_STAMP, fingerprint + "\n")
     device = resolve_device(cfg.train.device)
     all_tags = {"case": case.name, **(tags or {})}
+    # The store is checked (and the run opened) before any model loads: a store that cannot be
+    # written fails in one line without the minutes of loading.
+    tracker = RunTracker.open(out_dir, cfg.tracking.uri, cfg.tracking.experiment, run_name or case.name,
+                              params=params_naming_loaded_models(cfg), parent_run_id=parent_run_id, tags=all_tags)
     priors = load_priors(cfg, device)
     loaded = loaded_models_record(vars(priors))  # pretrained or random-weight, read from the loaded files
     atomic_write_json(out_dir / PRIORS_RECORD, loaded)
-    tracker = RunTracker.open(out_dir, cfg.tracking.uri, cfg.tracking.experiment, run_name or case.name,
-                              params=params_naming_loaded_models(cfg), parent_run_id=parent_run_id, tags=all_tags)
     tracker.set_tags(loaded["tags"])
     record_execution(out_dir, tracker, device)
     chosen = log_backends(cfg, device, tracker)
