@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import resource
 import statistics
 import sys
@@ -160,7 +159,7 @@ def profile_iterations(trainer: Trainer, t: int, n: int, device: torch.device) -
     clock = Clock(device)
     total = 0.0
     interval = trainer.cfg.cameras.ref_view_interval
-    with instrumented(trainer, clock), _sync_counter(device) as syncs:
+    with instrumented(trainer, clock):
         for i in range(n):
             trainer.iteration = t + i * interval
             start = clock.now()
@@ -169,8 +168,16 @@ def profile_iterations(trainer: Trainer, t: int, n: int, device: torch.device) -
     parts = {k: v / n for k, v in clock.ms.items()}
     parts["other"] = total / n - sum(parts.values())
     parts["total"] = total / n
-    parts["syncs"] = (syncs() if device.type == "cuda" else clock.syncs) / n
+    parts["syncs"] = clock.syncs / n if device.type != "cuda" else cuda_syncs(trainer, t)
     return parts
+
+
+def cuda_syncs(trainer: Trainer, t: int) -> int:
+    """Synchronisations of one iteration at ``t``, counted without the profile's own waits."""
+    with _sync_counter(torch.device("cuda")) as syncs:
+        trainer.iteration = t
+        trainer.step()
+        return syncs()
 
 
 @contextlib.contextmanager

@@ -35,13 +35,14 @@ def optimise_priors(priors, perf) -> None:
 
 
 def optimise_field(field: torch.nn.Module, perf) -> None:
-    """torch.compile the field's MLP; its batch (the surviving samples) changes every iteration,
-    so dynamic shapes and no CUDA graphs. The hash grid stays as it is (tcnn's fused kernel on
-    CUDA, the custom autograd function on the CPU)."""
-    mlp = getattr(field, "mlp", None)
-    if perf.compile and mlp is not None and not getattr(mlp, "_perf_applied", False):
-        _compile(mlp, perf, dynamic=True)
-        mlp._perf_applied = True
+    """torch.compile the field's MLP (the NeRF's ``mlp``, the mesh's ``color_net``); its batch
+    changes every iteration, so dynamic shapes and no CUDA graphs. The hash grid stays as it
+    is (tcnn's fused kernel on CUDA, the custom autograd function on the CPU)."""
+    for name in ("mlp", "color_net"):
+        mlp = getattr(field, name, None)
+        if perf.compile and mlp is not None and not getattr(mlp, "_perf_applied", False):
+            _compile(mlp, perf, dynamic=True)
+            mlp._perf_applied = True
 
 
 class TargetCache:
