@@ -97,22 +97,22 @@ class _TorchHashGrid(torch.autograd.Function):
         L, F = enc.num_levels, enc.features
         need_u, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_out = grad_out.reshape(u.shape[0], L, F)
-        grad_flat = torch.zeros(table.numel(), dtype=table.dtype, device=table.device) if need_table else None
+        # Feature-major while accumulating: one int64 row index per corner, not one per (corner, feature).
+        grad_by_feature = torch.zeros(F, table.shape[0], dtype=table.dtype, device=table.device) if need_table else None
         grad_u = torch.zeros_like(u) if need_u else None
-        feature = torch.arange(F, device=u.device)
         for chunk, s in enumerate(range(0, u.shape[0], CHUNK)):
             g = grad_out[s:s + CHUNK]  # [n, L, F]
             idx, w = ctx.corners[chunk] if ctx.corners is not None else enc._corners(u[s:s + CHUNK])
             if need_table:
-                contrib = w.unsqueeze(-1) * g.unsqueeze(2)  # [n, L, 8, F]
-                flat = (idx.to(torch.int64).unsqueeze(-1) * F + feature).reshape(-1)
-                grad_flat.scatter_add_(0, flat, contrib.reshape(-1).to(table.dtype))
+                rows = idx.reshape(-1).to(torch.int64)
+                for f in range(F):
+                    grad_by_feature[f].scatter_add_(0, rows, (w * g[:, :, f:f + 1]).reshape(-1).to(table.dtype))
             if need_u:
                 # d out / d u_k = sum_corners (feat . g) * dw/dfrac_k * scale_l
                 gf = (table[idx] * g.unsqueeze(2)).sum(-1)  # [n, L, 8]
                 dw = enc._weight_slopes(u[s:s + CHUNK])  # [n, L, 8, d]
                 grad_u[s:s + CHUNK] = (gf.unsqueeze(-1) * dw).sum(2).mul(enc.scales.view(1, -1, 1)).sum(1)
-        grad_table = grad_flat.view_as(table) if need_table else None
+        grad_table = grad_by_feature.t().contiguous() if need_table else None
         return grad_u, grad_table, None
 
 
