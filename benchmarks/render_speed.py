@@ -2,6 +2,12 @@
 
     python benchmarks/render_speed.py [--runs 3] [--device cpu|cuda] [--backend torch|tcnn|auto]
 
+The hash-grid line compares the torch encoding with nerfstudio's torch ``HashEncoding`` (same
+16 levels, 2^19 table, 2 features) in the same run. nerfstudio is not a dependency of this
+project; for the comparison install it beside it without its dependency tree:
+``pip install nerfstudio jaxtyping viser msgspec websockets zstandard --no-deps``. Without it the
+line says so and prints our time alone.
+
 Each measurement is a function returning ``(value_ms, detail)``; ``MEASUREMENTS`` lists them
 with their labels and ``main`` prints one line each, so more renderers can be added by
 appending to the list.
@@ -90,7 +96,51 @@ def rasteriser_forward_backward_ms(args, size: int, raster_backend: str = "torch
     return ms, f"{raster_backend} rasteriser, {faces.shape[0]} faces, {covered[-1]} covered pixels"
 
 
+# ---------------------------------------------------------------- hash grid against a peer
+def _nerfstudio_hash_encoding(cfg, bound: float):
+    """nerfstudio's pure-torch HashEncoding with our grid's levels and table, or None when absent."""
+    try:
+        from nerfstudio.field_components.encodings import HashEncoding
+    except ImportError:
+        return None
+    return HashEncoding(num_levels=cfg.num_levels, min_res=cfg.base_resolution,
+                        max_res=int(cfg.desired_resolution_per_bound * bound), log2_hashmap_size=cfg.log2_hashmap_size,
+                        features_per_level=cfg.features_per_level, implementation="torch")
+
+
+def hashgrid_forward_backward_ms(args, points: int):
+    """Forward + backward (to the table) of the default hash grid on ``points`` random points,
+    against nerfstudio's torch HashEncoding on the same points, runs interleaved so that the
+    load of a shared machine falls on both alike."""
+    from consistent123.config import HashGridConfig
+    from consistent123.fields.hashgrid import TorchHashEncoding
+
+    cfg, bound = HashGridConfig(backend="torch"), 1.0
+    ours = TorchHashEncoding(cfg, bound).to(args.device)
+    peer = _nerfstudio_hash_encoding(cfg, bound)
+    u = torch.rand(points, 3, generator=torch.Generator().manual_seed(0)).to(args.device)
+    x = u * 2 * bound - bound  # ours takes [-bound, bound], nerfstudio [0, 1]
+
+    def run(enc, inp):
+        def step():
+            enc.zero_grad(set_to_none=True)
+            enc(inp).square().sum().backward()
+        return step
+
+    ms_ours, ms_peer = [], []
+    for _ in range(args.warmup + args.runs):
+        ms_ours.append(_timed(run(ours, x), 1, 0, args.device))
+        if peer is not None:
+            ms_peer.append(_timed(run(peer.to(args.device), u), 1, 0, args.device))
+    mine = statistics.median(ms_ours[args.warmup:])
+    if peer is None:
+        return mine, "nerfstudio not installed: no peer comparison (see the module docstring)"
+    theirs = statistics.median(ms_peer[args.warmup:])
+    return mine, f"nerfstudio torch HashEncoding {theirs:.1f} ms, ratio ours/nerfstudio {mine / theirs:.2f}"
+
+
 MEASUREMENTS: list[tuple[str, Callable]] = [
+    ("hash grid fwd+bwd 2^18 points", lambda a: hashgrid_forward_backward_ms(a, 1 << 18)),
     ("nerf fwd+bwd 64x64", lambda a: nerf_forward_backward_ms(a, 64, True)),
     ("nerf fwd+bwd 128x128", lambda a: nerf_forward_backward_ms(a, 128, True)),
     ("nerf fwd+bwd 64x64 lambertian", lambda a: nerf_forward_backward_ms(a, 64, True, "lambertian")),

@@ -249,6 +249,32 @@ class TrackingConfig(Section):
     experiment: str = "consistent123"
 
 
+# ---------------------------------------------------------------- speed (no effect on the method)
+class PerfConfig(Section):
+    """Speed switches. None changes what is optimised; each is checked against the plain path on
+    the CPU (tests/test_perf.py) and timed by benchmarks/iteration_speed.py (eager vs optimised)."""
+
+    # Loss values stay on the device; they are read once every train.log_every iterations.
+    sync_free_logging: bool = False
+    # Ray jitter and importance samples drawn on the compute device (the device generator)
+    # instead of on the CPU and copied over; on the CPU the two are the same path.
+    device_sampling: bool = False
+    # Reference-view targets resized once per render size and kept on the device.
+    cache_targets: bool = False
+    # TF32 matmuls and convolutions (CUDA, Ampere or newer).
+    tf32: bool = False
+    # UNets and VAEs in channels_last memory format (faster convolutions on tensor cores and oneDNN).
+    channels_last: bool = False
+    # Frozen priors' dtype: auto = models.half_precision_on_gpu (fp16 on CUDA, fp32 elsewhere);
+    # bfloat16 keeps fp32's range (no fp16 overflow in the VAE at 512²).
+    prior_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # torch.compile both UNets (mode below; "reduce-overhead" = CUDA graphs) and the field's MLP
+    # (always the default mode: its batch size changes every iteration).
+    compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    compile_backend: str = "inductor"
+
+
 class Config(Section):
     models: ModelsConfig = ModelsConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
@@ -264,6 +290,7 @@ class Config(Section):
     export: ExportConfig = ExportConfig()
     eval: EvalConfig = EvalConfig()
     tracking: TrackingConfig = TrackingConfig()
+    perf: PerfConfig = PerfConfig()
 
     @property
     def total_iters(self) -> int:

@@ -135,6 +135,19 @@ class Trainer:
         self.records: list[dict] = []
         self.ref_cam = reference_camera(cfg.cameras)
         self._prepared_priors = False
+        self._apply_perf()
+
+    def _apply_perf(self) -> None:
+        """cfg.perf's speed switches (none changes what is optimised; see consistent123.perf)."""
+        from consistent123 import perf
+
+        perf.configure_backends(self.cfg.perf, self.device)
+        perf.optimise_priors(self.priors, self.cfg.perf)
+        perf.optimise_field(self.nerf, self.cfg.perf)
+        self.target_cache = perf.TargetCache(self.case, self.device) if self.cfg.perf.cache_targets else None
+        # On a CUDA device the ray samples come from the device generator; on the CPU it is the same path.
+        on_device = self.cfg.perf.device_sampling and self.device.type != "cpu"
+        self.sample_gen = self.gen_device if on_device else self.gen
 
     # ------------------------------------------------------------ schedule facts
     @property
@@ -167,7 +180,7 @@ class Trainer:
         from consistent123.render.volume import render_nerf
 
         return render_nerf(self.nerf, cam, size, size, shading=shading, bg_color=bg.to(self.device),
-                           generator=self.gen, perturb=perturb)
+                           generator=self.sample_gen, perturb=perturb)
 
     def render_size(self) -> int:
         return self.cfg.dmtet.render_size if self.mesh is not None else self.cfg.nerf.render_size
@@ -249,7 +262,10 @@ class Trainer:
             # R shades the reference view lambertian with ambient 1, which is exactly the albedo:
             # render it as albedo and skip the normals that would not change a pixel.
             out = self.render(self.ref_cam, size, ("albedo", 1.0, None), bg)
-            target = {k: v.to(self.device) for k, v in self.case.targets(size, bg).items()}
+            if self.target_cache is not None:
+                target = self.target_cache.targets(size, bg)
+            else:
+                target = {k: v.to(self.device) for k, v in self.case.targets(size, bg).items()}
             lam_depth = depth_weight(cfg.loss, t, cfg.train.nerf_iters if self.mesh is None else cfg.train.mesh_iters,
                                      self.mesh is not None)
             terms.update(reference_losses(out, target, cfg.loss, lam_depth))
@@ -271,7 +287,8 @@ class Trainer:
             total.backward()
             self.optimizer.step()
         record = IterationRecord(t, self.phase, weights.stage, view, weights.w3d, weights.w2d,
-                                 {k: float(v.detach()) for k, v in terms.items()})
+                                 {k: v.detach() if cfg.perf.sync_free_logging else float(v.detach())
+                                  for k, v in terms.items()})
         self.records.append(record.row())
         self.iteration = t + 1
         return record
@@ -291,7 +308,15 @@ class Trainer:
         self.optimizer = make_optimizer(self.mesh.parameters(), self.cfg.train)
 
     # ------------------------------------------------------------ checkpoints
+    def host_records(self) -> list[dict]:
+        """The records with any loss still on the device read back (one transfer for all)."""
+        from consistent123.perf import host_values
+
+        host_values(self.records)
+        return self.records
+
     def state(self) -> dict:
+        self.host_records()
         return {
             "iteration": self.iteration,
             "nerf": self.nerf.state_dict(),
@@ -344,7 +369,8 @@ class Trainer:
             bar.set_postfix_str(f"{record.phase} stage {record.stage} w2D={record.w2d:.3f}", refresh=False)
             bar.update(1)
             if record.iteration % self.cfg.train.log_every == 0 or self.iteration == self.total:
-                metrics = {f"loss_{k}": v for k, v in record.losses.items()}
+                self.host_records()  # sync-free logging reads the device's losses here only
+                metrics = {f"loss_{k}": float(v) for k, v in record.losses.items()}
                 metrics.update({"w3d": record.w3d, "w2d": record.w2d, "stage": record.stage, "it_per_s": rate})
                 self.on_metrics(metrics, record.iteration)
             if checkpoint_path is not None and every > 0 and self.iteration % every == 0:
@@ -353,6 +379,7 @@ class Trainer:
                 bar.close()
                 raise SystemExit(f"stopped after iteration {self.iteration} (--stop-after)")
         bar.close()
+        self.host_records()
         if checkpoint_path is not None:
             self.save_checkpoint(checkpoint_path)  # the final state, for inspection and exact comparisons
         if self.t_switch is None and uses_boundary_judgement(self.cfg.dynamic) and self.cfg.train.use_priors:

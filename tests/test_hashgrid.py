@@ -174,3 +174,29 @@ def test_sample_shading_respects_config():
         assert light.norm().item() == pytest.approx(1.0, abs=1e-5)
         assert torch.dot(light, orbit_position(90.0, 30.0, 3.2) / 3.2).item() > 0  # lit from the viewer's side
     assert seen == {"lambertian", "textureless"}
+
+
+def _int64_indices(enc: TorchHashEncoding, u: torch.Tensor) -> torch.Tensor:
+    """Every level's table rows computed in int64 with tcnn's formulas: [n, L, 8], corner c = bits (x, y, z)."""
+    lower = torch.floor(u.unsqueeze(1) * enc.scales.view(1, -1, 1) + 0.5).to(torch.int64)  # [n, L, 3]
+    rows = []
+    for c in range(8):
+        v = lower + torch.tensor([(c >> k) & 1 for k in range(3)])
+        res, size = enc.resolutions.view(1, -1), enc.sizes.view(1, -1)
+        dense = (v[..., 0] + v[..., 1] * res + v[..., 2] * res * res) % size
+        hashed = ((v[..., 0] * 1) ^ (v[..., 1] * 2654435761) ^ (v[..., 2] * 805459861)) % (1 << 32) % size
+        rows.append(torch.where(enc.dense.view(1, -1), dense, hashed) + enc.offsets.view(1, -1))
+    return torch.stack(rows, -1)
+
+
+def test_int32_indices_equal_int64_formula_at_full_size():
+    """The default grid (16 levels, 2^19 table): the int32 index arithmetic (wrapped hash primes,
+    each level's indices computed once) lands on the rows the int64 formula gives."""
+    enc = TorchHashEncoding(HashGridConfig(backend="torch"), 1.0)
+    assert 0 < enc.num_dense < enc.num_levels
+    g = torch.Generator().manual_seed(0)
+    u = torch.cat([torch.rand(4000, 3, generator=g), torch.tensor([[0.0, 0, 0], [1, 1, 1], [1, 0, 1], [0.99999, 1, 0]])])
+    idx, w = enc._corners(u)
+    assert idx.dtype == torch.int32
+    torch.testing.assert_close(idx.to(torch.int64), _int64_indices(enc, u), rtol=0, atol=0)
+    torch.testing.assert_close(w.sum(-1), torch.ones(u.shape[0], enc.num_levels))

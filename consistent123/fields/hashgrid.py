@@ -159,22 +159,22 @@ class _TorchHashGrid(torch.autograd.Function):
         L, F = enc.num_levels, enc.features
         need_u, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_out = grad_out.reshape(u.shape[0], L, F)
-        grad_flat = torch.zeros(table.numel(), dtype=table.dtype, device=table.device) if need_table else None
+        # Feature-major while accumulating: one int64 row index per corner, not one per (corner, feature).
+        grad_by_feature = torch.zeros(F, table.shape[0], dtype=table.dtype, device=table.device) if need_table else None
         grad_u = torch.zeros_like(u) if need_u else None
-        feature = torch.arange(F, device=u.device)
         for chunk, s in enumerate(range(0, u.shape[0], CHUNK)):
             g = grad_out[s:s + CHUNK]  # [n, L, F]
             idx, w = ctx.corners[chunk] if ctx.corners is not None else enc._corners(u[s:s + CHUNK])
             if need_table:
-                contrib = w.unsqueeze(-1) * g.unsqueeze(2)  # [n, L, 8, F]
-                flat = (idx.to(torch.int64).unsqueeze(-1) * F + feature).reshape(-1)
-                grad_flat.scatter_add_(0, flat, contrib.reshape(-1).to(table.dtype))
+                rows = idx.reshape(-1).to(torch.int64)
+                for f in range(F):
+                    grad_by_feature[f].scatter_add_(0, rows, (w * g[:, :, f:f + 1]).reshape(-1).to(table.dtype))
             if need_u:
                 # d out / d u_k = sum_corners (feat . g) * dw/dfrac_k * scale_l
                 gf = (table[idx] * g.unsqueeze(2)).sum(-1)  # [n, L, 8]
                 dw = enc._weight_slopes(u[s:s + CHUNK])  # [n, L, 8, d]
                 grad_u[s:s + CHUNK] = (gf.unsqueeze(-1) * dw).sum(2).mul(enc.scales.view(1, -1, 1)).sum(1)
-        grad_table = grad_flat.view_as(table) if need_table else None
+        grad_table = grad_by_feature.t().contiguous() if need_table else None
         return grad_u, grad_table, None
 
 
@@ -198,11 +198,19 @@ class TorchHashEncoding(nn.Module):
         self.register_buffer("dense", torch.tensor(dense), persistent=False)
         corners = torch.tensor([[(c >> d) & 1 for d in range(input_dim)] for c in range(1 << input_dim)])
         self.register_buffer("corner_bits", corners, persistent=False)  # [2^d, d]
-        self.register_buffer("primes", torch.tensor(PRIMES[:input_dim], dtype=torch.int64), persistent=False)
         self.register_buffer("sizes32", self.sizes.to(torch.int32), persistent=False)
         self.register_buffer("offsets32", self.offsets.to(torch.int32), persistent=False)
-        self.register_buffer("hash_mask", torch.where(self.dense, 0, self.sizes - 1), persistent=False)
         self.num_dense = int(sum(dense))
+        # Index arithmetic in int32, each level's indices computed once. Dense levels: strides
+        # R^k (R^3 <= table size < 2^31). Hashed levels: the uint32 products of tcnn's hash
+        # keep their low bits under int32's wrap-around, and the mask (T-1, T a power of two)
+        # keeps only bits below 31, so the primes are stored as their wrapped int32 values.
+        strides = torch.tensor([[r**k for k in range(input_dim)] for r in resolutions[: self.num_dense]], dtype=torch.int64)
+        self.register_buffer("dense_strides", strides.to(torch.int32).reshape(self.num_dense, input_dim), persistent=False)
+        wrapped = [p - (1 << 32) if p >= 1 << 31 else p for p in PRIMES[:input_dim]]
+        self.register_buffer("primes32", torch.tensor(wrapped, dtype=torch.int32), persistent=False)
+        self.register_buffer("hash_mask32", self.sizes32[self.num_dense:] - 1, persistent=False)
+        self.register_buffer("corner_step", torch.arange(2, dtype=torch.int32), persistent=False)
         assert all(dense[: self.num_dense]), "dense levels must be the coarse prefix"
         if sum(sizes) >= 2**31:
             raise ValueError("hash tables larger than 2^31 entries are not supported")
@@ -218,7 +226,7 @@ class TorchHashEncoding(nn.Module):
     def _cell(self, u: torch.Tensor):
         pos = u.unsqueeze(1) * self.scales.view(1, -1, 1) + 0.5  # [n, L, d]
         lower = torch.floor(pos)
-        return lower.to(torch.int64), pos - lower
+        return lower.to(torch.int32), pos - lower
 
     def _corners(self, u: torch.Tensor):
         """Table rows (int32) and trilinear weights, both [n, L, 2^d]; corner c has bit k = axis k.
@@ -228,41 +236,42 @@ class TorchHashEncoding(nn.Module):
         """
         lower, frac = self._cell(u)
         d = self.input_dim
-        ends = lower.unsqueeze(-1) + torch.arange(2, device=u.device)  # [n, L, d, 2]: lower, upper vertex
-        parts_dense, parts_hash, parts_w = [], [], []
-        stride = torch.ones_like(self.resolutions)
+        nd = self.num_dense
+        ends = lower.unsqueeze(-1) + self.corner_step  # [n, L, d, 2]: lower, upper vertex (int32)
+        parts_w = []
         for k in range(d):
-            v = ends[:, :, k, :]  # [n, L, 2]
-            parts_dense.append((v * stride.view(1, -1, 1)).to(torch.int32))
-            # Hashed levels have power-of-two tables, so "mod T" is "& (T-1)", which commutes
-            # with xor: the uint32 products are masked here and xor-ed in int32.
-            parts_hash.append(((v * self.primes[k]) & self.hash_mask.view(1, -1, 1)).to(torch.int32))
             f = frac[:, :, k].unsqueeze(-1)
             parts_w.append(torch.cat([1.0 - f, f], -1))
-            stride = stride * self.resolutions
 
-        def combine(parts, op):
+        def combine(parts, op, out=None):
             # Axis k varies along dim -(k+1) of [n, L, 2, ..., 2], so the flattened corner
-            # index is sum_k bit_k 2^k, matching ``corner_bits``.
+            # index is sum_k bit_k 2^k, matching ``corner_bits``. ``out`` ([n, L, 2^d]) takes
+            # the last op's result directly.
             def spread(t, k):
                 return t.reshape(*t.shape[:2], *([1] * (d - 1 - k)), 2, *([1] * k))
 
-            out = spread(parts[0], 0)
+            acc = spread(parts[0], 0)
             for k in range(1, d):
-                out = op(out, spread(parts[k], k))
-            return out.reshape(*out.shape[:2], -1)
+                if out is not None and k == d - 1:
+                    return op(acc, spread(parts[k], k), out=out.view(*out.shape[:2], *([2] * d)))
+                acc = op(acc, spread(parts[k], k))
+            if out is not None:
+                return out.copy_(acc.reshape(out.shape))
+            return acc.reshape(*acc.shape[:2], -1)
 
         w = combine(parts_w, torch.mul)
-        # Dense levels are the coarse prefix (R grows with the level), hashed ones the rest.
-        nd = self.num_dense
-        groups = []
+        # Dense levels are the coarse prefix (R grows with the level), hashed ones the rest;
+        # each group's per-axis terms are built on the small [n, L, 2] tensors only.
+        idx = torch.empty(w.shape, dtype=torch.int32, device=u.device)
         if nd:
-            dense = combine([p[:, :nd] for p in parts_dense], torch.add)
-            groups.append(dense % self.sizes32[:nd].view(1, -1, 1) + self.offsets32[:nd].view(1, -1, 1))
+            v = ends[:, :nd]
+            dense = combine([v[:, :, k] * self.dense_strides[:, k].view(1, -1, 1) for k in range(d)], torch.add)
+            torch.remainder(dense, self.sizes32[:nd].view(1, -1, 1), out=idx[:, :nd])  # tcnn's "mod T"
         if nd < self.num_levels:
-            hashed = combine([p[:, nd:] for p in parts_hash], torch.bitwise_xor)
-            groups.append(hashed + self.offsets32[nd:].view(1, -1, 1))
-        idx = groups[0] if len(groups) == 1 else torch.cat(groups, 1)
+            # "mod T" is "& (T-1)" for the power-of-two tables and commutes with xor.
+            v, mask = ends[:, nd:], self.hash_mask32.view(1, -1, 1)
+            combine([(v[:, :, k] * self.primes32[k]) & mask for k in range(d)], torch.bitwise_xor, out=idx[:, nd:])
+        idx += self.offsets32.view(1, -1, 1)
         return idx, w
 
     def _weight_slopes(self, u: torch.Tensor) -> torch.Tensor:

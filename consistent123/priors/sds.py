@@ -81,8 +81,8 @@ def score_distillation(latents: torch.Tensor, predict_noise: NoisePredictor, alp
                        num_train_timesteps: Optional[int] = None) -> tuple[torch.Tensor, dict]:
     """One SDS step on ``latents`` (which carry the autograd graph back to the rendered image).
 
-    Returns ``(loss, info)`` with info = {t [B] (long, cpu), w [B], grad_norm (float),
-    noise (the eps drawn, for inspection)}.
+    Returns ``(loss, info)`` with info = {t [B] (long), w [B], grad_norm (0-d), noise (the eps
+    drawn, for inspection)}, all on the latents' device.
     """
     batch = latents.shape[0]
     n_train = int(num_train_timesteps or alphas_cumprod.shape[0])
@@ -96,5 +96,6 @@ def score_distillation(latents: torch.Tensor, predict_noise: NoisePredictor, alp
         w = sds_weight(t, alphas_cumprod)
         grad = sds_gradient(eps_hat, noise, w, grad_scale, grad_clip)
     loss = sds_loss(latents, grad)
-    info = {"t": t.cpu(), "w": w.cpu(), "grad_norm": float(grad.norm()), "noise": noise.detach()}
+    # Left on the device: reading them is the caller's host sync, not every iteration's.
+    info = {"t": t, "w": w, "grad_norm": grad.norm(), "noise": noise.detach()}
     return loss, info

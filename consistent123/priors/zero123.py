@@ -197,5 +197,5 @@ class Zero123Prior(LatentSDSPrior):
         scale = self.grad_scale(cams)
         loss, info = self.distil(rgb, lambda noisy, t: self.predict_noise(noisy, t, cams), generator, t_range, scale)
         if scale is not None:
-            info["grad_scale"] = scale.cpu()
+            info["grad_scale"] = scale
         return loss, info

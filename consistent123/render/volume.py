@@ -48,7 +48,7 @@ def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n: int, deterministic:
     if deterministic:
         u = torch.linspace(0.5 / n, 1 - 0.5 / n, n, device=bins.device).expand(bins.shape[0], n)
     else:
-        u = torch.rand(bins.shape[0], n, generator=generator).to(bins.device)
+        u = torch.rand(bins.shape[0], n, generator=generator, device=_draw_device(generator)).to(bins.device)
     u = u.contiguous()
     idx = torch.searchsorted(cdf, u, right=True)
     below = (idx - 1).clamp(min=0)
@@ -65,6 +65,11 @@ def composite_weights(sigma: torch.Tensor, t: torch.Tensor, last_delta: torch.Te
     alpha = 1.0 - torch.exp(-sigma * deltas)
     trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-15], -1), -1)[:, :-1]
     return alpha * trans
+
+
+def _draw_device(generator: Optional[torch.Generator]) -> torch.device:
+    """Random samples are drawn where their generator lives (a CUDA generator: no host copy)."""
+    return generator.device if generator is not None else torch.device("cpu")
 
 
 def _scatter_samples(mask: torch.Tensor, values: torch.Tensor, width: int = 0) -> torch.Tensor:
@@ -132,7 +137,7 @@ def render_nerf(
     step = (far - near) / num_steps
 
     # Stratified samples: one per equal bin, jittered inside it during training.
-    offsets = torch.rand(ray_ids.numel(), num_steps, generator=generator).to(device) if perturb else torch.full((ray_ids.numel(), num_steps), 0.5, device=device)
+    offsets = torch.rand(ray_ids.numel(), num_steps, generator=generator, device=_draw_device(generator)).to(device) if perturb else torch.full((ray_ids.numel(), num_steps), 0.5, device=device)
     t = near.unsqueeze(-1) + (torch.arange(num_steps, device=device) + offsets) * step.unsqueeze(-1)
 
     def points(tv):
