@@ -111,11 +111,11 @@ def test_reconstruct_logs_backends_to_mlflow_and_the_run_log(tmp_path, caplog):
 
 
 def test_trainer_builds_the_backends_resolved_for_its_device():
-    from consistent123.trainer import Trainer
+    from consistent123.trainer import Priors, Trainer
 
     cfg = load_config(None, ["hashgrid.num_levels=2", "hashgrid.log2_hashmap_size=8", "nerf.hidden_dim=8",
                              "train.use_priors=false"])
     case = types.SimpleNamespace(name="case", caption="", rgba=torch.zeros(4, 8, 8))
-    trainer = Trainer(cfg, case, None, torch.device("cpu"))
+    trainer = Trainer(cfg, case, Priors(), torch.device("cpu"))
     assert (trainer.cfg.hashgrid.backend, trainer.cfg.dmtet.rasteriser_backend) == ("torch", "torch")
     assert trainer.nerf.encoder.backend == "torch"
