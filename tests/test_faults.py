@@ -485,4 +485,5 @@ def test_tables_validates_before_writing_and_reads_a_good_table(tmp_path):
                                                  "psnr": 20.0}]).to_csv(runs, index=False)
     out = tmp_path / "tables"
     assert cli_main(["tables", "--out", str(out), "--runs", str(runs), "--tables", "1"]) == 0
-    assert {p.name for p in out.iterdir()} == {"runs.csv", "runs.parquet", "table1.md", "table1.tex", "table1.csv"}
+    assert {p.name for p in out.iterdir()} == {"runs.csv", "runs.parquet", "table1.md", "table1.tex", "table1.csv",
+                                                "table1.html"}
