@@ -1,7 +1,8 @@
 """Known-answer benchmark: the oracle run against two runs that must do worse.
 
     python benchmarks/known_answer.py [--objects Android_Figure_Panda,CHICKEN_RACER,CITY_TAXI_POLICE_CAR]
-        [--variants oracle,priors_off,wrong_azimuth] [--out results/known_answer_bench] [--reuse] [--set k=v]
+        [--variants oracle,priors_off,wrong_azimuth] [--out results/known_answer_bench] [--reuse] [--threads N]
+        [--set k=v]
 
 For each scan of datasets/known_answer/ and each variant, runs ``consistent123 known-answer``
 (config/known_answer.yaml) and prints CD, IoU, mv_psnr, mv_lpips and the reconstruction time,
@@ -47,7 +48,13 @@ def main() -> None:
     parser.add_argument("--out", default="results/known_answer_bench")
     parser.add_argument("--reuse", action="store_true", help="print finished runs' metrics.json instead of re-running")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 is much faster than 2 on a machine shared with other jobs)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:

@@ -27,7 +27,8 @@ def read_runs(paths: list[str | Path]) -> pd.DataFrame:
     rows = []
     for path in paths:
         record = read_json(path, "known-answer metrics file")
-        rows.append({"object": record["object"], "label": f"oracle ({record['tags'].get('variant', 'oracle')})",
+        variant = record["tags"].get("variant", "oracle")
+        rows.append({"object": record["object"], "label": "oracle" if variant == "oracle" else f"oracle, {variant}",
                      **{k: record["metrics"].get(k) for k in COLUMNS}})
     return pd.DataFrame(rows, columns=["object", "label", *COLUMNS])
 
