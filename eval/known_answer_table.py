@@ -35,7 +35,7 @@ def read_runs(paths: list[str | Path]) -> pd.DataFrame:
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-object rows, their mean, and the paper's Table 2 Consistent123 row (real priors)."""
-    mean = {"object": f"mean ({len(runs)} objects)", "label": "oracle",
+    mean = {"object": f"mean ({len(runs)} object{'s' if len(runs) != 1 else ''})", "label": "oracle",
             **{k: runs[k].astype(float).mean() for k in COLUMNS}}
     paper = load_paper_numbers()
     paper = paper[(paper["table"] == 2) & (paper["setting"] == "consistent123")].set_index("metric")["value"]
