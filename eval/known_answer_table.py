@@ -78,3 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(path)
     print(json.dumps(read_runs(args.metrics).to_dict(orient="records"), indent=1))
     return 0
+
+
+if __name__ == "__main__":  # python -m eval.known_answer_table DIR/*/metrics.json --out OUT
+    raise SystemExit(main())

@@ -147,3 +147,13 @@ def test_known_answer_rejects_a_missing_mesh_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "nope.ply: mesh file not found" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_known_answer_scans_match_their_checksums():
+    import hashlib
+
+    folder = PANDA.parent
+    listed = dict(reversed(line.split()) for line in (folder / "SHA256SUMS").read_text().splitlines())
+    assert sorted(listed) == sorted(p.name for p in folder.glob("*.ply"))
+    for name, digest in listed.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
