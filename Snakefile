@@ -22,12 +22,14 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/reconstruct.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/known_answer.smk"
 
 
 rule all:
     input:
         tables_done=f"{SWEEP_DIR}/tables.done",
         turntables=report_pages(),
+        known_answer=known_answer_outputs(),
     default_target: True
 
 

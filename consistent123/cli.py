@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("eval.command", "metrics of one reconstruction (writes OUT/metrics.json)"),
     "eval-mesh": ("eval.mesh_command", "Chamfer distance and volumetric IoU of two meshes"),
     "tables": ("eval.tables_command", "the paper's tables from tracked runs"),
+    "known-answer": ("consistent123.known_answer", "reconstruct a mesh through the oracle prior and score it against the mesh"),
     "config": ("consistent123.config_command", "print the resolved configuration"),
 }
 

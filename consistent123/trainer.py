@@ -87,8 +87,8 @@ def load_priors(cfg: Config, device: torch.device) -> Priors:
     dyn = cfg.dynamic
     needs_2d = dyn.strategy != "3d_only"
     return Priors(
-        zero123=registry.load_zero123(cfg, device),
-        stable_diffusion=registry.load_stable_diffusion(cfg, device) if needs_2d else None,
+        zero123=registry.load_prior_3d(cfg, device),
+        stable_diffusion=registry.load_prior_2d(cfg, device) if needs_2d else None,
         clip_judge=registry.load_clip_judge(cfg, device) if uses_boundary_judgement(dyn) else None,
     )
 
@@ -279,7 +279,7 @@ class Trainer:
                 loss3d, _ = self.priors.zero123.sds(rgb, [cam], self.t_range(), self.gen_device)
                 terms["sds_3d"] = weights.w3d * loss3d
             if weights.w2d > 0 and self.priors.stable_diffusion is not None:
-                loss2d, _ = self.priors.stable_diffusion.sds(rgb, self.t_range(), self.gen_device)
+                loss2d, _ = self.priors.stable_diffusion.sds(rgb, [cam], self.t_range(), self.gen_device)
                 terms["sds_2d"] = weights.w2d * loss2d
         terms.update(self._regularisers(out))
         total = sum(terms.values()) if terms else None

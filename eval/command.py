@@ -127,6 +127,12 @@ def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | 
     if gt is not None:
         from eval.gso_views import multiview_metrics
 
+        if cfg.eval.align:  # the reconstruction's frame is its photo's; the scan's is its own
+            from eval.alignment import align_to
+
+            pred, details["alignment"] = align_to(gt, pred, cfg.eval)
+        else:
+            details["alignment"] = {"enabled": False}
         geo = compare_meshes(gt, pred, cfg.eval.chamfer_points, cfg.eval.iou_resolution, cfg.eval.seed)
         metrics.update(chamfer_distance=geo.pop("chamfer_distance"), volumetric_iou=geo.pop("volumetric_iou"))
         details.update(geo)

@@ -182,7 +182,7 @@ def test_angle_grad_scale_follows_the_view_angle(zero123):
 # ---------------------------------------------------------------- Stable Diffusion
 def test_stable_diffusion_sds_is_finite_and_reaches_the_image(stable_diffusion):
     rgb = _image(32, seed=3).requires_grad_(True)
-    loss, info = stable_diffusion.sds(rgb, (0.2, 0.5), torch.Generator().manual_seed(0))
+    loss, info = stable_diffusion.sds(rgb, [REF], (0.2, 0.5), torch.Generator().manual_seed(0))
     loss.backward()
     assert torch.isfinite(loss) and loss.item() > 0
     assert torch.isfinite(rgb.grad).all() and rgb.grad.abs().sum() > 0

@@ -59,7 +59,8 @@ def test_demo_dry_run_lists_every_step_for_both_demo_cases():
     jobs = dag_jobs()
     meshes = sorted(j.split(",")[0] for j in jobs if "/runs/" in j and "mesh.glb" in j)
     assert meshes == [f"results/demo/runs/realfusion15/default/{c}/mesh.glb" for c in ("banana", "cactus")]
-    for step in ("parent_run.json", "method.yaml", "preprocess/realfusion15/banana/rgba.png", "metrics.json", "tables.done"):
+    for step in ("parent_run.json", "method.yaml", "preprocess/realfusion15/banana/rgba.png", "metrics.json", "tables.done",
+                 "known_answer/Android_Figure_Panda/metrics.json", "known_answer/known_answer.md"):
         assert any(step in j for j in jobs), step
 
 

@@ -136,6 +136,27 @@ def load_stable_diffusion(cfg, device: torch.device | str):
     return _with_origin(StableDiffusionPrior.from_config(cfg, torch.device(device), source=source), source)
 
 
+def load_oracle(cfg, device: torch.device | str, role: str):
+    from consistent123.priors.oracle import OraclePrior
+
+    return OraclePrior.from_config(cfg, torch.device(device), role)
+
+
+# The priors each role can take (config models.prior_3d / models.prior_2d).
+PRIORS_3D = {"zero123": load_zero123, "oracle": lambda cfg, device: load_oracle(cfg, device, "3d")}
+PRIORS_2D = {"stable_diffusion": load_stable_diffusion, "oracle": lambda cfg, device: load_oracle(cfg, device, "2d")}
+
+
+def load_prior_3d(cfg, device: torch.device | str):
+    """The image- and camera-conditioned prior: ``set_reference(rgb, cam)``, ``sds(rgb, cams, t_range, generator)``."""
+    return PRIORS_3D[cfg.models.prior_3d](cfg, device)
+
+
+def load_prior_2d(cfg, device: torch.device | str):
+    """The text-conditioned prior: ``set_prompt(text)``, ``sds(rgb, cams, t_range, generator)``."""
+    return PRIORS_2D[cfg.models.prior_2d](cfg, device)
+
+
 def load_clip_judge(cfg, device: torch.device | str):
     from consistent123.priors.clip import load_clip
 

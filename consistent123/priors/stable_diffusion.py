@@ -129,9 +129,11 @@ class StableDiffusionPrior(LatentSDSPrior):
                         encoder_hidden_states=torch.cat([uncond, cond])).sample
         return eps.chunk(2)
 
-    def sds(self, rgb: torch.Tensor, t_range, generator: torch.Generator,
+    def sds(self, rgb: torch.Tensor, cams, t_range, generator: torch.Generator,
             grad_scale=None) -> tuple[torch.Tensor, dict]:
-        """SDS loss of rendered views ``rgb`` [B,3,H,W] in [0,1]; gradient flows back to ``rgb``."""
+        """SDS loss of rendered views ``rgb`` [B,3,H,W] in [0,1]; gradient flows back to ``rgb``.
+
+        ``cams`` (the views' cameras) keeps the signature of the 3D prior's; the text prior ignores them."""
         if self.text_embeddings is None:
             raise RuntimeError("StableDiffusionPrior.sds called before set_prompt")
         return self.distil(rgb, self.predict_noise, generator, t_range, grad_scale)

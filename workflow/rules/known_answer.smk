@@ -1,0 +1,67 @@
+# The known-answer benchmark: scanned objects reconstructed from their own render through the
+# ORACLE prior (`consistent123 known-answer`, config/known_answer.yaml), one job per object,
+# then a Table-2-style table. Enabled by a `known_answer:` section of the workflow config.
+
+KNOWN_ANSWER = config.get("known_answer")
+
+
+def known_answer_objects():
+    return list(KNOWN_ANSWER["objects"]) if KNOWN_ANSWER else []
+
+
+def known_answer_dir(obj):
+    return f"{SWEEP_DIR}/known_answer/{obj}"
+
+
+def known_answer_outputs():
+    if not known_answer_objects():
+        return []
+    return [f"{SWEEP_DIR}/known_answer/known_answer.md"]
+
+
+if KNOWN_ANSWER:
+
+    wildcard_constraints:
+        obj="|".join(known_answer_objects()),
+
+    rule known_answer:
+        """`consistent123 known-answer`: reference render, oracle reconstruction, metrics (an oracle run)."""
+        input:
+            mesh=lambda wc: f"{KNOWN_ANSWER['meshes']}/{wc.obj}.ply",
+            config=KNOWN_ANSWER["config"],
+            parent=rules.mlflow_init.output[0],
+            models=tiny_models(),
+        output:
+            f"{SWEEP_DIR}/known_answer/{{obj}}/metrics.json",
+        params:
+            out=lambda wc, output: str(Path(output[0]).parent),
+            up_axis=KNOWN_ANSWER.get("up_axis", "y"),
+            # the sweep's tracking store and tiny models; the object-size settings of the config
+            overrides=lambda wc: [f"tracking.uri={TRACKING_URI}", f"tracking.experiment={EXPERIMENT}",
+                                  *([f"models.tiny_dir={TINY_DIR}"] if TINY_DIR else []),
+                                  *KNOWN_ANSWER.get("set", [])],
+            run_name=lambda wc: f"known_answer/{wc.obj}/oracle",
+            tags=lambda wc: ["variant=oracle", f"sweep={SWEEP}"],
+        log:
+            f"{SWEEP_DIR}/logs/known_answer/{{obj}}.log",
+        benchmark:
+            f"{SWEEP_DIR}/benchmarks/known_answer/{{obj}}.tsv"
+        threads: config["resources"]["reconstruct"]["cpus"]
+        resources:
+            **rule_resources("reconstruct"),
+        script:
+            "../scripts/known_answer.py"
+
+    rule known_answer_table:
+        """Table-2-style table of the oracle runs (labelled as such), beside the paper's row."""
+        input:
+            [f"{known_answer_dir(o)}/metrics.json" for o in known_answer_objects()],
+        output:
+            md=f"{SWEEP_DIR}/known_answer/known_answer.md",
+            csv=f"{SWEEP_DIR}/known_answer/known_answer.csv",
+        log:
+            f"{SWEEP_DIR}/logs/known_answer_table.log",
+        benchmark:
+            f"{SWEEP_DIR}/benchmarks/known_answer_table.tsv"
+        script:
+            "../scripts/known_answer_table.py"
