@@ -76,8 +76,9 @@ def _sds_loss_and_grad(priors: Priors, seed: int = 0):
     priors.zero123.set_reference(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)), VIEW)
     priors.stable_diffusion.set_prompt("a banana")
     rgb = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
-    l3, _ = priors.zero123.sds(rgb, [Camera(70.0, 100.0, 3.2, 40.0)], (0.2, 0.6), torch.Generator().manual_seed(seed))
-    l2, _ = priors.stable_diffusion.sds(rgb, (0.2, 0.6), torch.Generator().manual_seed(seed))
+    cams = [Camera(70.0, 100.0, 3.2, 40.0)]
+    l3, _ = priors.zero123.sds(rgb, cams, (0.2, 0.6), torch.Generator().manual_seed(seed))
+    l2, _ = priors.stable_diffusion.sds(rgb, cams, (0.2, 0.6), torch.Generator().manual_seed(seed))
     (l3 + l2).backward()
     return torch.stack([l3.detach(), l2.detach()]).float(), rgb.grad
 
