@@ -17,7 +17,7 @@ import torch.nn as nn
 from ..config import DMTetConfig, HashGridConfig
 from ..errors import Consistent123Error
 from ..losses import laplacian_smooth, normal_consistency
-from ..render.cameras import Camera
+from ..render.cameras import Camera, orbit_position
 from ..render.rasterize import render_mesh
 from .common import MLP, mask_finer_levels
 from .hashgrid import HashGridEncoding
@@ -182,6 +182,8 @@ class DMTetField(nn.Module):
         from ..render.shading import shade
 
         mode, ambient, light_dir = shading
+        if light_dir is None:  # a headlight, as the volume renderer
+            light_dir = orbit_position(cam.polar, cam.azimuth, cam.radius)
         verts, faces = self.get_mesh()
 
         def color_fn(points, normals):
