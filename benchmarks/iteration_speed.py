@@ -250,10 +250,7 @@ def run_mode(mode: str, base: list[str], args, priors: Priors, case: Case, devic
         start_t = 2600 if phase != "mesh" else cfg.train.nerf_iters + 100  # mid-phase; multiples of the interval
         if phase == "mesh":
             trainer.iteration = cfg.train.nerf_iters
-            trainer.start_mesh_phase()
-            from consistent123.perf import optimise_field
-
-            optimise_field(trainer.mesh, cfg.perf)
+            trainer.start_mesh_phase()  # compiles the mesh's colour MLP when perf.compile is on
         for _ in range(args.warmup):  # warm-up: compilation, CUDA graphs, allocator
             for t in (start_t + 1, start_t):
                 trainer.iteration = t

@@ -74,6 +74,13 @@ class HashGridConfig(Section):
     # Finest resolution = desired_resolution_per_bound * bound (R: 2048 * bound).
     desired_resolution_per_bound: int = 2048
     backend: Literal["auto", "tcnn", "torch"] = "auto"
+    # R network_grid.py builds its grid with interpolation='smoothstep' (smoother finite-difference
+    # normals); "linear" is Instant-NGP's trilinear form.
+    interpolation: Literal["smoothstep", "linear"] = "smoothstep"
+    # R main.py sets progressive_level for image inputs: only the first min(1, init + 2p) fraction
+    # of the levels is used (finer ones output zero), p = progress of the current run (R nerf/utils.py).
+    progressive_level: bool = True
+    progressive_level_init: float = 0.25
 
 
 class NeRFConfig(Section):
@@ -96,8 +103,20 @@ class NeRFConfig(Section):
     min_near: float = 0.01
     # Step of the central finite differences for normals (R: 1e-2).
     normal_eps: float = 0.01
-    shading: list[Literal["albedo", "lambertian", "textureless"]] = ["albedo", "lambertian", "textureless"]
+    # Novel-view shading mode -> probability (R nerf/utils.py train_step with main.py's
+    # albedo_iter_ratio = 0: textureless_ratio 0.2, lambertian otherwise, never albedo).
+    shading: dict[Literal["albedo", "lambertian", "textureless"], float] = {"lambertian": 0.8, "textureless": 0.2}
+    # R: ambient = min_ambient_ratio 0.1 + 0.9 * U[0, 1).
     ambient_range: tuple[float, float] = (0.1, 1.0)
+    # Novel views: one random solid colour per view (R main.py sets bg_radius = -1: no background
+    # network); "white" is the plain alternative.
+    novel_background: Literal["random", "white"] = "random"
+    # Reference view (R train_step, do_rgbd_loss): lambertian at ambient 1 so normals exist and the
+    # normal regularisers apply ("albedo" skips them), a random colour per pixel behind it, and
+    # known_view_noise_scale 2e-3 added to the ray origins and directions (one 3-vector each).
+    ref_shading: Literal["lambertian", "albedo"] = "lambertian"
+    ref_background: Literal["per_pixel", "solid", "white"] = "per_pixel"
+    ref_ray_noise: float = 2e-3
 
 
 class DMTetConfig(Section):
@@ -126,7 +145,15 @@ class CamerasConfig(Section):
     polar_range: tuple[float, float] = (45.0, 105.0)
     azimuth_range: tuple[float, float] = (-180.0, 180.0)
     radius_range: tuple[float, float] = (3.0, 3.5)
-    fovy_range: tuple[float, float] = (10.0, 30.0)
+    # R main.py: fovy_range = [default_fovy, default_fovy] whenever Zero-1-to-3 guides (it has no
+    # fov input); stable-dreamfusion's text-only default is [10, 30].
+    fovy_range: tuple[float, float] = (20.0, 20.0)
+    # R main.py sets progressive_view for image inputs: each range grows from the reference view,
+    # r_v = min(1, init + 2p), range = ref (1 - r_v) + full r_v (R nerf/utils.py train_step);
+    # R's mesh run turns it off (main.py: opt.dmtet -> progressive_view = False).
+    progressive_view: bool = True
+    progressive_view_init: float = 0.2
+    progressive_view_in_mesh: bool = False
     # R: every 4th iteration is the reference view; P: 25 % at random. Same rate.
     ref_view_mode: Literal["interval", "random"] = "interval"
     ref_view_interval: int = 4
@@ -141,8 +168,14 @@ class LossConfig(Section):
     lambda_depth: float = 10.0
     depth_ramp: bool = True  # R: lambda_depth * min(1, t / iters)
     depth_in_mesh_phase: bool = False  # R switches depth off for the mesh
-    lambda_entropy: float = 1e-3
-    lambda_orient: float = 1e-2
+    # R main.py for image inputs: lambda_entropy = 1, lambda_orient = 1 (argparse: 1e-3, 1e-2).
+    # Entropy of the per-sample weights, ramped by min(1, entropy_ramp * p) (R train_step).
+    lambda_entropy: float = 1.0
+    entropy_ramp: float = 2.0
+    lambda_orient: float = 1.0
+    # R main.py (image + text): lambda_3d_normal_smooth = 20: |n(x) - n(x + normal_perturb * N(0, I))|.
+    lambda_normal_smooth_3d: float = 20.0
+    normal_perturb: float = 0.01
     lambda_normal_smooth_2d: float = 10.0
     lambda_mesh_normal: float = 100.0
     lambda_mesh_laplacian: float = 100.0
@@ -151,6 +184,13 @@ class LossConfig(Section):
 class SDSConfig(Section):
     t_range_nerf: tuple[float, float] = (0.2, 0.6)
     t_range_mesh: tuple[float, float] = (0.2, 0.5)
+    # R guidance/zero123_utils.py comments the random draw out and uses t = max_step every
+    # iteration; "uniform" is stable-dreamfusion's U[t_min, t_max]. Stable Diffusion draws uniformly.
+    zero123_timestep: Literal["max", "uniform"] = "max"
+    sd_timestep: Literal["max", "uniform"] = "uniform"
+    # R train_step: "{caption}, front/side/back view" embedded once, interpolated by azimuth;
+    # False = the caption alone.
+    view_dependent_prompt: bool = True
     num_train_timesteps: int = 1000
     guidance_scale_3d: float = 10.0
     guidance_scale_2d: float = 10.0
@@ -200,8 +240,18 @@ class DynamicConfig(Section):
 class TrainConfig(Section):
     nerf_iters: int = 5000
     mesh_iters: int = 5000
-    optimizer: Literal["adam", "adan"] = "adam"
+    # R main.py default --optim adan: Adan(get_params(5 * lr), eps 1e-8, weight_decay 2e-5,
+    # max_grad_norm 5); P §4.1: Adam at lr (betas 0.9/0.99, eps 1e-15).
+    optimizer: Literal["adam", "adan"] = "adan"
     lr: float = 1e-3
+    adan_lr_scale: float = 5.0
+    adan_weight_decay: float = 2e-5
+    # Global gradient-norm clip of R's Adan (timm's Adan has none: clipped explicitly); None = off.
+    adan_max_grad_norm: Optional[float] = 5.0
+    # Hash-grid encodings at 10x the networks' rate in both phases (R network_grid get_params).
+    encoder_lr_scale: float = 10.0
+    # R trains with -O (--fp16): geometry under autocast with a GradScaler. CUDA only; CPU is fp32.
+    mixed_precision: bool = True
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 500

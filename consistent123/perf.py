@@ -46,19 +46,27 @@ def optimise_field(field: torch.nn.Module, perf) -> None:
 
 
 class TargetCache:
-    """Reference-view targets resized once per render size and kept on the device; only the
-    random background is composited per iteration (the same formula as ``Case.targets``)."""
+    """Reference-view targets at a render size, composited on the iteration's background (a
+    colour [3] or one per pixel [H, W, 3]; the same formula as ``Case.targets``). With ``keep``
+    (``perf.cache_targets``) the resized images stay on the device and only the compositing is
+    redone per iteration; without it they are resized and copied over every time."""
 
-    def __init__(self, case, device: torch.device):
-        self.case, self.device, self._by_size = case, torch.device(device), {}
+    def __init__(self, case, device: torch.device, keep: bool = True):
+        self.case, self.device, self.keep, self._by_size = case, torch.device(device), keep, {}
+
+    def _on_black(self, size: int) -> dict[str, torch.Tensor]:
+        if size in self._by_size:
+            return self._by_size[size]
+        black = self.case.targets(size, torch.zeros(3))  # rgb * mask + 0 * (1 - mask)
+        black = {k: v.to(self.device) for k, v in black.items()}
+        if self.keep:
+            self._by_size[size] = black
+        return black
 
     def targets(self, size: int, bg: torch.Tensor) -> dict[str, torch.Tensor]:
-        if size not in self._by_size:
-            black = self.case.targets(size, torch.zeros(3))  # rgb * mask + 0 * (1 - mask)
-            self._by_size[size] = {k: v.to(self.device) for k, v in black.items()}
-        cached = self._by_size[size]
-        out = dict(cached)
-        out["rgb"] = cached["rgb"] + bg.to(self.device).view(1, 1, 3) * (1 - cached["mask"])
+        black = self._on_black(size)
+        out = dict(black)
+        out["rgb"] = black["rgb"] + bg.to(self.device).expand_as(black["rgb"]) * (1 - black["mask"])
         return out
 
 

@@ -7,12 +7,22 @@
 - Stage 2 dynamic prior (paper §3.3, Eq. 8-9; spec §6): r = (t - t_switch)/(T_end - t_switch),
   s(r) in {exponential, linear, log}, w2D = eps + (1-eps) s(r), w3D = 1 - (1-eps) s(r).
 - Ablation strategies (paper A.5, Table 6) and baselines expressed in the same terms.
+- One plan per iteration (``plan``): phase, stage and prior weights, reference or novel view,
+  progressive camera ranges and hash-grid level, SDS timestep ranges, loss ramps; and the
+  random draws of a view (``draw_novel_view``, ``draw_reference_view``). The trainer only
+  carries the plan out, so a whole run's plan can be listed without rendering (``run_plan``).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional
+
+import torch
+
+from consistent123.priors.sds import timestep_range
+from consistent123.render.cameras import Camera, reference_camera, sample_novel_camera
+from consistent123.render.shading import sample_shading
 
 
 # ---------------------------------------------------------------- dynamic prior weights
@@ -166,3 +176,153 @@ def judge_sequence(scores: list[tuple[int, float]], boundary) -> BoundaryJudge:
         if judge.is_check(t) and judge.observe(t, s):
             break
     return judge
+
+
+# ---------------------------------------------------------------- one plan per iteration
+@dataclass(frozen=True)
+class CameraRanges:
+    """Novel-view sampling ranges (degrees, degrees, radius, degrees)."""
+
+    polar_range: tuple[float, float]
+    azimuth_range: tuple[float, float]
+    radius_range: tuple[float, float]
+    fovy_range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class IterationPlan:
+    iteration: int  # over the whole run (NeRF + mesh)
+    phase: str  # "nerf" or "mesh"
+    phase_iteration: int
+    progress: float  # p: phase_iteration / iterations of the phase (R's runs restart p)
+    stage: int
+    w3d: float
+    w2d: float
+    view: str  # "reference" or "novel"
+    camera_ranges: CameraRanges
+    max_level: float  # fraction of hash-grid levels in use
+    t_range_3d: tuple[float, float]  # Zero-1-to-3 timestep range (t_max, t_max) in "max" mode
+    t_range_2d: tuple[float, float]
+    lambda_depth: float
+    lambda_entropy: float
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def phase_at(t: int, train_cfg) -> tuple[str, int, int]:
+    """(phase, iteration inside it, its length) at run iteration ``t``."""
+    if t < train_cfg.nerf_iters or train_cfg.mesh_iters <= 0:
+        return "nerf", t, train_cfg.nerf_iters
+    return "mesh", t - train_cfg.nerf_iters, train_cfg.mesh_iters
+
+
+def ramp(init: float, p: float) -> float:
+    """R's progressive ratio min(1, init + 2p) (view range and hash-grid level)."""
+    return min(1.0, init + 2.0 * p)
+
+
+def camera_ranges(cams_cfg, r_v: float) -> CameraRanges:
+    """Each range grown from the reference view: ref (1 - r_v) + full r_v (R train_step)."""
+    def grow(ref: float, full) -> tuple[float, float]:
+        return (ref * (1 - r_v) + full[0] * r_v, ref * (1 - r_v) + full[1] * r_v)
+
+    return CameraRanges(grow(cams_cfg.ref_polar, cams_cfg.polar_range), grow(cams_cfg.ref_azimuth, cams_cfg.azimuth_range),
+                        grow(cams_cfg.ref_radius, cams_cfg.radius_range), grow(cams_cfg.ref_fovy, cams_cfg.fovy_range))
+
+
+def is_reference_view(t: int, cfg, generator: Optional[torch.Generator] = None) -> bool:
+    cams = cfg.cameras
+    if not cfg.train.use_priors:
+        return True  # nothing to learn from novel views without priors
+    if cams.ref_view_mode == "interval":
+        return t % cams.ref_view_interval == 0
+    if generator is None:
+        raise ValueError("cameras.ref_view_mode=random needs a generator to plan an iteration")
+    return bool(torch.rand(1, generator=generator) < cams.ref_view_probability)
+
+
+def depth_weight(loss_cfg, p: float, in_mesh_phase: bool) -> float:
+    """R ramps lambda_depth by min(1, p) and drops it in the mesh phase."""
+    if in_mesh_phase and not loss_cfg.depth_in_mesh_phase:
+        return 0.0
+    return loss_cfg.lambda_depth * (min(1.0, p) if loss_cfg.depth_ramp else 1.0)
+
+
+def entropy_weight(loss_cfg, p: float) -> float:
+    """R: lambda_entropy * min(1, 2 * global_step / iters)."""
+    return loss_cfg.lambda_entropy * min(1.0, loss_cfg.entropy_ramp * p)
+
+
+def plan(t: int, cfg, t_switch: Optional[int], generator: Optional[torch.Generator] = None) -> IterationPlan:
+    """Everything iteration ``t`` does, given the stage-2 start ``t_switch`` (None: not yet).
+
+    ``generator`` is only drawn from when the reference view is picked at random
+    (``cameras.ref_view_mode=random``)."""
+    phase, t_phase, n_phase = phase_at(t, cfg.train)
+    p = t_phase / max(n_phase, 1)
+    mesh = phase == "mesh"
+    cams = cfg.cameras
+    progressive_view = cams.progressive_view and (not mesh or cams.progressive_view_in_mesh)
+    ranges = camera_ranges(cams, ramp(cams.progressive_view_init, p) if progressive_view else 1.0)
+    hg = cfg.hashgrid
+    max_level = ramp(hg.progressive_level_init, p) if hg.progressive_level else 1.0
+    weights = prior_weights(t, t_switch, cfg.total_iters - 1, cfg.dynamic)
+    t_range = cfg.sds.t_range_mesh if mesh else cfg.sds.t_range_nerf
+    return IterationPlan(
+        iteration=t, phase=phase, phase_iteration=t_phase, progress=p,
+        stage=weights.stage, w3d=weights.w3d, w2d=weights.w2d,
+        view="reference" if is_reference_view(t, cfg, generator) else "novel",
+        camera_ranges=ranges, max_level=max_level,
+        t_range_3d=timestep_range(t_range, cfg.sds.zero123_timestep),
+        t_range_2d=timestep_range(t_range, cfg.sds.sd_timestep),
+        lambda_depth=depth_weight(cfg.loss, p, mesh),
+        lambda_entropy=0.0 if mesh else entropy_weight(cfg.loss, p),
+    )
+
+
+def run_plan(cfg, t_switch: Optional[int]) -> list[IterationPlan]:
+    """The whole run's plan for a given switch iteration, without rendering anything."""
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    return [plan(t, cfg, t_switch, gen) for t in range(cfg.total_iters)]
+
+
+# ---------------------------------------------------------------- the random draws of a view
+@dataclass
+class ViewDraw:
+    camera: Camera
+    shading: tuple  # (mode, ambient, light direction or None)
+    background: torch.Tensor  # [3] or one colour per pixel [H, W, 3]
+    ray_noise: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+
+WHITE = (1.0, 1.0, 1.0)
+
+
+def draw_novel_view(it: IterationPlan, cfg, generator: torch.Generator) -> ViewDraw:
+    """Camera in the plan's ranges, shading (R: lambertian 0.8 / textureless 0.2), background."""
+    cam = sample_novel_camera(it.camera_ranges, generator)
+    shading = sample_shading(cfg.nerf, generator, camera=cam)
+    if cfg.nerf.novel_background == "random":
+        bg = torch.rand(3, generator=generator)
+    else:
+        bg = torch.tensor(WHITE)
+    return ViewDraw(cam, shading, bg)
+
+
+def draw_reference_view(it: IterationPlan, cfg, generator: torch.Generator, size: int) -> ViewDraw:
+    """The known view as R trains it: lambertian at ambient 1, a random colour per pixel behind
+    it, and one random offset of the ray origins and directions (NeRF phase only)."""
+    nerf = cfg.nerf
+    shading = (nerf.ref_shading, 1.0, None)
+    if nerf.ref_background == "per_pixel":
+        bg = torch.rand(size, size, 3, generator=generator)
+    elif nerf.ref_background == "solid":
+        bg = torch.rand(3, generator=generator)
+    else:
+        bg = torch.tensor(WHITE)
+    noise = None
+    if nerf.ref_ray_noise > 0 and it.phase == "nerf":
+        noise = (torch.randn(3, generator=generator) * nerf.ref_ray_noise,
+                 torch.randn(3, generator=generator) * nerf.ref_ray_noise)
+    return ViewDraw(reference_camera(cfg.cameras), shading, bg, noise)

@@ -1,10 +1,11 @@
 """The two-stage optimisation loop (paper §3, spec §3-§7), with checkpoints and exact resume.
 
-One iteration: decide the stage (boundary judgement or the strategy's fixed switch), pick
-the reference view (every ``ref_view_interval``-th iteration) or a random novel view,
-render, add the reference-view loss or the weighted SDS terms of both priors, regularise,
-step. The NeRF phase hands over to the DMTet mesh phase at ``nerf_iters``; the stage-2
-progress ``r`` keeps rising across both phases.
+One iteration: the boundary judgement may start stage 2, then the trainer carries out the
+iteration's plan (``schedule.plan``: phase, stage weights, reference or novel view, camera
+ranges, hash-grid level, timestep ranges, loss ramps) on the one field it holds (the NeRF,
+then the DMTet mesh built from it at ``nerf_iters``; both follow ``fields.common.Representation``):
+render, add the reference-view loss or the weighted SDS terms of both priors, the field's
+regularisers, step. The stage-2 progress ``r`` keeps rising across both phases.
 
 All randomness comes from two generators saved in every checkpoint (one on the CPU for
 cameras and shading, one on the compute device for diffusion noise), so a resumed run
@@ -12,6 +13,8 @@ finishes with the same parameters as an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,11 +27,10 @@ from consistent123.case import Case
 from consistent123.config import Config
 from consistent123.errors import ConfigError
 from consistent123.io import atomic_path
-from consistent123.losses import depth_weight, normal_smoothness_2d, reference_losses
-from consistent123.render.cameras import Camera, check_cameras, reference_camera, sample_novel_camera
-from consistent123.render.shading import sample_shading
-from consistent123.schedule import (BoundaryJudge, PriorWeights, fixed_switch_iteration, prior_weights,
-                                    uses_boundary_judgement)
+from consistent123.losses import reference_losses
+from consistent123.render.cameras import Camera, check_cameras, reference_camera
+from consistent123.schedule import (BoundaryJudge, IterationPlan, ViewDraw, draw_novel_view, draw_reference_view,
+                                    fixed_switch_iteration, plan, prior_weights, uses_boundary_judgement)
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +61,33 @@ def config_hash(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def make_optimizer(params, train_cfg) -> torch.optim.Optimizer:
+def base_lr(train_cfg) -> float:
+    """R main.py: Adan at 5x lr ("Adan usually requires a larger LR"), Adam at lr."""
+    return train_cfg.lr * (train_cfg.adan_lr_scale if train_cfg.optimizer == "adan" else 1.0)
+
+
+def make_optimizer(field, train_cfg) -> torch.optim.Optimizer:
+    """The optimiser over ``field.param_groups`` (encodings at ``encoder_lr_scale`` x the base rate)."""
+    groups = field.param_groups(base_lr(train_cfg), train_cfg.encoder_lr_scale)
     if train_cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train_cfg.lr, betas=(0.9, 0.99), eps=1e-15)
+        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
     if train_cfg.optimizer == "adan":
         from timm.optim import Adan  # R's optimiser; timm keeps a maintained implementation
 
-        return Adan(params, lr=train_cfg.lr, eps=1e-8, weight_decay=2e-5, max_grad_norm=5.0)
+        # timm's Adan has no max_grad_norm: ``optimizer_step`` clips the global norm first.
+        return Adan(groups, eps=1e-8, weight_decay=train_cfg.adan_weight_decay)
     raise ConfigError(f"train.optimizer: unknown optimiser {train_cfg.optimizer!r}")
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler, train_cfg) -> None:
+    """One step as R's Adan takes it: unscale (mixed precision), clip the global gradient norm
+    at ``adan_max_grad_norm`` (Adan only), step; the scaler skips steps with inf/NaN gradients."""
+    if train_cfg.optimizer == "adan" and train_cfg.adan_max_grad_norm:
+        scaler.unscale_(optimizer)
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, train_cfg.adan_max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
 
 
 @dataclass
@@ -127,8 +148,11 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.train.seed)
         self.gen_device = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
         self.nerf = NeRFField(cfg.nerf, cfg.hashgrid).to(device)
-        self.mesh = None  # DMTetField once the mesh phase starts
-        self.optimizer = make_optimizer(self.nerf.param_groups(cfg.train.lr), cfg.train)
+        self.field = self.nerf  # the representation being trained: the NeRF, then the mesh
+        # R trains with -O (fp16): geometry under autocast, losses scaled. CUDA only.
+        self.mixed_precision = cfg.train.mixed_precision and torch.device(device).type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.mixed_precision)
+        self.optimizer = make_optimizer(self.field, cfg.train)
         self.judge = BoundaryJudge.from_config(cfg.boundary)
         self.t_switch: Optional[int] = fixed_switch_iteration(cfg.dynamic)
         self.iteration = 0  # next iteration to run
@@ -144,7 +168,7 @@ class Trainer:
         perf.configure_backends(self.cfg.perf, self.device)
         perf.optimise_priors(self.priors, self.cfg.perf)
         perf.optimise_field(self.nerf, self.cfg.perf)
-        self.target_cache = perf.TargetCache(self.case, self.device) if self.cfg.perf.cache_targets else None
+        self.targets = perf.TargetCache(self.case, self.device, keep=self.cfg.perf.cache_targets)
         # On a CUDA device the ray samples come from the device generator; on the CPU it is the same path.
         on_device = self.cfg.perf.device_sampling and self.device.type != "cpu"
         self.sample_gen = self.gen_device if on_device else self.gen
@@ -156,34 +180,32 @@ class Trainer:
 
     @property
     def phase(self) -> str:
-        return "mesh" if self.mesh is not None else "nerf"
+        return self.field.phase
+
+    @property
+    def mesh(self):
+        """The DMTet field once the mesh phase has started, else None (for export)."""
+        return self.field if self.field.phase == "mesh" else None
 
     @property
     def model(self) -> torch.nn.Module:
-        return self.mesh if self.mesh is not None else self.nerf
-
-    def is_reference_view(self, t: int) -> bool:
-        cams = self.cfg.cameras
-        if not self.cfg.train.use_priors:
-            return True  # nothing to learn from novel views without priors
-        if cams.ref_view_mode == "interval":
-            return t % cams.ref_view_interval == 0
-        return bool(torch.rand(1, generator=self.gen) < cams.ref_view_probability)
-
-    def t_range(self) -> tuple[float, float]:
-        return tuple(self.cfg.sds.t_range_mesh if self.phase == "mesh" else self.cfg.sds.t_range_nerf)
+        return self.field
 
     # ------------------------------------------------------------ rendering
-    def render(self, cam: Camera, size: int, shading, bg: torch.Tensor, perturb: bool = True) -> dict:
-        if self.mesh is not None:
-            return self.mesh.render(cam, size, size, shading=shading, bg_color=bg.to(self.device))
-        from consistent123.render.volume import render_nerf
+    def _autocast(self):
+        if not self.mixed_precision:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
 
-        return render_nerf(self.nerf, cam, size, size, shading=shading, bg_color=bg.to(self.device),
-                           generator=self.sample_gen, perturb=perturb)
+    def render(self, cam: Camera, size: int, shading, bg: Optional[torch.Tensor], perturb: bool = True,
+               ray_noise=None, normal_perturb: float = 0.0) -> dict:
+        with self._autocast():
+            return self.field.render(cam, size, shading, None if bg is None else bg.to(self.device),
+                                     generator=self.sample_gen, perturb=perturb, ray_noise=ray_noise,
+                                     normal_perturb=normal_perturb)
 
     def render_size(self) -> int:
-        return self.cfg.dmtet.render_size if self.mesh is not None else self.cfg.nerf.render_size
+        return self.field.render_size(reference=False)
 
     @torch.no_grad()
     def check_score(self) -> float:
@@ -192,7 +214,7 @@ class Trainer:
         images = []
         for cam in check_cameras(self.cfg.cameras):
             out = self.render(cam, size, ("albedo", 1.0, None), WHITE, perturb=False)
-            images.append(out["rgb"].permute(2, 0, 1))
+            images.append(out["rgb"].float().permute(2, 0, 1))
         scores = self.priors.clip_judge.text_similarity(torch.stack(images).clamp(0, 1), self.case.caption)
         return float(scores.mean())
 
@@ -208,85 +230,70 @@ class Trainer:
             self.priors.stable_diffusion.set_prompt(self.case.caption)
         self._prepared_priors = True
 
-    def _decide_stage(self, t: int) -> PriorWeights:
-        if self.cfg.train.use_priors and uses_boundary_judgement(self.cfg.dynamic) and self.t_switch is None:
-            if self.judge.must_force(t):
-                self.judge.force(t)
+    def _judge_boundary(self, t: int) -> None:
+        """The boundary judgement (paper §3.2): may set ``t_switch`` at this iteration."""
+        if not (self.cfg.train.use_priors and uses_boundary_judgement(self.cfg.dynamic) and self.t_switch is None):
+            return
+        if self.judge.must_force(t):
+            self.judge.force(t)
+            self.t_switch = t
+            log.info("stage 2 forced at iteration %d", t)
+        elif self.judge.is_check(t):
+            score = self.check_score()
+            if self.judge.observe(t, score):
                 self.t_switch = t
-                log.info("stage 2 forced at iteration %d", t)
-            elif self.judge.is_check(t):
-                score = self.check_score()
-                if self.judge.observe(t, score):
-                    self.t_switch = t
-                    log.info("stage 2 starts at iteration %d (S=%.4f)", t, score)
-                metrics = {"boundary_S": score}
-                if self.judge.checks[-1].moving_average is not None:  # R needs a full window of rates
-                    metrics["boundary_R"] = self.judge.checks[-1].moving_average
-                self.on_metrics(metrics, t)
-        return prior_weights(t, self.t_switch, self.total - 1, self.cfg.dynamic)
+                log.info("stage 2 starts at iteration %d (S=%.4f)", t, score)
+            metrics = {"boundary_S": score}
+            if self.judge.checks[-1].moving_average is not None:  # R needs a full window of rates
+                metrics["boundary_R"] = self.judge.checks[-1].moving_average
+            self.on_metrics(metrics, t)
 
-    def _regularisers(self, out: dict) -> dict[str, torch.Tensor]:
-        lc = self.cfg.loss
+    def _reference_terms(self, it: IterationPlan) -> tuple[dict, dict]:
+        size = self.field.render_size(reference=True)
+        draw = draw_reference_view(it, self.cfg, self.gen, size)
+        out = self._render_draw(draw, size)
+        target = self.targets.targets(size, draw.background)  # composited on the drawn background
+        return out, reference_losses(out, target, self.cfg.loss, it.lambda_depth)
+
+    def _novel_terms(self, it: IterationPlan) -> tuple[dict, dict]:
+        draw = draw_novel_view(it, self.cfg, self.gen)
+        out = self._render_draw(draw, self.field.render_size(reference=False))
+        rgb = out["rgb"].float().permute(2, 0, 1)[None]
+        cams = [draw.camera]
         terms = {}
-        if self.mesh is not None:  # on the surface this view was rendered from: no second marching
-            verts, faces = out["verts"], out["faces"]
-            terms["normal_consistency"] = lc.lambda_mesh_normal * self.mesh.normal_consistency_loss(verts, faces)
-            terms["laplacian"] = lc.lambda_mesh_laplacian * self.mesh.laplacian_loss(verts, faces)
-            return terms
-        from consistent123.render.volume import entropy_loss, orientation_loss
+        if it.w3d > 0 and self.priors.zero123 is not None:
+            loss3d, _ = self.priors.zero123.sds(rgb, cams, it.t_range_3d, self.gen_device)
+            terms["sds_3d"] = it.w3d * loss3d
+        if it.w2d > 0 and self.priors.stable_diffusion is not None:
+            loss2d, _ = self.priors.stable_diffusion.sds(rgb, cams, it.t_range_2d, self.gen_device)
+            terms["sds_2d"] = it.w2d * loss2d
+        return out, terms
 
-        if lc.lambda_entropy > 0:
-            terms["entropy"] = lc.lambda_entropy * entropy_loss(out)
-        if out.get("orient") is not None:  # shaded views carry normals
-            if lc.lambda_orient > 0:
-                terms["orient"] = lc.lambda_orient * orientation_loss(out)
-            if lc.lambda_normal_smooth_2d > 0:
-                terms["normal_smooth"] = lc.lambda_normal_smooth_2d * normal_smoothness_2d(out["normals"])
-        return terms
+    def _render_draw(self, draw: ViewDraw, size: int) -> dict:
+        return self.render(draw.camera, size, draw.shading, draw.background, ray_noise=draw.ray_noise,
+                           normal_perturb=self.cfg.loss.normal_perturb if self.cfg.loss.lambda_normal_smooth_3d > 0 else 0.0)
 
     def step(self) -> IterationRecord:
         t = self.iteration
         cfg = self.cfg
-        if t == cfg.train.nerf_iters and self.mesh is None and cfg.train.mesh_iters > 0:
+        if t == cfg.train.nerf_iters and self.field.phase == "nerf" and cfg.train.mesh_iters > 0:
             self.start_mesh_phase()
         self._prepare_priors()
-        if self.mesh is None:  # empty-space skipping follows the density as it grows
+        it = plan(t, cfg, self.t_switch, self.gen)
+        self.field.set_max_level(it.max_level)
+        if self.field.phase == "nerf":  # empty-space skipping follows the density as it grows
             self.nerf.occupancy.maybe_update(self.nerf, t, cfg.nerf.occupancy_update_every, self.gen)
-        weights = self._decide_stage(t)
+        self._judge_boundary(t)
+        weights = prior_weights(t, self.t_switch, self.total - 1, cfg.dynamic)  # the judgement may have switched
+        it = dataclasses.replace(it, stage=weights.stage, w3d=weights.w3d, w2d=weights.w2d)
         self.optimizer.zero_grad(set_to_none=True)
-        terms: dict[str, torch.Tensor] = {}
-        if self.is_reference_view(t):
-            view = "reference"
-            size = round(self.render_size() * (cfg.nerf.ref_render_scale if self.mesh is None else 1.0))
-            bg = torch.rand(3, generator=self.gen)  # R: random background on the reference view
-            # R shades the reference view lambertian with ambient 1, which is exactly the albedo:
-            # render it as albedo and skip the normals that would not change a pixel.
-            out = self.render(self.ref_cam, size, ("albedo", 1.0, None), bg)
-            if self.target_cache is not None:
-                target = self.target_cache.targets(size, bg)
-            else:
-                target = {k: v.to(self.device) for k, v in self.case.targets(size, bg).items()}
-            lam_depth = depth_weight(cfg.loss, t, cfg.train.nerf_iters if self.mesh is None else cfg.train.mesh_iters,
-                                     self.mesh is not None)
-            terms.update(reference_losses(out, target, cfg.loss, lam_depth))
-        else:
-            view = "novel"
-            cam = sample_novel_camera(cfg.cameras, self.gen)
-            shading = sample_shading(cfg.nerf, self.gen, camera=cam)
-            out = self.render(cam, self.render_size(), shading, WHITE)
-            rgb = out["rgb"].permute(2, 0, 1)[None]
-            if weights.w3d > 0 and self.priors.zero123 is not None:
-                loss3d, _ = self.priors.zero123.sds(rgb, [cam], self.t_range(), self.gen_device)
-                terms["sds_3d"] = weights.w3d * loss3d
-            if weights.w2d > 0 and self.priors.stable_diffusion is not None:
-                loss2d, _ = self.priors.stable_diffusion.sds(rgb, [cam], self.t_range(), self.gen_device)
-                terms["sds_2d"] = weights.w2d * loss2d
-        terms.update(self._regularisers(out))
+        out, terms = self._reference_terms(it) if it.view == "reference" else self._novel_terms(it)
+        terms.update(self.field.regularisers(out, it, cfg.loss))
         total = sum(terms.values()) if terms else None
         if total is not None and total.requires_grad:
-            total.backward()
-            self.optimizer.step()
-        record = IterationRecord(t, self.phase, weights.stage, view, weights.w3d, weights.w2d,
+            self.scaler.scale(total).backward()
+            optimizer_step(self.optimizer, self.scaler, cfg.train)
+        record = IterationRecord(t, it.phase, it.stage, it.view, it.w3d, it.w2d,
                                  {k: v.detach() if cfg.perf.sync_free_logging else float(v.detach())
                                   for k, v in terms.items()})
         self.records.append(record.row())
@@ -294,18 +301,15 @@ class Trainer:
         return record
 
     def start_mesh_phase(self) -> None:
-        """NeRF -> DMTet: the SDF starts from the NeRF density; a fresh optimiser for the mesh."""
+        """NeRF -> DMTet (built from the NeRF in one place); a fresh optimiser for the mesh."""
         from consistent123.fields.dmtet import DMTetField
 
         self.nerf.eval()
-        dmtet_cfg = self.cfg.dmtet.model_copy(update={
-            "color_hidden_dim": self.cfg.dmtet.color_hidden_dim or self.cfg.nerf.hidden_dim,
-            "color_num_layers": self.cfg.dmtet.color_num_layers or self.cfg.nerf.num_layers})
-        self.mesh = DMTetField.from_density(self.nerf.density, dmtet_cfg, self.cfg.hashgrid,
-                                            self.cfg.nerf.bound, device=self.device)
-        if not self.mesh.inherit_color(self.nerf):
-            log.warning("mesh phase: colour field layout differs from the NeRF's; the texture starts afresh")
-        self.optimizer = make_optimizer(self.mesh.parameters(), self.cfg.train)
+        from consistent123.perf import optimise_field
+
+        self.field = DMTetField.from_nerf(self.nerf, self.cfg.dmtet, self.cfg.hashgrid)
+        optimise_field(self.field, self.cfg.perf)
+        self.optimizer = make_optimizer(self.field, self.cfg.train)
 
     # ------------------------------------------------------------ checkpoints
     def host_records(self) -> list[dict]:
@@ -322,6 +326,7 @@ class Trainer:
             "nerf": self.nerf.state_dict(),
             "mesh": self.mesh.state_dict() if self.mesh is not None else None,
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "gen": self.gen.get_state(),
             "gen_device": self.gen_device.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -344,6 +349,8 @@ class Trainer:
             self.start_mesh_phase()
             self.mesh.load_state_dict(state["mesh"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.gen.set_state(state["gen"].cpu())
         self.gen_device.set_state(state["gen_device"].cpu())  # generator states are CPU byte tensors
         torch.set_rng_state(state["torch_rng"].cpu())

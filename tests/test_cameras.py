@@ -92,4 +92,4 @@ def test_camera_sets():
     cfg = CamerasConfig()
     for _ in range(50):
         c = sample_novel_camera(cfg, g)
-        assert 45 <= c.polar <= 105 and -180 <= c.azimuth <= 180 and 3.0 <= c.radius <= 3.5 and 10 <= c.fovy <= 30
+        assert 45 <= c.polar <= 105 and -180 <= c.azimuth <= 180 and 3.0 <= c.radius <= 3.5 and c.fovy == 20  # R: fixed fov with Zero-1-to-3

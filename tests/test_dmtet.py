@@ -43,7 +43,7 @@ def test_render_gives_the_expected_silhouette_and_gradients():
     field = _field()
     cam = Camera(90.0, 30.0, 3.2, 20.0)
     light = torch.tensor([0.3, 0.2, 1.0])
-    out = field.render(cam, 64, 64, shading=("lambertian", 0.2, light), bg_color=torch.ones(3))
+    out = field.render_view(cam, 64, 64, shading=("lambertian", 0.2, light), bg_color=torch.ones(3))
     for key, ch in (("rgb", 3), ("opacity", 1), ("depth", 1), ("normals", 3)):
         assert out[key].shape == (64, 64, ch) and torch.isfinite(out[key]).all()
     # A sphere of radius R seen from distance d covers a disc of NDC radius R / sqrt(d^2 - R^2) / tan(fovy/2).

@@ -47,6 +47,8 @@ def naive_encode(x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig, boun
             pos = [u[d] * scale + 0.5 for d in range(3)]
             lo = [math.floor(float(v.detach())) for v in pos]
             fr = [pos[d] - lo[d] for d in range(3)]
+            if cfg.interpolation == "smoothstep":  # tcnn's Smoothstep: s(f) = f^2 (3 - 2f)
+                fr = [f * f * (3 - 2 * f) for f in fr]
             for cx in (0, 1):
                 for cy in (0, 1):
                     for cz in (0, 1):
@@ -77,14 +79,16 @@ def test_layout_has_dense_and_hashed_levels():
     assert enc.scales[-1].item() == pytest.approx(SMALL.desired_resolution_per_bound * BOUND - 1, rel=1e-5)
 
 
-def test_torch_encoding_equals_naive_reference():
+@pytest.mark.parametrize("interpolation", ["smoothstep", "linear"])
+def test_torch_encoding_equals_naive_reference(interpolation):
+    cfg = SMALL.model_copy(update={"interpolation": interpolation})
     torch.manual_seed(0)
-    enc = HashGridEncoding(SMALL, BOUND)
+    enc = HashGridEncoding(cfg, BOUND)
     with torch.no_grad():  # well above the 1e-4 init, so the comparison is not vacuous
         enc.impl.table.uniform_(-1, 1)
     x = _points(24)
     ours = enc(x)
-    ref = naive_encode(x, enc.impl.table.detach(), SMALL, BOUND)
+    ref = naive_encode(x, enc.impl.table.detach(), cfg, BOUND)
     assert ours.shape == (24, SMALL.num_levels * SMALL.features_per_level)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)  # float32 vs float64 level scales
 
@@ -106,9 +110,11 @@ def test_table_gradient_only_at_touched_entries_and_matches_reference():
     assert touched < enc.table.shape[0]
 
 
-def test_input_gradient_matches_reference():
+@pytest.mark.parametrize("interpolation", ["smoothstep", "linear"])
+def test_input_gradient_matches_reference(interpolation):
+    cfg = SMALL.model_copy(update={"interpolation": interpolation})
     torch.manual_seed(2)
-    enc = TorchHashEncoding(SMALL, BOUND)
+    enc = TorchHashEncoding(cfg, BOUND)
     with torch.no_grad():
         enc.table.uniform_(-1, 1)
     x = _points(6, seed=5)[2:] * 0.9  # away from the clamp at the border
@@ -116,7 +122,7 @@ def test_input_gradient_matches_reference():
     xa = x.clone().requires_grad_(True)
     (enc(xa) * upstream).sum().backward()
     xr = x.clone().requires_grad_(True)
-    (naive_encode(xr, enc.table.detach(), SMALL, BOUND) * upstream).sum().backward()
+    (naive_encode(xr, enc.table.detach(), cfg, BOUND) * upstream).sum().backward()
     assert xr.grad.abs().max() > 1.0  # the table is O(1): a real slope, not a vacuous zero
     torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-4, atol=1e-3)
 
@@ -163,7 +169,7 @@ def test_sample_shading_respects_config():
     from consistent123.config import NeRFConfig
     from consistent123.render.cameras import Camera, orbit_position
 
-    cfg = NeRFConfig(shading=["lambertian", "textureless"], ambient_range=(0.3, 0.4))
+    cfg = NeRFConfig(shading={"lambertian": 0.5, "textureless": 0.5}, ambient_range=(0.3, 0.4))
     g = torch.Generator().manual_seed(0)
     cam = Camera(90.0, 30.0, 3.2, 20.0)
     seen = set()

@@ -1,6 +1,8 @@
 """The hash-grid NeRF field: density blob, normals, gradients through the volume renderer."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from consistent123.config import HashGridConfig, NeRFConfig
@@ -25,21 +27,30 @@ def _blob_only(field: NeRFField) -> NeRFField:
 
 
 def test_density_is_the_exp_blob_at_initialisation():
+    """R renderer.py density_blob: exp activation -> Gaussian blob 10 exp(-|x|^2 / (2 * 0.2^2))."""
     cfg = NeRFConfig()
     field = _blob_only(_field())
     x = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.3, 0.4], [0.05, -0.05, 0.02]])
     r = x.norm(dim=-1)
-    expected = torch.exp(cfg.blob_density * (1 - r / cfg.blob_radius))
+    expected = torch.exp(cfg.blob_density * torch.exp(-r**2 / (2 * cfg.blob_radius**2)))
     torch.testing.assert_close(field.density(x), expected, rtol=1e-5, atol=0)
     sigma, albedo = field(x)
     assert sigma.shape == (4,) and albedo.shape == (4, 3)
     torch.testing.assert_close(albedo, torch.full((4, 3), 0.5))  # sigmoid(0)
 
 
-def test_softplus_activation_uses_the_gaussian_blob():
+def test_blob_at_radius_0_3_is_the_gaussian_for_exp():
+    field = _blob_only(_field())
+    x = torch.tensor([[0.3, 0.0, 0.0], [0.0, 0.0, -0.3]])
+    torch.testing.assert_close(field.density_blob(x), torch.full((2,), 10 * math.exp(-1.125)))
+    # the cone would be 10 (1 - 0.3 / 0.2) = -5 here
+    torch.testing.assert_close(_field(density_activation="softplus").density_blob(x), torch.full((2,), -5.0))
+
+
+def test_softplus_activation_uses_the_cone_blob():
     field = _blob_only(_field(density_activation="softplus"))
     x = torch.tensor([[0.0, 0.0, 0.0], [0.2, 0.0, 0.0]])
-    blob = 10.0 * torch.exp(-(x**2).sum(-1) / (2 * 0.2**2))
+    blob = 10.0 * (1 - x.norm(dim=-1) / 0.2)
     torch.testing.assert_close(field.density(x), torch.nn.functional.softplus(blob - 1.0))
 
 

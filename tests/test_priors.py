@@ -191,8 +191,8 @@ def test_stable_diffusion_sds_is_finite_and_reaches_the_image(stable_diffusion):
 
 def test_stable_diffusion_guidance_uses_negative_and_prompt(stable_diffusion):
     noisy, t = torch.randn(1, 4, 4, 4), torch.tensor([300])
-    eps_u, eps_c = stable_diffusion.predict_noise(noisy, t)
-    neg, pos = stable_diffusion.encode_text(["", "a photo of a teddy bear"]).chunk(2)
+    eps_u, eps_c = stable_diffusion.predict_noise(noisy, t, [REF])  # azimuth 0: the front-view prompt
+    neg, pos = stable_diffusion.encode_text(["", "a photo of a teddy bear, front view"]).chunk(2)
     with torch.no_grad():
         torch.testing.assert_close(eps_u, stable_diffusion.unet(noisy, t, encoder_hidden_states=neg).sample, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(eps_c, stable_diffusion.unet(noisy, t, encoder_hidden_states=pos).sample, rtol=1e-4, atol=1e-5)
@@ -258,3 +258,51 @@ def test_fetch_selects_one_weights_format_per_folder():
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in select_files(files, variant="fp16")
     # a transformers repo keeps its weights at the root
     assert select_files(["config.json", "model.safetensors", "pytorch_model.bin"]) == ["config.json", "model.safetensors"]
+
+
+def test_stable_diffusion_prompt_interpolates_front_side_back_by_azimuth(stable_diffusion):
+    """R train_step: front at 0, side at +-90, back at 180, linear in |azimuth| in between."""
+    front, side, back = stable_diffusion.encode_text([f"a photo of a teddy bear, {v} view" for v in ("front", "side", "back")])
+    expected = {0.0: front, 45.0: 0.5 * front + 0.5 * side, 90.0: side, 135.0: 0.5 * side + 0.5 * back,
+                180.0: back, -90.0: side, -45.0: 0.5 * front + 0.5 * side, -135.0: 0.5 * side + 0.5 * back}
+    got = stable_diffusion.view_embeddings([Camera(90.0, a, 3.2, 20.0) for a in expected])
+    for (azimuth, want), have in zip(expected.items(), got):
+        torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-6, msg=f"azimuth {azimuth}")
+    assert not torch.allclose(front, back)  # the three prompts really differ
+
+
+def test_zero123_timestep_is_t_max_in_fixed_mode(zero123):
+    from consistent123.config import Config
+    from consistent123.schedule import plan
+
+    cfg = Config()
+    for t, t_max in ((1, 600), (cfg.train.nerf_iters + 1, 500)):  # NeRF run, mesh run
+        it = plan(t, cfg, None)
+        for seed in range(3):
+            _, info = zero123.sds(_image(32), [Camera(80.0, 40.0 + seed, 3.2, 20.0)], it.t_range_3d,
+                                  torch.Generator().manual_seed(seed))
+            assert int(info["t"]) == t_max
+    uniform = plan(1, cfg.model_copy(update={"sds": cfg.sds.model_copy(update={"zero123_timestep": "uniform"})}), None)
+    seen = {int(zero123.sds(_image(32), [Camera(80.0, 40.0, 3.2, 20.0)], uniform.t_range_3d,
+                            torch.Generator().manual_seed(s))[1]["t"]) for s in range(8)}
+    assert len(seen) > 1 and all(200 <= v <= 600 for v in seen)
+
+
+def test_v_prediction_scheduler_is_refused_with_one_line(tmp_path):
+    import shutil
+
+    from consistent123.errors import ConfigError
+    from consistent123.priors.stable_diffusion import StableDiffusionPrior
+
+    source = Path(registry.model_sources(tiny_config())["stable_diffusion"])
+    copy = tmp_path / "sd-v"
+    shutil.copytree(source, copy)
+    config_path = copy / "scheduler" / "scheduler_config.json"
+    data = json.loads(config_path.read_text())
+    data["prediction_type"] = "v_prediction"
+    config_path.write_text(json.dumps(data))
+    cfg = tiny_config(32)
+    with pytest.raises(ConfigError) as err:
+        StableDiffusionPrior.from_config(cfg, "cpu", source=str(copy))
+    message = str(err.value)
+    assert "\n" not in message and "v_prediction" in message and "epsilon" in message

@@ -9,7 +9,8 @@ from torch import nn
 
 from consistent123.fields.occupancy import OccupancyGrid
 from consistent123.render.cameras import Camera, get_rays, project
-from consistent123.render.volume import entropy_loss, orientation_loss, ray_aabb, render_nerf
+from consistent123.losses import entropy, orientation
+from consistent123.render.volume import ray_aabb, render_nerf
 
 RADIUS = 0.5
 CENTRE = torch.tensor([0.1, -0.05, 0.0])
@@ -127,12 +128,12 @@ def test_shaded_render_normals_and_regularisers():
     rim = (closest.flatten() > 0.8 * RADIUS) & (closest.flatten() < 0.95 * RADIUS) & (opacity > 0.99)
     assert lum[centre_pixel] > lum[rim].max()
     # Front-facing normals: the orientation penalty is ~0; flipping them makes it large.
-    assert orientation_loss(out) < 1e-3
+    front = float(orientation(out))
     field.normals = lambda x: -torch.nn.functional.normalize(x - CENTRE, dim=-1)
     flipped = render_nerf(field, cam, 24, shading=("lambertian", 0.2, light), perturb=False)
-    assert orientation_loss(flipped) > 0.1
-    # Entropy: a crisp 0/1 opacity has low entropy, a half-transparent one high.
-    half = {"opacity": torch.full((4, 4, 1), 0.5)}
-    assert entropy_loss(out) < 0.2 < entropy_loss(half)
+    # (a mean over every evaluated sample, most of which carry almost no weight)
+    assert front < 1e-6 and float(orientation(flipped)) > 1e-3
+    # Entropy of the per-sample weights: a crisp surface (weights near 0 or 1) low, halves high.
+    assert entropy(out["sample_weights"]) < 0.2 < entropy(torch.full((16,), 0.5))
     with pytest.raises(ValueError):
-        orientation_loss(render_nerf(field, cam, 8, perturb=False))
+        orientation(render_nerf(field, cam, 8, perturb=False))

@@ -8,35 +8,28 @@ margin), then SDF = clamp(sigma - threshold, -c, c), positive inside.
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..config import DMTetConfig, HashGridConfig
 from ..errors import Consistent123Error
-from ..render.cameras import Camera
+from ..losses import laplacian_smooth, normal_consistency
+from ..render.cameras import Camera, orbit_position
 from ..render.rasterize import render_mesh
+from .common import MLP, mask_finer_levels
 from .hashgrid import HashGridEncoding
 from .marching_tets import marching_tetrahedra
 from .tets import cells_for_grid_size, make_tet_grid
 
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 # Used when the colour MLP is built without a NeRF to follow (the trainer passes the NeRF's sizes).
 DEFAULT_COLOR_HIDDEN, DEFAULT_COLOR_LAYERS = 64, 3
-
-
-def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
-    dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
-    mods: list[nn.Module] = []
-    for i in range(len(dims) - 1):
-        mods.append(nn.Linear(dims[i], dims[i + 1]))
-        if i < len(dims) - 2:
-            mods.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*mods)
 
 
 @torch.no_grad()
@@ -44,53 +37,10 @@ def _evaluate(fn: DensityFn, points: torch.Tensor, chunk: int = 1 << 18) -> torc
     return torch.cat([fn(p).reshape(-1) for p in points.split(chunk)])
 
 
-# ---------------------------------------------------------------- mesh regularisers
-def _edge_faces(faces: torch.Tensor) -> torch.Tensor:
-    """[E,2] the two faces on each manifold edge (edges on one or >2 faces are left out)."""
-    f = faces.long()
-    edges = torch.sort(torch.stack([f, f.roll(-1, dims=1)], -1).reshape(-1, 2), dim=1).values
-    # 1-D keys: torch.unique(dim=0) is far slower than unique on a flat int64 tensor.
-    _, inv, counts = torch.unique(edges[:, 0] * (int(f.max()) + 1) + edges[:, 1], return_inverse=True, return_counts=True)
-    order = torch.argsort(inv, stable=True)
-    face_of = torch.arange(f.shape[0], device=f.device).repeat_interleave(3)[order]
-    starts = torch.cumsum(counts, 0) - counts
-    two = torch.nonzero(counts == 2).squeeze(1)
-    return torch.stack([face_of[starts[two]], face_of[starts[two] + 1]], -1)
-
-
-def normal_consistency(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Mean (1 - cos) between the normals of faces sharing an edge (as nvdiffrec/R)."""
-    if faces.shape[0] == 0:
-        return verts.sum() * 0
-    v = verts[faces.long()]
-    n = F.normalize(torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0], dim=-1), dim=-1, eps=1e-12)
-    with torch.no_grad():
-        pairs = _edge_faces(faces)
-    if pairs.shape[0] == 0:
-        return verts.sum() * 0
-    cos = (n[pairs[:, 0]] * n[pairs[:, 1]]).sum(-1).clamp(-1, 1)
-    return (1 - cos).abs().mean()
-
-
-def laplacian_smooth(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Mean norm of the uniform Laplacian (degree * v_i - sum of neighbours), as R."""
-    if faces.shape[0] == 0:
-        return verts.sum() * 0
-    f = faces.long()
-    with torch.no_grad():
-        edges = torch.sort(torch.stack([f, f.roll(-1, dims=1)], -1).reshape(-1, 2), dim=1).values
-        n = int(f.max()) + 1
-        keys = torch.unique(edges[:, 0] * n + edges[:, 1])
-    i, j = torch.div(keys, n, rounding_mode="floor"), keys % n
-    d = verts[i] - verts[j]
-    lap = torch.zeros_like(verts).index_add(0, i, d).index_add(0, j, -d)
-    used = torch.zeros(verts.shape[0], dtype=torch.bool, device=verts.device)
-    used[f.reshape(-1)] = True
-    return lap[used].norm(dim=-1).mean()
-
-
 # ---------------------------------------------------------------- the field
 class DMTetField(nn.Module):
+    phase = "mesh"
+
     def __init__(self, dmtet_cfg: DMTetConfig, hashgrid_cfg: HashGridConfig, bound: float,
                  tet_scale: Optional[torch.Tensor] = None):
         super().__init__()
@@ -105,8 +55,10 @@ class DMTetField(nn.Module):
         self.sdf = nn.Parameter(torch.zeros(verts.shape[0]))
         self.deform = nn.Parameter(torch.zeros(verts.shape[0], 3))
         self.encoder = HashGridEncoding(hashgrid_cfg, self.bound)
-        self.color_net = _mlp(self.encoder.output_dim, dmtet_cfg.color_hidden_dim or DEFAULT_COLOR_HIDDEN, 3,
-                              dmtet_cfg.color_num_layers or DEFAULT_COLOR_LAYERS)
+        self.num_levels = hashgrid_cfg.num_levels
+        self.max_level = 1.0  # progressive level: set by the iteration plan (R keeps it in the mesh run)
+        self.color_net = MLP(self.encoder.output_dim, 3, dmtet_cfg.color_hidden_dim or DEFAULT_COLOR_HIDDEN,
+                             dmtet_cfg.color_num_layers or DEFAULT_COLOR_LAYERS)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("base_verts", "tets"):  # older checkpoints saved the grid; it is rebuilt instead
@@ -137,6 +89,22 @@ class DMTetField(nn.Module):
             field.sdf.copy_((sigma - thresh).clamp(-c, c))
         return field
 
+    @classmethod
+    def from_nerf(cls, nerf, dmtet_cfg: DMTetConfig, hashgrid_cfg: HashGridConfig) -> "DMTetField":
+        """The one place the mesh is built from the coarse stage (threestudio's ``create_from``):
+        SDF from the NeRF's density, colour MLP of the NeRF's size and the NeRF's albedo weights."""
+        device = next(nerf.parameters()).device
+        cfg = dmtet_cfg.model_copy(update={"color_hidden_dim": dmtet_cfg.color_hidden_dim or nerf.cfg.hidden_dim,
+                                           "color_num_layers": dmtet_cfg.color_num_layers or nerf.cfg.num_layers})
+        max_level, nerf.max_level = nerf.max_level, 1.0  # the SDF follows the NeRF's full density
+        try:
+            field = cls.from_density(nerf.density, cfg, hashgrid_cfg, nerf.bound, device=device)
+        finally:
+            nerf.max_level = max_level
+        if not field.inherit_color(nerf):
+            log.warning("mesh phase: colour field layout differs from the NeRF's; the texture starts afresh")
+        return field
+
     @torch.no_grad()
     def inherit_color(self, nerf) -> bool:
         """Start the texture from the NeRF's albedo (same hash grid, MLP rows 1..3 of its output).
@@ -145,7 +113,7 @@ class DMTetField(nn.Module):
         hidden layers copy over and the output layer keeps the albedo rows. Returns False (and
         keeps the fresh colour field) when the two layouts differ.
         """
-        linears = [m for m in self.color_net if isinstance(m, nn.Linear)]
+        linears = list(self.color_net.layers)
         source = list(nerf.mlp.layers)
         same = (len(linears) == len(source)
                 and all(a.weight.shape == b.weight.shape for a, b in zip(linears[:-1], source[:-1]))
@@ -171,7 +139,8 @@ class DMTetField(nn.Module):
         return marching_tetrahedra(self.grid_vertices(), self.tets, self.sdf, backend=self.cfg.marching_backend)
 
     def albedo(self, points: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.color_net(self.encoder(points)))
+        enc = mask_finer_levels(self.encoder(points), self.max_level, self.num_levels)
+        return torch.sigmoid(self.color_net(enc).float())
 
     # -- regularisers (mesh phase, spec loss.lambda_mesh_normal / lambda_mesh_laplacian)
     def normal_consistency_loss(self, verts: Optional[torch.Tensor] = None, faces: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -184,9 +153,34 @@ class DMTetField(nn.Module):
             verts, faces = self.get_mesh()
         return laplacian_smooth(verts, faces)
 
+    # -- the representation protocol
+    def set_max_level(self, fraction: float) -> None:
+        self.max_level = float(fraction)
+
+    def render_size(self, reference: bool) -> int:
+        return self.cfg.render_size  # R's mesh run sets known_view_scale = 1
+
+    def render(self, cam: Camera, size: int, shading: Sequence, background: Optional[torch.Tensor], *,
+               generator=None, perturb: bool = True, ray_noise=None, normal_perturb: float = 0.0) -> dict:
+        """Rasterised view; the NeRF-only arguments (sampling, ray noise) do not apply to a mesh."""
+        return self.render_view(cam, size, size, shading, background)
+
+    def regularisers(self, out: dict, plan, loss_cfg) -> dict[str, torch.Tensor]:
+        """On the surface this view was rendered from: no second marching-tetrahedra pass."""
+        verts, faces = out["verts"], out["faces"]
+        return {"normal_consistency": loss_cfg.lambda_mesh_normal * normal_consistency(verts, faces),
+                "laplacian": loss_cfg.lambda_mesh_laplacian * laplacian_smooth(verts, faces)}
+
+    def param_groups(self, lr: float, encoder_lr_scale: float = 10.0) -> list[dict]:
+        """R network_grid get_params in the mesh run: encoder at 10x, colour net, SDF and deformation at 1x."""
+        return [
+            {"params": list(self.encoder.parameters()), "lr": lr * encoder_lr_scale},
+            {"params": list(self.color_net.parameters()) + [self.sdf, self.deform], "lr": lr},
+        ]
+
     # -- rendering
-    def render(self, cam: Camera, height: int, width: int,
-               shading: Sequence = ("albedo", 1.0, None), bg_color=None) -> dict:
+    def render_view(self, cam: Camera, height: int, width: int,
+                    shading: Sequence = ("albedo", 1.0, None), bg_color=None) -> dict:
         """rgb [H,W,3], opacity [H,W,1], depth [H,W,1], normals [H,W,3] (+ mask, verts, faces).
 
         ``shading`` = (mode, ambient, light_dir) as in ``consistent123.render.shading.shade``.
@@ -194,6 +188,8 @@ class DMTetField(nn.Module):
         from ..render.shading import shade
 
         mode, ambient, light_dir = shading
+        if light_dir is None:  # a headlight, as the volume renderer
+            light_dir = orbit_position(cam.polar, cam.azimuth, cam.radius)
         verts, faces = self.get_mesh()
 
         def color_fn(points, normals):

@@ -10,7 +10,8 @@ one can be loaded into the other (``tests/test_hashgrid.py`` checks this on a GP
   tiny-cuda-nn's ``grid_scale`` does (``exp2f(l * log2f((float)b)) * base - 1.0f``, the exp2f
   of the device the kernel runs on), so both backends put a point in the same cell at the same
   fraction;
-* the vertex below a point is ``floor(u * scale_l + 0.5)``, interpolation is trilinear;
+* the vertex below a point is ``floor(u * scale_l + 0.5)``; interpolation is trilinear in the
+  cell fraction f, or in smoothstep(f) = f^2 (3 - 2f) (``hashgrid.interpolation``, R's default);
 * a level whose dense grid fits in its table is indexed densely (x + y R + z R²), finer levels
   use the spatial hash ``xor_d(v_d * prime_d) mod T`` with primes (1, 2654435761, 805459861);
 * the level's table holds ``min(next_multiple(R^3, 8), 2^log2_hashmap_size)`` entries and the
@@ -124,6 +125,13 @@ def new_table(cfg: HashGridConfig, bound: float, input_dim: int = 3) -> nn.Param
     return nn.Parameter(torch.empty(rows, cfg.features_per_level).uniform_(-INIT_RANGE, INIT_RANGE))
 
 
+def interpolation_weights(frac: torch.Tensor, smoothstep: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s(f), ds/df) of the per-axis interpolation: identity (trilinear) or tcnn's Smoothstep."""
+    if not smoothstep:
+        return frac, torch.ones_like(frac)
+    return frac * frac * (3.0 - 2.0 * frac), 6.0 * frac * (1.0 - frac)
+
+
 class _TorchHashGrid(torch.autograd.Function):
     """Forward without an autograd graph; backward recomputes indices and weights.
 
@@ -190,6 +198,7 @@ class TorchHashEncoding(nn.Module):
         self.num_levels = cfg.num_levels
         self.features = cfg.features_per_level
         self.output_dim = cfg.num_levels * cfg.features_per_level
+        self.smoothstep = cfg.interpolation == "smoothstep"
         scales, resolutions, sizes, offsets, dense = level_layout(cfg, bound, input_dim)
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32), persistent=False)
         self.register_buffer("resolutions", torch.tensor(resolutions, dtype=torch.int64), persistent=False)
@@ -235,6 +244,7 @@ class TorchHashEncoding(nn.Module):
         so the big [n, L, 2^d] tensors see only d-1 adds/xors, one modulo and one offset add.
         """
         lower, frac = self._cell(u)
+        frac = interpolation_weights(frac, self.smoothstep)[0]
         d = self.input_dim
         nd = self.num_dense
         ends = lower.unsqueeze(-1) + self.corner_step  # [n, L, d, 2]: lower, upper vertex (int32)
@@ -277,13 +287,14 @@ class TorchHashEncoding(nn.Module):
     def _weight_slopes(self, u: torch.Tensor) -> torch.Tensor:
         """d w_c / d frac_k for every corner c and axis k: [n, L, 2^d, d]."""
         _, frac = self._cell(u)
+        frac, slope = interpolation_weights(frac, self.smoothstep)
         bits = self.corner_bits.to(u.dtype)  # [2^d, d]
         f = frac.unsqueeze(2)
         per_dim = torch.where(bits.bool(), f, 1.0 - f)  # [n, L, 2^d, d]
         sign = bits * 2.0 - 1.0
         return torch.stack(
             [sign[:, k] * torch.cat([per_dim[..., :k], per_dim[..., k + 1:]], -1).prod(-1) for k in range(self.input_dim)], -1
-        )
+        ) * slope.unsqueeze(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = (x.clamp(-self.bound, self.bound) + self.bound) / (2 * self.bound)
@@ -317,7 +328,7 @@ class TcnnHashEncoding(nn.Module):
                 "log2_hashmap_size": cfg.log2_hashmap_size,
                 "base_resolution": cfg.base_resolution,
                 "per_level_scale": per_level_scale(cfg, bound),
-                "interpolation": "Linear",
+                "interpolation": "Smoothstep" if cfg.interpolation == "smoothstep" else "Linear",
             },
             dtype=torch.float32,
         )

@@ -1,19 +1,27 @@
 """The coarse representation (spec §2): hash grid + small MLP -> density and albedo.
 
 As in the authors' code (stable-dreamfusion's grid network): a 3-layer ReLU MLP (hidden 64)
-maps the hash encoding to 4 numbers; density = exp(h0 + blob(x)) with a truncated-gradient
-exp, albedo = sigmoid(h1:4). The density blob ``blob_density * (1 - |x| / blob_radius)`` puts
-a soft ball at the origin at initialisation so the first views are not empty. Normals are the
-negated, normalised central-difference gradient of the density.
+maps the hash encoding to 4 numbers; density = act(h0 + blob(x)), albedo = sigmoid(h1:4).
+The density blob puts a soft ball at the origin at initialisation so the first views are not
+empty; R pairs it with the activation (nerf/renderer.py ``density_blob``): a Gaussian
+``blob_density * exp(-|x|^2 / (2 blob_radius^2))`` for ``exp``, a cone ``blob_density *
+(1 - |x| / blob_radius)`` for ``softplus``. Normals are the negated, normalised
+central-difference gradient of the density.
 """
 from __future__ import annotations
+
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from consistent123.fields.common import MLP, mask_finer_levels
 from consistent123.fields.hashgrid import HashGridEncoding
 from consistent123.fields.occupancy import OccupancyGrid
+from consistent123.losses import entropy, normal_smoothness_2d, normal_smoothness_3d, orientation
+
+__all__ = ["MLP", "NeRFField", "trunc_exp"]
 
 
 class _TruncExp(torch.autograd.Function):
@@ -34,25 +42,15 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
     return _TruncExp.apply(x)
 
 
-class MLP(nn.Module):
-    def __init__(self, dim_in: int, dim_out: int, dim_hidden: int, num_layers: int):
-        super().__init__()
-        dims = [dim_in] + [dim_hidden] * (num_layers - 1) + [dim_out]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = F.relu(x)
-        return x
-
-
 class NeRFField(nn.Module):
+    phase = "nerf"
+
     def __init__(self, nerf_cfg, hashgrid_cfg):
         super().__init__()
         self.cfg = nerf_cfg
         self.bound = float(nerf_cfg.bound)
+        self.num_levels = hashgrid_cfg.num_levels
+        self.max_level = 1.0  # progressive level: set by the iteration plan
         self.encoder = HashGridEncoding(hashgrid_cfg, self.bound)
         self.mlp = MLP(self.encoder.output_dim, 4, nerf_cfg.hidden_dim, nerf_cfg.num_layers)
         self.occupancy = OccupancyGrid.from_config(nerf_cfg)
@@ -60,18 +58,21 @@ class NeRFField(nn.Module):
     def density_blob(self, x: torch.Tensor) -> torch.Tensor:
         d2 = (x**2).sum(-1)
         if self.cfg.density_activation == "exp":
-            return self.cfg.blob_density * (1 - torch.sqrt(d2) / self.cfg.blob_radius)
-        return self.cfg.blob_density * torch.exp(-d2 / (2 * self.cfg.blob_radius**2))
+            return self.cfg.blob_density * torch.exp(-d2 / (2 * self.cfg.blob_radius**2))
+        return self.cfg.blob_density * (1 - torch.sqrt(d2) / self.cfg.blob_radius)
 
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
         if self.cfg.density_activation == "exp":
             return trunc_exp(h)
         return F.softplus(h - 1.0)  # R's biased softplus
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return mask_finer_levels(self.encoder(x), self.max_level, self.num_levels)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [N, 3] in [-bound, bound] -> (sigma [N], albedo [N, 3])."""
-        h = self.mlp(self.encoder(x))
-        sigma = self._activate(h[:, 0] + self.density_blob(x))
+        h = self.mlp(self.encode(x)).float()
+        sigma = self._activate(h[:, 0] + self.density_blob(x.float()))
         return sigma, torch.sigmoid(h[:, 1:])
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,9 +87,38 @@ class NeRFField(nn.Module):
         grad = (sigma[:, 0] - sigma[:, 1]) / (2 * eps)
         return torch.nan_to_num(F.normalize(-grad, dim=-1, eps=1e-20))
 
-    def param_groups(self, lr: float) -> list[dict]:
-        """R trains the hash table with 10x the MLP's learning rate."""
+    # ------------------------------------------------------------ the representation protocol
+    def set_max_level(self, fraction: float) -> None:
+        self.max_level = float(fraction)
+
+    def render_size(self, reference: bool) -> int:
+        """R renders the known view at known_view_scale (1.5) times the training size."""
+        return round(self.cfg.render_size * (self.cfg.ref_render_scale if reference else 1.0))
+
+    def render(self, cam, size: int, shading: Sequence, background: Optional[torch.Tensor], *,
+               generator: Optional[torch.Generator] = None, perturb: bool = True,
+               ray_noise: Optional[tuple[torch.Tensor, torch.Tensor]] = None, normal_perturb: float = 0.0) -> dict:
+        from consistent123.render.volume import render_nerf
+
+        return render_nerf(self, cam, size, size, shading=shading, bg_color=background, generator=generator,
+                           perturb=perturb, ray_noise=ray_noise, normal_perturb=normal_perturb)
+
+    def regularisers(self, out: dict, plan, loss_cfg) -> dict[str, torch.Tensor]:
+        terms = {}
+        if plan.lambda_entropy > 0:
+            terms["entropy"] = plan.lambda_entropy * entropy(out["sample_weights"])
+        if out.get("orient_samples") is not None:  # shaded views carry normals
+            if loss_cfg.lambda_orient > 0:
+                terms["orient"] = loss_cfg.lambda_orient * orientation(out)
+            if loss_cfg.lambda_normal_smooth_3d > 0 and out.get("normals_perturbed") is not None:
+                terms["normal_smooth_3d"] = loss_cfg.lambda_normal_smooth_3d * normal_smoothness_3d(out)
+            if loss_cfg.lambda_normal_smooth_2d > 0:
+                terms["normal_smooth"] = loss_cfg.lambda_normal_smooth_2d * normal_smoothness_2d(out["normals"])
+        return terms
+
+    def param_groups(self, lr: float, encoder_lr_scale: float = 10.0) -> list[dict]:
+        """R trains the hash table with 10x the MLP's learning rate (network_grid get_params)."""
         return [
-            {"params": list(self.encoder.parameters()), "lr": lr * 10},
+            {"params": list(self.encoder.parameters()), "lr": lr * encoder_lr_scale},
             {"params": list(self.mlp.parameters()), "lr": lr},
         ]

@@ -6,6 +6,8 @@ latent (unconditional and conditional in one go), its scheduler's ``alphas_cumpr
 gradient, the guidance combination and the timestep range exactly.
 
     t ~ U{int(t_min*N) .. int(t_max*N)}            (N = num_train_timesteps, 1000)
+      a fixed t is the range (t_max, t_max): ``timestep_range`` turns a mode into the range, so
+      both priors share this one path (R's Zero-1-to-3 uses t = t_max every iteration)
     z_t = sqrt(ab_t) z + sqrt(1 - ab_t) eps
     eps_hat = eps_uncond + s (eps_cond - eps_uncond)
     grad = scale * w(t) (eps_hat - eps),  w(t) = 1 - ab_t,  non-finite -> 0, optional clamp
@@ -29,6 +31,15 @@ def timestep_bounds(t_range: Sequence[float], num_train_timesteps: int) -> tuple
     lo = int(t_min * num_train_timesteps)
     hi = min(int(t_max * num_train_timesteps), num_train_timesteps - 1)
     return min(lo, hi), hi
+
+
+def timestep_range(t_range: Sequence[float], mode: str) -> tuple[float, float]:
+    """The range to sample from: the configured one ("uniform") or just its top ("max")."""
+    if mode == "uniform":
+        return float(t_range[0]), float(t_range[1])
+    if mode == "max":
+        return float(t_range[1]), float(t_range[1])
+    raise ValueError(f"unknown timestep mode {mode!r}; expected 'max' or 'uniform'")
 
 
 def sample_timesteps(batch: int, t_range: Sequence[float], num_train_timesteps: int,

@@ -5,11 +5,12 @@ VAE encoding); the SDS maths itself lives in ``sds.py``.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from consistent123.errors import ConfigError
 from consistent123.priors import hub
 from consistent123.priors.sds import score_distillation
 
@@ -71,6 +72,25 @@ def _load_components(source: str, cache_dir: Optional[str] = None, dtype=torch.f
     )
 
 
+def require_epsilon_prediction(scheduler, name: str) -> None:
+    """Both SDS terms read the UNet output as the noise: a v- or x0-predicting model is refused."""
+    kind = getattr(scheduler, "config", {}).get("prediction_type", "epsilon")
+    if kind != "epsilon":
+        raise ConfigError(f"{name}: its scheduler's prediction_type is {kind!r}; score distillation here "
+                          f"needs an epsilon-prediction model")
+
+
+def view_text_embedding(azimuth: float, front: torch.Tensor, side: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
+    """R's view-dependent prompt (nerf/utils.py train_step, perp-neg off): linear in |azimuth|
+    between front (0) and side (90) for azimuth in [-90, 90), else between side and back (180)."""
+    a = (float(azimuth) + 180.0) % 360.0 - 180.0  # into [-180, 180)
+    if -90.0 <= a < 90.0:
+        r = 1.0 - abs(a) / 90.0
+        return r * front + (1.0 - r) * side
+    r = 1.0 - (abs(a) - 90.0) / 90.0
+    return r * side + (1.0 - r) * back
+
+
 class LatentSDSPrior:
     """What both priors share: a frozen UNet and VAE, the scheduler's noise levels, and one SDS
     call (render -> resize -> latents -> ``score_distillation``); subclasses add their conditioning."""
@@ -78,6 +98,7 @@ class LatentSDSPrior:
     def __init__(self, components: dict, device, dtype: torch.dtype, name: str, resolution: int,
                  guidance_scale: float, grad_clip: Optional[float]):
         self.device, self.dtype, self.name = torch.device(device), dtype, name
+        require_epsilon_prediction(components["scheduler"], name)
         self.unet = frozen(components["unet"], self.device, dtype)
         self.vae = frozen(components["vae"], self.device, dtype)
         self.alphas_cumprod = components["scheduler"].alphas_cumprod.to(self.device, torch.float32)
@@ -101,7 +122,9 @@ class StableDiffusionPrior(LatentSDSPrior):
         self.text_encoder = frozen(components["text_encoder"], self.device, dtype)
         self.tokenizer = components["tokenizer"]
         self.negative_prompt = cfg.sds.negative_prompt
-        self.text_embeddings: Optional[torch.Tensor] = None  # [2, L, D]: (negative, prompt)
+        self.view_dependent = cfg.sds.view_dependent_prompt
+        # [4, L, D]: negative, then "<caption>, front/side/back view" (or the caption 3 times)
+        self.text_embeddings: Optional[torch.Tensor] = None
 
     @classmethod
     def from_config(cls, cfg, device, source: Optional[str] = None) -> "StableDiffusionPrior":
@@ -118,22 +141,28 @@ class StableDiffusionPrior(LatentSDSPrior):
         return self.text_encoder(tokens.input_ids.to(self.device))[0]
 
     def set_prompt(self, text: str) -> None:
-        self.text_embeddings = self.encode_text([self.negative_prompt, text])
+        views = [f"{text}, {v} view" for v in ("front", "side", "back")] if self.view_dependent else [text] * 3
+        self.text_embeddings = self.encode_text([self.negative_prompt, *views])
+
+    def view_embeddings(self, cams: Sequence) -> torch.Tensor:
+        """Conditional embedding per view [B, L, D], interpolated by the camera's azimuth."""
+        _, front, side, back = self.text_embeddings
+        return torch.stack([view_text_embedding(c.azimuth, front, side, back) for c in cams])
 
     @torch.no_grad()
-    def predict_noise(self, noisy: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_noise(self, noisy: torch.Tensor, t: torch.Tensor, cams: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
         """(eps_uncond, eps_cond) in one UNet call; unconditional = the negative prompt."""
         b = noisy.shape[0]
-        uncond, cond = self.text_embeddings[:1].expand(b, -1, -1), self.text_embeddings[1:].expand(b, -1, -1)
+        uncond, cond = self.text_embeddings[:1].expand(b, -1, -1), self.view_embeddings(cams)
         eps = self.unet(torch.cat([noisy, noisy]).to(self.dtype), torch.cat([t, t]),
-                        encoder_hidden_states=torch.cat([uncond, cond])).sample
+                        encoder_hidden_states=torch.cat([uncond, cond]).to(self.dtype)).sample
         return eps.chunk(2)
 
-    def sds(self, rgb: torch.Tensor, cams, t_range, generator: torch.Generator,
-            grad_scale=None) -> tuple[torch.Tensor, dict]:
-        """SDS loss of rendered views ``rgb`` [B,3,H,W] in [0,1]; gradient flows back to ``rgb``.
-
-        ``cams`` (the views' cameras) keeps the signature of the 3D prior's; the text prior ignores them."""
+    def sds(self, rgb: torch.Tensor, cams: Sequence, t_range, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """SDS loss of views ``rgb`` [B,3,H,W] in [0,1] seen from ``cams`` (the azimuth picks the
+        prompt embedding); gradient flows back to ``rgb``. Same signature as Zero123Prior.sds."""
         if self.text_embeddings is None:
             raise RuntimeError("StableDiffusionPrior.sds called before set_prompt")
-        return self.distil(rgb, self.predict_noise, generator, t_range, grad_scale)
+        if len(cams) != rgb.shape[0]:
+            raise ValueError(f"{rgb.shape[0]} images but {len(cams)} cameras")
+        return self.distil(rgb, lambda noisy, t: self.predict_noise(noisy, t, cams), generator, t_range)

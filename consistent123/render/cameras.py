@@ -112,8 +112,10 @@ def reference_camera(cams_cfg) -> Camera:
     return Camera(cams_cfg.ref_polar, cams_cfg.ref_azimuth, cams_cfg.ref_radius, cams_cfg.ref_fovy)
 
 
-def sample_novel_camera(cams_cfg, generator: torch.Generator) -> Camera:
-    """Uniform polar/azimuth/radius/fovy in the configured ranges (spec §3)."""
+def sample_novel_camera(ranges, generator: torch.Generator) -> Camera:
+    """Uniform polar/azimuth/radius/fovy in ``ranges`` (a CamerasConfig, or the iteration plan's
+    progressive ``CameraRanges``; spec §3)."""
+    cams_cfg = ranges
     u = torch.rand(4, generator=generator).tolist()
 
     def lerp(rng: Sequence[float], x: float) -> float:

@@ -12,7 +12,7 @@ the camera position so the visible side is lit ("avoid dark faces").
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -61,18 +61,26 @@ def sample_shading(
     nerf_cfg,
     generator: Optional[torch.Generator] = None,
     camera: Optional[Camera] = None,
-    modes: Optional[Sequence[str]] = None,
+    modes: Optional[Mapping[str, float]] = None,
 ) -> tuple[str, float, torch.Tensor]:
-    """(mode, ambient, light_dir) for one training view.
+    """(mode, ambient, light_dir) for one novel training view.
 
-    Mode is uniform among ``nerf_cfg.shading`` (or ``modes``); ambient is uniform in
-    ``nerf_cfg.ambient_range`` (1.0 for pure albedo); the light is sampled around ``camera``
-    as R does, or uniformly on the sphere when no camera is given.
+    As R's train_step: ambient uniform in ``nerf_cfg.ambient_range``, then the mode drawn with
+    the probabilities of ``nerf_cfg.shading`` (or ``modes``; mode -> weight, normalised); pure
+    albedo has ambient 1. The light is sampled around ``camera`` as R does, or uniformly on
+    the sphere when no camera is given.
     """
-    modes = list(modes or nerf_cfg.shading)
-    mode = modes[int(torch.randint(len(modes), (1,), generator=generator))]
+    weights = dict(modes if modes is not None else nerf_cfg.shading)
+    names = [m for m, w in weights.items() if w > 0]
+    if not names:
+        raise ValueError("nerf.shading: no shading mode has a positive probability")
     lo, hi = nerf_cfg.ambient_range
-    ambient = 1.0 if mode == "albedo" else float(lo + (hi - lo) * torch.rand(1, generator=generator))
+    ambient = float(lo + (hi - lo) * torch.rand(1, generator=generator))
+    cdf = torch.tensor([weights[m] for m in names], dtype=torch.float64).cumsum(0)
+    u = float(torch.rand(1, generator=generator, dtype=torch.float64)) * float(cdf[-1])
+    mode = names[min(int(torch.searchsorted(cdf, torch.tensor([u], dtype=torch.float64), right=True)), len(names) - 1)]
+    if mode == "albedo":
+        ambient = 1.0
     if camera is not None:
         light = light_around_camera(camera, generator)
     else:

@@ -99,20 +99,27 @@ def render_nerf(
     upsample_steps: Optional[int] = None,
     use_occupancy: bool = True,
     need_normals: Optional[bool] = None,
+    ray_noise: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    normal_perturb: float = 0.0,
 ) -> dict:
     """Render one view of ``field``.
 
     ``shading`` = (mode, ambient, light_dir); light_dir None = a headlight at the camera.
-    ``bg_color`` [3] is composited behind (None: black, i.e. premultiplied colour).
-    ``need_normals`` (default: only when the shading mode uses them) adds composited normals
-    and the per-ray orientation term.
+    ``bg_color`` [3] or one colour per pixel [H, W, 3] is composited behind (None: black, i.e.
+    premultiplied colour). ``need_normals`` (default: only when the shading mode uses them) adds
+    composited normals and the per-sample orientation term. ``ray_noise`` = (origin offset [3],
+    direction offset [3]) is added to every ray (R's known_view_noise_scale). ``normal_perturb``
+    > 0 also returns the normals at the samples moved by ``normal_perturb * N(0, I)`` (drawn
+    from ``generator``) for the 3D normal smoothness.
 
     Returns rgb [H, W, 3], opacity [H, W, 1], depth [H, W, 1] (distance along the ray), normals
     [H, W, 3] (composited world-space normals; zeros when not computed), orient [H, W]
     (sum_i w_i max(0, n_i . d)^2 with w detached, R's orientation term; None without
     normals), and for the hit rays in packed form: ray_ids [R'], t [R', S], weights [R', S];
-    num_samples (field evaluations in the differentiable pass) and num_candidates (samples
-    before empty-space skipping).
+    per evaluated sample: sample_weights [M], and with normals sample_normals [M, 3],
+    orient_samples [M] (sg(w) relu(n . d)^2, R's orientation term) and normals_perturbed
+    [M, 3] (or None); num_samples (field evaluations in the differentiable pass) and
+    num_candidates (samples before empty-space skipping).
     """
     width = width or height
     cfg = getattr(field, "cfg", None)
@@ -130,6 +137,9 @@ def render_nerf(
 
     origins, dirs = get_rays(cam, height, width)
     origins, dirs = origins.reshape(-1, 3).to(device), dirs.reshape(-1, 3).to(device)
+    if ray_noise is not None:  # R adds the noise to the unit directions without renormalising
+        origins = origins + ray_noise[0].to(device, origins.dtype).reshape(1, 3)
+        dirs = dirs + ray_noise[1].to(device, dirs.dtype).reshape(1, 3)
     n_rays = origins.shape[0]
     near, far, hit = ray_aabb(origins, dirs, bound, min_near)
     ray_ids = torch.nonzero(hit).flatten()
@@ -165,7 +175,12 @@ def render_nerf(
     mask = occupied(x)
     xs = x[mask]
     sigma_s, albedo_s = field(xs)
-    normals_s = field.normals(xs) if with_normals else None
+    normals_s = normals_perturbed = None
+    if with_normals and normal_perturb > 0:  # one batched call for both sets of normals
+        jitter = torch.randn(xs.shape, generator=generator).to(device) * normal_perturb
+        normals_s, normals_perturbed = field.normals(torch.cat([xs, xs + jitter])).split(xs.shape[0])
+    elif with_normals:
+        normals_s = field.normals(xs)
     colour_s = shade(albedo_s, normals_s, mode, ambient, light)
     sigma = _scatter_samples(mask, sigma_s.float())
     weights = composite_weights(sigma, t, step)
@@ -186,35 +201,24 @@ def render_nerf(
     rgb = to_image(rgb_h, 3)
     opacity = to_image(opacity_h, 1)
     if bg_color is not None:
-        rgb = rgb + (1.0 - opacity) * torch.as_tensor(bg_color, dtype=rgb.dtype).to(device).reshape(1, 3)
+        rgb = rgb + (1.0 - opacity) * torch.as_tensor(bg_color, dtype=rgb.dtype).to(device).reshape(-1, 3)
     out = {
         "rgb": rgb.reshape(height, width, 3),
         "opacity": opacity.reshape(height, width, 1),
         "depth": to_image(depth_h, 1).reshape(height, width, 1),
         "normals": torch.zeros(height, width, 3, device=device),
-        "orient": None,
         "ray_ids": ray_ids,
         "t": t,
         "weights": weights,
+        "sample_weights": w_s[:, 0],
+        "sample_normals": normals_s,
+        "orient_samples": None,
+        "normals_perturbed": normals_perturbed,
         "num_samples": int(mask.sum()),
         "num_candidates": num_candidates,
     }
     if with_normals:
         out["normals"] = to_image(per_ray(normals_s), 3).reshape(height, width, 3)
-        facing = (normals_s * d.unsqueeze(1).expand(-1, t.shape[1], -1)[mask]).sum(-1, keepdim=True)
-        orient_h = per_ray(facing.clamp(min=0) ** 2, w_s.detach())
-        out["orient"] = to_image(orient_h, 1).reshape(height, width)
+        facing = (normals_s * d.unsqueeze(1).expand(-1, t.shape[1], -1)[mask]).sum(-1)
+        out["orient_samples"] = w_s[:, 0].detach() * facing.clamp(min=0) ** 2
     return out
-
-
-def entropy_loss(out: dict) -> torch.Tensor:
-    """R's opacity entropy: mean over pixels of the binary entropy of the opacity (base 2)."""
-    a = out["opacity"].clamp(1e-5, 1 - 1e-5)
-    return (-a * torch.log2(a) - (1 - a) * torch.log2(1 - a)).mean()
-
-
-def orientation_loss(out: dict) -> torch.Tensor:
-    """R's orientation loss: mean over pixels of sum_i w_i max(0, n_i . d)^2."""
-    if out.get("orient") is None:
-        raise ValueError("orientation_loss needs a render with normals (need_normals=True or a shaded mode)")
-    return out["orient"].mean()
