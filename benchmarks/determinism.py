@@ -9,6 +9,7 @@ side by side: seconds, mesh vertices, the SHA-256 of mesh.obj, and whether it eq
 run with the same thread count and the first run with one thread. Extra ``--set`` values scale
 the run up (e.g. ``--set train.nerf_iters=160 --set train.mesh_iters=40``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,18 +54,25 @@ def main() -> None:
         tmp = Path(tmp)
         ensure_tiny_models(tmp / "models")
         case = Path(args.case) if args.case else synthetic_case(tmp / "cases")
-        overrides = TINY_OVERRIDES + [f"models.tiny_dir={tmp / 'models'}", f"tracking.uri=sqlite:///{tmp}/mlflow.db",
-                                      *args.overrides]
+        overrides = TINY_OVERRIDES + [
+            f"models.tiny_dir={tmp / 'models'}",
+            f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+            *args.overrides,
+        ]
         first: dict[int, str] = {}
-        print(f"{'threads':>7} {'run':>3} {'seconds':>8} {'vertices':>8}  {'mesh.obj sha256':<16}  "
-              f"{'= first same-threads':<20}  = first 1-thread")
+        print(
+            f"{'threads':>7} {'run':>3} {'seconds':>8} {'vertices':>8}  {'mesh.obj sha256':<16}  "
+            f"{'= first same-threads':<20}  = first 1-thread"
+        )
         for threads in [int(t) for t in args.threads.split(",")]:
             for i in range(args.repeats):
                 seconds, vertices, digest = run_once(case, tmp / f"t{threads}-{i}", threads, overrides)
                 first.setdefault(threads, digest)
                 one = first.get(1)
-                print(f"{threads:>7} {i:>3} {seconds:>8.1f} {vertices:>8}  {digest:<16}  {str(digest == first[threads]):<20}  "
-                      f"{'-' if one is None else digest == one}")
+                print(
+                    f"{threads:>7} {i:>3} {seconds:>8.1f} {vertices:>8}  {digest:<16}  {str(digest == first[threads]):<20}  "
+                    f"{'-' if one is None else digest == one}"
+                )
 
 
 if __name__ == "__main__":

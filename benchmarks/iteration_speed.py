@@ -27,6 +27,7 @@ On the CPU the UNets and VAEs run at their real input sizes (256² for Zero-1-to
 Stable Diffusion) but the renders are small (``--render-size`` S, default 32; the mesh 2S px on an S³ tet
 grid): the torch hash grid on two shared cores would otherwise dominate the profile; on CUDA the configured sizes are kept unless overridden with ``--set``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,16 @@ from consistent123.schedule import BoundaryJudge  # noqa: E402
 from consistent123.trainer import Priors, Trainer, load_priors  # noqa: E402
 
 PARTS = ["render", "zero123_unet", "sd_unet", "vae_enc_bwd", "field_bwd", "optimiser", "boundary", "other"]
-HEAD = {"render": "render", "zero123_unet": "Z123 UNet", "sd_unet": "SD UNet", "vae_enc_bwd": "VAE enc+bwd",
-        "field_bwd": "field bwd", "optimiser": "optim", "boundary": "boundary", "other": "other"}
+HEAD = {
+    "render": "render",
+    "zero123_unet": "Z123 UNet",
+    "sd_unet": "SD UNet",
+    "vae_enc_bwd": "VAE enc+bwd",
+    "field_bwd": "field bwd",
+    "optimiser": "optim",
+    "boundary": "boundary",
+    "other": "other",
+}
 PHASES = ["stage1", "stage2", "mesh"]
 
 
@@ -87,6 +96,7 @@ class Clock:
                 return fn(*args, **kwargs)
             finally:
                 self.ms[part] += (self.now() - start) * 1e3
+
         return wrapper
 
 
@@ -137,9 +147,11 @@ def instrumented(trainer: Trainer, clock: Clock):
     reads = [(name, getattr(torch.Tensor, name)) for name in ("item", "tolist", "__float__", "__int__", "__bool__")]
     if not clock.cuda:  # CPU: count the explicit host reads (each one a sync on a GPU)
         for name, fn in reads:
+
             def counting(*args, _fn=fn, **kwargs):
                 clock.syncs += 1
                 return _fn(*args, **kwargs)
+
             setattr(torch.Tensor, name, counting)
     try:
         yield
@@ -223,8 +235,12 @@ def schedule_counts(cfg) -> dict:
 def mode_overrides(mode: str, device: torch.device, compile_on_cpu: bool) -> list[str]:
     if mode == "eager":
         return []
-    out = ["perf.sync_free_logging=true", "perf.device_sampling=true", "perf.cache_targets=true",
-           "perf.channels_last=true"]
+    out = [
+        "perf.sync_free_logging=true",
+        "perf.device_sampling=true",
+        "perf.cache_targets=true",
+        "perf.channels_last=true",
+    ]
     if device.type == "cuda":
         out += ["perf.tf32=true", "perf.compile=true", "perf.compile_mode=reduce-overhead"]
     elif compile_on_cpu:
@@ -240,8 +256,11 @@ def run_mode(mode: str, base: list[str], args, priors: Priors, case: Case, devic
     for phase in PHASES:
         strategy = "3d_only" if phase == "stage1" else "dynamic_only"
         cfg = load_config(None, overrides + [f"dynamic.strategy={strategy}"])
-        phase_priors = Priors(zero123=priors.zero123, clip_judge=priors.clip_judge,
-                              stable_diffusion=priors.stable_diffusion if phase != "stage1" else None)
+        phase_priors = Priors(
+            zero123=priors.zero123,
+            clip_judge=priors.clip_judge,
+            stable_diffusion=priors.stable_diffusion if phase != "stage1" else None,
+        )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         trainer = Trainer(cfg, case, phase_priors, device)
@@ -271,8 +290,10 @@ def run_mode(mode: str, base: list[str], args, priors: Priors, case: Case, devic
         results[phase] = mix
         trainer.host_records()
         del trainer
-        print(f"  {mode:9s} {phase:6s} {mix['total']:10.1f} ms/it  (novel {novel['total']:.0f}, reference {ref['total']:.0f})",
-              flush=True)
+        print(
+            f"  {mode:9s} {phase:6s} {mix['total']:10.1f} ms/it  (novel {novel['total']:.0f}, reference {ref['total']:.0f})",
+            flush=True,
+        )
     return results
 
 
@@ -284,20 +305,32 @@ def print_table(all_results: dict, counts: dict, device: torch.device) -> None:
     modes = list(all_results)
     print()
     print(f"ms per iteration ({device.type}; novel and reference views mixed 1 in {counts['interval']} reference)")
-    header = f"{'phase':7s} {'mode':9s}" + "".join(f" {HEAD[p]:>11s}" for p in PARTS) + f" {'total':>10s} {'syncs/it':>8s} {'peak MB':>9s}"
+    header = (
+        f"{'phase':7s} {'mode':9s}"
+        + "".join(f" {HEAD[p]:>11s}" for p in PARTS)
+        + f" {'total':>10s} {'syncs/it':>8s} {'peak MB':>9s}"
+    )
     print(header)
     for phase in PHASES:
         for mode in modes:
             r = all_results[mode][phase]
-            print(f"{phase:7s} {mode:9s}" + "".join(f" {r.get(p, 0.0):11.1f}" for p in PARTS)
-                  + f" {r['total']:10.1f} {r['syncs']:8.1f} {r['peak_mb']:9.0f}")
+            print(
+                f"{phase:7s} {mode:9s}"
+                + "".join(f" {r.get(p, 0.0):11.1f}" for p in PARTS)
+                + f" {r['total']:10.1f} {r['syncs']:8.1f} {r['peak_mb']:9.0f}"
+            )
         if len(modes) == 2:
             a, b = (all_results[m][phase] for m in modes)
-            print(f"{phase:7s} {'ratio':9s}" + "".join(f" {_ratio(b.get(p, 0.0), a.get(p, 0.0)):>11s}" for p in PARTS)
-                  + f" {_ratio(b['total'], a['total']):>10s}")
+            print(
+                f"{phase:7s} {'ratio':9s}"
+                + "".join(f" {_ratio(b.get(p, 0.0), a.get(p, 0.0)):>11s}" for p in PARTS)
+                + f" {_ratio(b['total'], a['total']):>10s}"
+            )
     print()
-    print(f"schedule: stage 1 {counts['stage1']} it ({counts['checks']} boundary checks), stage 2 {counts['stage2']} it, "
-          f"mesh {counts['mesh']} it")
+    print(
+        f"schedule: stage 1 {counts['stage1']} it ({counts['checks']} boundary checks), stage 2 {counts['stage2']} it, "
+        f"mesh {counts['mesh']} it"
+    )
     for mode in modes:
         print(f"projected {projected_minutes(all_results[mode], counts):.1f} min ({mode}, {device.type}, sizes above)")
     if len(modes) == 2:
@@ -313,13 +346,26 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", choices=("full", "tiny"), default="full")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--iters", type=int, default=None, help="novel-view iterations timed per phase (CPU 1, CUDA 10)")
-    parser.add_argument("--ref-iters", type=int, default=None, help="reference-view iterations timed per phase (CPU 1, CUDA 5)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up (novel + reference) pairs per phase (CPU 0, CUDA 3)")
+    parser.add_argument(
+        "--iters", type=int, default=None, help="novel-view iterations timed per phase (CPU 1, CUDA 10)"
+    )
+    parser.add_argument(
+        "--ref-iters", type=int, default=None, help="reference-view iterations timed per phase (CPU 1, CUDA 5)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="warm-up (novel + reference) pairs per phase (CPU 0, CUDA 3)"
+    )
     parser.add_argument("--modes", default="eager,optimised")
-    parser.add_argument("--render-size", type=int, default=None, help="NeRF render size (CPU default 32; mesh twice that on a grid of this size)")
+    parser.add_argument(
+        "--render-size",
+        type=int,
+        default=None,
+        help="NeRF render size (CPU default 32; mesh twice that on a grid of this size)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile in the optimised mode on the CPU too")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override section.key=value")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="config override section.key=value"
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -331,8 +377,12 @@ def main(argv=None) -> int:
     base = ["train.nerf_iters=5000", "train.mesh_iters=5000", f"train.device={device.type}"]
     if cpu:
         size = args.render_size or 32
-        base += [f"nerf.render_size={size}", f"boundary.check_render_size={size}", f"dmtet.render_size={2 * size}",
-                 f"dmtet.tet_grid_size={size}"]
+        base += [
+            f"nerf.render_size={size}",
+            f"boundary.check_render_size={size}",
+            f"dmtet.render_size={2 * size}",
+            f"dmtet.tet_grid_size={size}",
+        ]
     elif args.render_size:
         base += [f"nerf.render_size={args.render_size}"]
     if args.models == "tiny":
@@ -345,20 +395,30 @@ def main(argv=None) -> int:
         base += [f"models.tiny_dir={tiny}", "sds.zero123_resolution=64", "sds.sd_resolution=64"]
     base += args.overrides
     cfg = load_config(None, base)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if not cpu else f'{torch.get_num_threads()} threads'}), "
-          f"torch {torch.__version__}, {args.models} priors, {args.iters} novel + {args.ref_iters} reference it per phase "
-          f"after {args.warmup} warm-up pairs", flush=True)
-    print(f"sizes: NeRF {cfg.nerf.render_size}px (reference x{cfg.nerf.ref_render_scale}), mesh {cfg.dmtet.render_size}px on a "
-          f"{cfg.dmtet.tet_grid_size}^3 tet grid, Zero-1-to-3 {cfg.sds.zero123_resolution}², SD {cfg.sds.sd_resolution}², "
-          f"checks {cfg.boundary.check_render_size}px", flush=True)
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if not cpu else f'{torch.get_num_threads()} threads'}), "
+        f"torch {torch.__version__}, {args.models} priors, {args.iters} novel + {args.ref_iters} reference it per phase "
+        f"after {args.warmup} warm-up pairs",
+        flush=True,
+    )
+    print(
+        f"sizes: NeRF {cfg.nerf.render_size}px (reference x{cfg.nerf.ref_render_scale}), mesh {cfg.dmtet.render_size}px on a "
+        f"{cfg.dmtet.tet_grid_size}^3 tet grid, Zero-1-to-3 {cfg.sds.zero123_resolution}², SD {cfg.sds.sd_resolution}², "
+        f"checks {cfg.boundary.check_render_size}px",
+        flush=True,
+    )
     start = time.perf_counter()
     if args.models == "full":
         from consistent123.priors.full_size import load_full_size_priors, parameter_counts
 
         priors = load_full_size_priors(cfg, device)
         counts = parameter_counts(priors)
-        print("built " + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in counts.items())
-              + f" in {time.perf_counter() - start:.0f} s", flush=True)
+        print(
+            "built "
+            + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in counts.items())
+            + f" in {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
     else:
         priors = load_priors(load_config(None, base + ["dynamic.strategy=consistent123"]), device)
     case = synthetic_case()

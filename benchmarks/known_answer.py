@@ -16,6 +16,7 @@ then the mean over objects per variant:
 The oracle run must beat both by a wide margin. ``--reuse`` prints a finished run's
 metrics.json instead of running it again (its time is the one recorded then).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ HEAD = f"{'object':<22} {'variant':<14} {'CD':>8} {'IoU':>6} {'mvPSNR':>7} {'mvL
 
 
 def row(name: str, variant: str, m: dict) -> str:
-    return (f"{name:<22} {variant:<14} {m['chamfer_distance']:8.4f} {m['volumetric_iou']:6.3f} {m['mv_psnr']:7.2f} "
-            f"{m['mv_lpips']:8.4f} {m['time_s']:7.0f}")
+    return (
+        f"{name:<22} {variant:<14} {m['chamfer_distance']:8.4f} {m['volumetric_iou']:6.3f} {m['mv_psnr']:7.2f} "
+        f"{m['mv_lpips']:8.4f} {m['time_s']:7.0f}"
+    )
 
 
 def main() -> None:
@@ -48,8 +51,12 @@ def main() -> None:
     parser.add_argument("--out", default="results/known_answer_bench")
     parser.add_argument("--reuse", action="store_true", help="print finished runs' metrics.json instead of re-running")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (1 is much faster than 2 on a machine shared with other jobs)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 is much faster than 2 on a machine shared with other jobs)",
+    )
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -68,8 +75,15 @@ def main() -> None:
                 metrics = json.loads((out / "metrics.json").read_text())["metrics"]
             else:
                 cfg = load_config(args.config, [*args.overrides, *VARIANTS[variant]])
-                metrics = known_answer(mesh, out, cfg, up_axis="z", run_name=f"known_answer/{name}/{variant}",
-                                       tags={"variant": variant}, progress=False)["metrics"]
+                metrics = known_answer(
+                    mesh,
+                    out,
+                    cfg,
+                    up_axis="z",
+                    run_name=f"known_answer/{name}/{variant}",
+                    tags={"variant": variant},
+                    progress=False,
+                )["metrics"]
             results[variant][name] = metrics
             print(row(name, variant, metrics), flush=True)
     print()

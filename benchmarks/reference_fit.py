@@ -6,6 +6,7 @@ Fits each RealFusion15 case's reference view (rgb, mask, depth losses only) at S
 and prints one line per case, then `mean_ref_psnr <dB>`. PSNR is the evaluation's own
 implementation, on a white background, against the input composited on white.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,19 @@ from tests._tiny_run import make_case  # noqa: E402
 
 
 def fit_case(name: str, size: int, iters: int, overrides: list[str]) -> tuple[float, float, int]:
-    cfg = load_config(None, [f"nerf.render_size={size}", "nerf.ref_render_scale=1.0", f"train.nerf_iters={iters}",
-                             "train.mesh_iters=0", "train.use_priors=false", "train.checkpoint_every=0",
-                             "hashgrid.backend=torch", *overrides])
+    cfg = load_config(
+        None,
+        [
+            f"nerf.render_size={size}",
+            "nerf.ref_render_scale=1.0",
+            f"train.nerf_iters={iters}",
+            "train.mesh_iters=0",
+            "train.use_priors=false",
+            "train.checkpoint_every=0",
+            "hashgrid.backend=torch",
+            *overrides,
+        ],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         case = load_case(make_case(Path(tmp), name))
     trainer = Trainer(cfg, case, Priors(), torch.device("cpu"))
@@ -38,8 +49,13 @@ def fit_case(name: str, size: int, iters: int, overrides: list[str]) -> tuple[fl
     trainer.fit(progress=True)
     seconds = time.perf_counter() - start
     with torch.no_grad():
-        out = trainer.render(reference_camera(cfg.cameras), size, ("albedo", 1.0, torch.tensor([0.0, 0.0, 1.0])),
-                             torch.ones(3), perturb=False)
+        out = trainer.render(
+            reference_camera(cfg.cameras),
+            size,
+            ("albedo", 1.0, torch.tensor([0.0, 0.0, 1.0])),
+            torch.ones(3),
+            perturb=False,
+        )
     target = case.targets(size, torch.ones(3))["rgb"]
     return psnr(out["rgb"].clamp(0, 1).cpu().numpy(), target.numpy()), seconds, iters
 
@@ -56,7 +72,10 @@ def main() -> None:
     for name in args.cases.split(","):
         value, seconds, iters = fit_case(name, args.size, args.iters, args.overrides)
         values.append(value)
-        print(f"{name} ref_psnr {value:.2f} dB  {iters} iterations  {seconds:.0f} s  ({seconds / iters:.2f} s/it)", flush=True)
+        print(
+            f"{name} ref_psnr {value:.2f} dB  {iters} iterations  {seconds:.0f} s  ({seconds / iters:.2f} s/it)",
+            flush=True,
+        )
     print(f"mean_ref_psnr {sum(values) / len(values):.2f}")
 
 

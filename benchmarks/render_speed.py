@@ -12,6 +12,7 @@ Each measurement is a function returning ``(value_ms, detail)``; ``MEASUREMENTS`
 with their labels and ``main`` prints one line each, so more renderers can be added by
 appending to the list.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,9 +104,14 @@ def _nerfstudio_hash_encoding(cfg, bound: float):
         from nerfstudio.field_components.encodings import HashEncoding
     except ImportError:
         return None
-    return HashEncoding(num_levels=cfg.num_levels, min_res=cfg.base_resolution,
-                        max_res=int(cfg.desired_resolution_per_bound * bound), log2_hashmap_size=cfg.log2_hashmap_size,
-                        features_per_level=cfg.features_per_level, implementation="torch")
+    return HashEncoding(
+        num_levels=cfg.num_levels,
+        min_res=cfg.base_resolution,
+        max_res=int(cfg.desired_resolution_per_bound * bound),
+        log2_hashmap_size=cfg.log2_hashmap_size,
+        features_per_level=cfg.features_per_level,
+        implementation="torch",
+    )
 
 
 def hashgrid_forward_backward_ms(args, points: int):
@@ -125,6 +131,7 @@ def hashgrid_forward_backward_ms(args, points: int):
         def step():
             enc.zero_grad(set_to_none=True)
             enc(inp).square().sum().backward()
+
         return step
 
     ms_ours, ms_peer = [], []
@@ -132,10 +139,10 @@ def hashgrid_forward_backward_ms(args, points: int):
         ms_ours.append(_timed(run(ours, x), 1, 0, args.device))
         if peer is not None:
             ms_peer.append(_timed(run(peer.to(args.device), u), 1, 0, args.device))
-    mine = statistics.median(ms_ours[args.warmup:])
+    mine = statistics.median(ms_ours[args.warmup :])
     if peer is None:
         return mine, "nerfstudio not installed: no peer comparison (see the module docstring)"
-    theirs = statistics.median(ms_peer[args.warmup:])
+    theirs = statistics.median(ms_peer[args.warmup :])
     return mine, f"nerfstudio torch HashEncoding {theirs:.1f} ms, ratio ours/nerfstudio {mine / theirs:.2f}"
 
 
@@ -159,7 +166,9 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", default="torch", choices=["torch", "tcnn", "auto"])
     parser.add_argument("--only", default="", help="run only measurements whose label contains this")
     args = parser.parse_args(argv)
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.runs} after {args.warmup} warm-up")
+    print(
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.runs} after {args.warmup} warm-up"
+    )
     for label, fn in MEASUREMENTS:
         if args.only and args.only not in label:
             continue

@@ -29,6 +29,7 @@ kaolin's marching tetrahedra is not offered: kaolin's releases refuse torch newe
 they were built for (the current one stops at torch 2.12.1, this project pins 2.14.1) and PyPI
 only has a placeholder; docs/gpu.md gives the details.
 """
+
 from __future__ import annotations
 
 import functools
@@ -105,11 +106,17 @@ def resolve(part: str, requested: str, device) -> str:
     if reason is None:
         return spec.cuda
     if requested == spec.cuda:
-        raise BackendError(f"{spec.key}={spec.cuda}: not usable here ({reason}); install it as docs/gpu.md "
-                           f"describes or set {spec.key}=auto")
+        raise BackendError(
+            f"{spec.key}={spec.cuda}: not usable here ({reason}); install it as docs/gpu.md "
+            f"describes or set {spec.key}=auto"
+        )
     if torch.device(device).type == "cuda":
-        log.warning("%s=auto: %s unusable (%s); falling back to the pure-PyTorch backend, which is slower",
-                    spec.key, spec.cuda, reason)
+        log.warning(
+            "%s=auto: %s unusable (%s); falling back to the pure-PyTorch backend, which is slower",
+            spec.key,
+            spec.cuda,
+            reason,
+        )
     return "torch"
 
 
@@ -139,11 +146,14 @@ class Backends:
 
     def apply(self, cfg):
         """``cfg`` with each ``auto`` replaced by the chosen backend (the fields read these)."""
-        return cfg.model_copy(update={
-            "hashgrid": cfg.hashgrid.model_copy(update={"backend": self.hashgrid}),
-            "dmtet": cfg.dmtet.model_copy(update={"rasteriser_backend": self.rasteriser,
-                                                  "marching_backend": self.marching_tets}),
-        })
+        return cfg.model_copy(
+            update={
+                "hashgrid": cfg.hashgrid.model_copy(update={"backend": self.hashgrid}),
+                "dmtet": cfg.dmtet.model_copy(
+                    update={"rasteriser_backend": self.rasteriser, "marching_backend": self.marching_tets}
+                ),
+            }
+        )
 
 
 def resolve_all(cfg, device) -> Backends:
@@ -151,11 +161,17 @@ def resolve_all(cfg, device) -> Backends:
     from consistent123.priors.stable_diffusion import prior_dtype
 
     device = torch.device(device)
-    requested = {"hashgrid": cfg.hashgrid.backend, "rasteriser": cfg.dmtet.rasteriser_backend,
-                 "marching_tets": cfg.dmtet.marching_backend}
+    requested = {
+        "hashgrid": cfg.hashgrid.backend,
+        "rasteriser": cfg.dmtet.rasteriser_backend,
+        "marching_tets": cfg.dmtet.marching_backend,
+    }
     chosen = {part: resolve(part, name, device) for part, name in requested.items()}
-    fallbacks = [f"{part}: {unavailable(part, device)}" for part, name in requested.items()
-                 if device.type == "cuda" and name == "auto" and PARTS[part].cuda and chosen[part] == "torch"]
+    fallbacks = [
+        f"{part}: {unavailable(part, device)}"
+        for part, name in requested.items()
+        if device.type == "cuda" and name == "auto" and PARTS[part].cuda and chosen[part] == "torch"
+    ]
     return Backends(
         device=str(device),
         **chosen,

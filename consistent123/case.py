@@ -3,6 +3,7 @@
 Validation happens here, before any model is built or output written, so a bad folder fails
 at once with one line naming the file and the problem.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,12 +31,18 @@ class Case:
 
     def targets(self, size: int, bg: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reference-view targets at ``size``², rgb composited on ``bg`` (HWC layout like renders)."""
-        rgba = F.interpolate(self.rgba[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        rgba = F.interpolate(self.rgba[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[
+            0
+        ]
         depth = F.interpolate(self.depth[None], size=(size, size), mode="nearest")[0]
         mask = rgba[3:4]
         rgb = rgba[:3] * mask + bg.view(3, 1, 1) * (1 - mask)
-        return {"rgb": rgb.permute(1, 2, 0), "mask": mask.permute(1, 2, 0), "depth": depth.permute(1, 2, 0),
-                "valid_depth": ((depth > 0) & (mask > 0.5)).permute(1, 2, 0)}
+        return {
+            "rgb": rgb.permute(1, 2, 0),
+            "mask": mask.permute(1, 2, 0),
+            "depth": depth.permute(1, 2, 0),
+            "valid_depth": ((depth > 0) & (mask > 0.5)).permute(1, 2, 0),
+        }
 
 
 def _read(path: Path, reader):
@@ -60,17 +67,25 @@ def load_case(case_dir: str | Path) -> Case:
         raise InputError(f"{case_dir}: case folder not found")
     rgba = _read(case_dir / "rgba.png", _read_rgba)
     if rgba.shape[0] != rgba.shape[1]:
-        raise InputError(f"{case_dir / 'rgba.png'}: must be square (got {rgba.shape[1]}x{rgba.shape[0]}); run `consistent123 preprocess`")
+        raise InputError(
+            f"{case_dir / 'rgba.png'}: must be square (got {rgba.shape[1]}x{rgba.shape[0]}); run `consistent123 preprocess`"
+        )
     if rgba[..., 3].max() < 0.5:
         raise InputError(f"{case_dir / 'rgba.png'}: fully transparent, no object")
     depth = _read(case_dir / "depth.png", read_depth_png)
     if depth.shape != rgba.shape[:2]:
-        raise InputError(f"{case_dir / 'depth.png'}: size {depth.shape[1]}x{depth.shape[0]} does not match rgba.png {rgba.shape[1]}x{rgba.shape[0]}")
+        raise InputError(
+            f"{case_dir / 'depth.png'}: size {depth.shape[1]}x{depth.shape[0]} does not match rgba.png {rgba.shape[1]}x{rgba.shape[0]}"
+        )
     caption_path = case_dir / "caption.txt"
     if not caption_path.is_file():
         raise InputError(f"{caption_path}: missing")
     caption = caption_path.read_text(encoding="utf-8", errors="replace").strip()
     if not caption:
         raise InputError(f"{caption_path}: empty caption")
-    return Case(case_dir.name, torch.from_numpy(rgba).permute(2, 0, 1).contiguous(),
-                torch.from_numpy(depth)[None].contiguous(), caption)
+    return Case(
+        case_dir.name,
+        torch.from_numpy(rgba).permute(2, 0, 1).contiguous(),
+        torch.from_numpy(depth)[None].contiguous(),
+        caption,
+    )

@@ -7,6 +7,7 @@ project's errors, and the operating system's (read-only folder, full disk) and t
 store's, into one line on stderr and a non-zero exit. That line is the last one a failed
 command prints and starts with ``consistent123 COMMAND: error:`` (the workflow quotes it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("eval.command", "metrics of one reconstruction (writes OUT/metrics.json)"),
     "eval-mesh": ("eval.mesh_command", "Chamfer distance and volumetric IoU of two meshes"),
     "tables": ("eval.tables_command", "the paper's tables from tracked runs"),
-    "known-answer": ("consistent123.known_answer", "reconstruct a mesh through the oracle prior and score it against the mesh"),
+    "known-answer": (
+        "consistent123.known_answer",
+        "reconstruct a mesh through the oracle prior and score it against the mesh",
+    ),
     "config": ("consistent123.config_command", "print the resolved configuration"),
 }
 
@@ -42,8 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", default=None, help="YAML config (defaults: the paper's settings)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override one config value; repeatable")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override one config value; repeatable",
+        )
         p.set_defaults(_module=module)
         try:
             importlib.import_module(module).add_arguments(p)
@@ -70,7 +80,9 @@ def _raise_interrupt(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if getattr(args, "_missing", False):
         print(f"consistent123: error: command {args.command!r} is not available in this install", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
 """``consistent123 config``: print the resolved configuration (defaults <- file <- --set)."""
+
 from consistent123.config import dump_config
 
 

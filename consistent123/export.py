@@ -3,6 +3,7 @@
 The baked texture follows the OBJ / glTF convention that trimesh reads and writes: uv in
 [0,1]^2 with v = 0 at the image's bottom row. Every file is written atomically.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,14 @@ def _numpy(x) -> np.ndarray:
 
 # ---------------------------------------------------------------- NeRF -> mesh
 @torch.no_grad()
-def extract_nerf_mesh(density_fn: Callable[[torch.Tensor], torch.Tensor], bound: float, resolution: int,
-                      threshold: float, device="cpu", chunk: int = 1 << 18):
+def extract_nerf_mesh(
+    density_fn: Callable[[torch.Tensor], torch.Tensor],
+    bound: float,
+    resolution: int,
+    threshold: float,
+    device="cpu",
+    chunk: int = 1 << 18,
+):
     """Marching cubes of ``density_fn(points[N,3]) -> sigma[N]`` over [-bound, bound]^3.
 
     Raises ValueError when no part of the grid crosses ``threshold`` (empty or full field).
@@ -40,8 +47,10 @@ def extract_nerf_mesh(density_fn: Callable[[torch.Tensor], torch.Tensor], bound:
         vals = torch.cat([density_fn(p).reshape(-1) for p in pts.split(chunk)])
         sigma[i] = vals.reshape(resolution, resolution).float().cpu().numpy()
     if not (sigma.min() < threshold < sigma.max()):
-        raise ValueError(f"marching cubes: density range [{sigma.min():.4g}, {sigma.max():.4g}] does not cross "
-                         f"the threshold {threshold}: no surface to extract")
+        raise ValueError(
+            f"marching cubes: density range [{sigma.min():.4g}, {sigma.max():.4g}] does not cross "
+            f"the threshold {threshold}: no surface to extract"
+        )
     verts, faces = mcubes.marching_cubes(sigma, threshold)
     verts = verts / (resolution - 1) * 2 * bound - bound
     # mcubes winds triangles for "inside = above the level" the other way round: face outwards.
@@ -64,8 +73,14 @@ def _fill_gutters(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def bake_texture(verts, faces, color_fn: Callable[[torch.Tensor], torch.Tensor], texture_size: int,
-                 device=None, backend: str = "auto"):
+def bake_texture(
+    verts,
+    faces,
+    color_fn: Callable[[torch.Tensor], torch.Tensor],
+    texture_size: int,
+    device=None,
+    backend: str = "auto",
+):
     """UV-unwrap with xatlas and bake ``color_fn(points[N,3]) -> rgb[N,3] in [0,1]``.
 
     ``color_fn`` is called on ``device`` (default: where ``verts`` live, i.e. the field's device)
@@ -134,11 +149,19 @@ def save_textured_mesh(out_dir, verts, faces, uv, uv_faces, texture, stem: str =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     mesh = textured_trimesh(verts, faces, uv, uv_faces, texture)
-    paths = {k: out_dir / n for k, n in (("glb", f"{stem}.glb"), ("obj", f"{stem}.obj"),
-                                          ("mtl", f"{stem}.mtl"), ("texture", f"{stem}_albedo.png"))}
+    paths = {
+        k: out_dir / n
+        for k, n in (
+            ("glb", f"{stem}.glb"),
+            ("obj", f"{stem}.obj"),
+            ("mtl", f"{stem}.mtl"),
+            ("texture", f"{stem}_albedo.png"),
+        )
+    }
     # OBJ side: write our own texture name into the material trimesh generates.
-    obj_text, files = export_obj(mesh, include_normals=False, include_texture=True, return_texture=True,
-                                 mtl_name=paths["mtl"].name)
+    obj_text, files = export_obj(
+        mesh, include_normals=False, include_texture=True, return_texture=True, mtl_name=paths["mtl"].name
+    )
     mtl_text = files[paths["mtl"].name].decode()
     for name in list(files):
         if name != paths["mtl"].name:
@@ -206,8 +229,9 @@ def render_turntable(render_fn: Callable[[Camera], object], cams: Sequence[Camer
     with atomic_path(path) as tmp:
         if use_mp4:
             # Even sizes for yuv420p; macro_block_size=1 stops imageio from resizing frames.
-            writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                        pixelformat="yuv420p", macro_block_size=1)
+            writer = imageio.get_writer(
+                tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1
+            )
         else:
             writer = imageio.get_writer(tmp, format="GIF", mode="I", duration=1000.0 / fps, loop=0)
         try:

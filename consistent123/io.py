@@ -4,6 +4,7 @@ Every failure to write becomes one :class:`OutputError` naming the final path an
 ("no space left on device writing OUT/checkpoints/last.pt"), and files get the user's umask
 (``mkstemp`` alone would leave them 0600, unreadable by a colleague or a shared ``mlflow ui``).
 """
+
 from __future__ import annotations
 
 import json
@@ -146,7 +147,12 @@ def atomic_files(folder: str | Path, names: tuple[str, ...]) -> Iterator[Path]:
     except Exception as exc:
         # Name the file the user asked for, not its staging copy.
         target = folder
-        if isinstance(exc, OSError) and exc.filename and staging is not None and str(exc.filename).startswith(str(staging)):
+        if (
+            isinstance(exc, OSError)
+            and exc.filename
+            and staging is not None
+            and str(exc.filename).startswith(str(staging))
+        ):
             target = folder / Path(exc.filename).name
         translated = output_error(exc, target)
         if translated is None:

@@ -14,6 +14,7 @@ smooth function of position in ``smooth_colours``). Then:
 
 The frame is known (the truth is rendered from the reference camera), so eval.align is off.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,9 +92,15 @@ def write_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) -
     from consistent123.render.rasterize import render_mesh
 
     size = cfg.preprocess.size
-    out = render_mesh(torch.as_tensor(np.asarray(gt.vertices), dtype=torch.float32),
-                      torch.as_tensor(np.asarray(gt.faces), dtype=torch.int64), reference_camera(cfg.cameras), size, size,
-                      vertex_colors=torch.as_tensor(mesh_vertex_colours(gt)), bg_color=(0.0, 0.0, 0.0))
+    out = render_mesh(
+        torch.as_tensor(np.asarray(gt.vertices), dtype=torch.float32),
+        torch.as_tensor(np.asarray(gt.faces), dtype=torch.int64),
+        reference_camera(cfg.cameras),
+        size,
+        size,
+        vertex_colors=torch.as_tensor(mesh_vertex_colours(gt)),
+        bg_color=(0.0, 0.0, 0.0),
+    )
     alpha = out["alpha"].clamp(0, 1)
     straight = torch.where(alpha > 1e-4, out["rgb"] / alpha.clamp(min=1e-4), torch.zeros_like(out["rgb"])).clamp(0, 1)
     rgba = (torch.cat([straight, alpha], -1).numpy() * 255.0 + 0.5).astype(np.uint8)
@@ -112,13 +119,22 @@ def write_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) -
 
 def oracle_config(cfg: Config, gt_path: Path) -> Config:
     """The run's config: the oracle in both roles, built from ``gt_path``; no alignment (known frame)."""
-    return config_from_dict(cfg.model_dump(mode="json"), ["models.prior_3d=oracle", "models.prior_2d=oracle",
-                                                          f"oracle.mesh={gt_path}", "eval.align=false"])
+    return config_from_dict(
+        cfg.model_dump(mode="json"),
+        ["models.prior_3d=oracle", "models.prior_2d=oracle", f"oracle.mesh={gt_path}", "eval.align=false"],
+    )
 
 
 # ---------------------------------------------------------------- the whole measurement
-def known_answer(mesh_path: str | Path, out_dir: str | Path, cfg: Config, up_axis: str = "y",
-                 run_name: Optional[str] = None, tags: Optional[dict] = None, progress: bool = True) -> dict:
+def known_answer(
+    mesh_path: str | Path,
+    out_dir: str | Path,
+    cfg: Config,
+    up_axis: str = "y",
+    run_name: Optional[str] = None,
+    tags: Optional[dict] = None,
+    progress: bool = True,
+) -> dict:
     from consistent123.reconstruct import reconstruct
     from eval.command import evaluate_run
     from eval.mesh_metrics import load_mesh
@@ -131,15 +147,24 @@ def known_answer(mesh_path: str | Path, out_dir: str | Path, cfg: Config, up_axi
     cfg = oracle_config(cfg, case_dir / GROUND_TRUTH)
     all_tags = {"benchmark": "known_answer", "case": mesh_path.stem, "prior": "oracle", **(tags or {})}
     start = time.perf_counter()
-    reconstruct(case_dir, run_dir, cfg, run_name=run_name or f"known_answer/{mesh_path.stem}", tags=all_tags,
-                progress=progress)
+    reconstruct(
+        case_dir, run_dir, cfg, run_name=run_name or f"known_answer/{mesh_path.stem}", tags=all_tags, progress=progress
+    )
     seconds = time.perf_counter() - start
     record = evaluate_run(run_dir, case_dir, cfg, gt_mesh=case_dir / GROUND_TRUTH, tags=all_tags, progress=progress)
     metrics = {k: record["metrics"][k] for k in HEADLINE}
     metrics["time_s"] = seconds  # this call's reconstruction time (a resumed or finished run: less)
-    summary = {"metrics": metrics, "object": mesh_path.stem, "tags": record["tags"], "up_axis": up_axis,
-               "alignment": record["details"].get("alignment", {"enabled": False}),
-               "iterations": cfg.total_iters, "run": str(run_dir), "case": str(case_dir), "mesh": str(mesh_path)}
+    summary = {
+        "metrics": metrics,
+        "object": mesh_path.stem,
+        "tags": record["tags"],
+        "up_axis": up_axis,
+        "alignment": record["details"].get("alignment", {"enabled": False}),
+        "iterations": cfg.total_iters,
+        "run": str(run_dir),
+        "case": str(case_dir),
+        "mesh": str(mesh_path),
+    }
     atomic_write_json(out_dir / "metrics.json", summary)
     if record.get("run"):
         try:
@@ -152,7 +177,8 @@ def known_answer(mesh_path: str | Path, out_dir: str | Path, cfg: Config, up_axi
 
 
 def run(args, cfg: Config) -> int:
-    summary = known_answer(args.mesh, args.out, cfg, args.up_axis, args.run_name, parse_tags(args.tags),
-                           progress=not args.no_progress)
+    summary = known_answer(
+        args.mesh, args.out, cfg, args.up_axis, args.run_name, parse_tags(args.tags), progress=not args.no_progress
+    )
     print(json.dumps(summary["metrics"], indent=2))
     return 0

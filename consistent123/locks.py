@@ -4,6 +4,7 @@
 the process holding it); ``store_lock`` serialises the first use of an MLflow store, whose
 creation (schema migration) is not safe when several processes do it at the same time.
 """
+
 from __future__ import annotations
 
 import fcntl

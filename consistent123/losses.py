@@ -9,6 +9,7 @@ per-sample weights, orientation, 3D and 2D normal smoothness for the NeRF; norma
 and the uniform Laplacian for the mesh. Their weights and ramps come from the iteration plan
 (``schedule.plan``) and the config; the fields hand in what they rendered.
 """
+
 from __future__ import annotations
 
 import torch
@@ -69,7 +70,9 @@ def _edge_faces(faces: torch.Tensor) -> torch.Tensor:
     f = faces.long()
     edges = torch.sort(torch.stack([f, f.roll(-1, dims=1)], -1).reshape(-1, 2), dim=1).values
     # 1-D keys: torch.unique(dim=0) is far slower than unique on a flat int64 tensor.
-    _, inv, counts = torch.unique(edges[:, 0] * (int(f.max()) + 1) + edges[:, 1], return_inverse=True, return_counts=True)
+    _, inv, counts = torch.unique(
+        edges[:, 0] * (int(f.max()) + 1) + edges[:, 1], return_inverse=True, return_counts=True
+    )
     order = torch.argsort(inv, stable=True)
     face_of = torch.arange(f.shape[0], device=f.device).repeat_interleave(3)[order]
     starts = torch.cumsum(counts, 0) - counts

@@ -3,6 +3,7 @@
 Each switch leaves what is optimised unchanged (tests/test_perf.py compares losses and
 gradients with the plain path on the CPU); ``benchmarks/iteration_speed.py`` times them.
 """
+
 from __future__ import annotations
 
 import torch

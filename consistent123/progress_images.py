@@ -5,6 +5,7 @@ Every ``log_images_every`` iterations the run gets one strip of the 8 boundary-c
 settling. Rendering a strip never changes training: the trainer's random generators and
 torch's global one are restored afterwards.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,10 @@ def check_view_strip(trainer, size: int) -> np.ndarray:
     gen_device_state = trainer.gen_device.get_state()
     devices = [trainer.device] if trainer.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        views = [trainer.render(cam, size, ("albedo", 1.0, None), WHITE, perturb=False)["rgb"]
-                 for cam in check_cameras(trainer.cfg.cameras)]
+        views = [
+            trainer.render(cam, size, ("albedo", 1.0, None), WHITE, perturb=False)["rgb"]
+            for cam in check_cameras(trainer.cfg.cameras)
+        ]
     trainer.gen.set_state(gen_state)
     trainer.gen_device.set_state(gen_device_state)
     strip = torch.cat(views, dim=1).clamp(0, 1).cpu().numpy()

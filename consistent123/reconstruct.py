@@ -9,6 +9,7 @@ same MLflow run. Final outputs are written only after training finished, each at
 for the whole job); the metric buffer is flushed before every checkpoint, so after a kill the
 run's history is exact once the resumed job replays the iterations since that checkpoint.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,11 @@ PRIORS_RECORD = "priors.json"
 
 def outputs_complete(out_dir: Path, cfg: Config) -> bool:
     views = [out_dir / "views" / novel_view_name(az) for az in cfg.eval.clip_views_azimuths]
-    return (all((out_dir / name).exists() for name in FINAL_OUTPUTS) and all(v.exists() for v in views)
-            and any(out_dir.glob("turntable.*")))
+    return (
+        all((out_dir / name).exists() for name in FINAL_OUTPUTS)
+        and all(v.exists() for v in views)
+        and any(out_dir.glob("turntable.*"))
+    )
 
 
 def novel_view_name(azimuth: float) -> str:
@@ -74,7 +78,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--run-name", default=None, help="MLflow run name (default: the case folder's name)")
     parser.add_argument("--parent-run-id", default=None, help="MLflow parent run (one per sweep)")
-    parser.add_argument("--tags", nargs="*", default=[], metavar="KEY=VALUE", help="MLflow tags (benchmark, case, variant, table)")
+    parser.add_argument(
+        "--tags", nargs="*", default=[], metavar="KEY=VALUE", help="MLflow tags (benchmark, case, variant, table)"
+    )
     # Test hook: stop as if killed after N iterations (checkpoint kept), to exercise resume.
     parser.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -137,19 +143,31 @@ def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
         verts, faces = trainer.mesh.get_mesh()
         color_fn = trainer.mesh.albedo
     else:
-        mesh = export.extract_nerf_mesh(trainer.nerf.density, cfg.nerf.bound, cfg.export.marching_cubes_resolution,
-                                        cfg.dmtet.init_density_threshold, device=trainer.device)
+        mesh = export.extract_nerf_mesh(
+            trainer.nerf.density,
+            cfg.nerf.bound,
+            cfg.export.marching_cubes_resolution,
+            cfg.dmtet.init_density_threshold,
+            device=trainer.device,
+        )
         verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=trainer.device)
         faces = torch.as_tensor(mesh.faces, dtype=torch.int64, device=trainer.device)
         color_fn = lambda x: trainer.nerf(x)[1]  # noqa: E731  (albedo of the NeRF)
     with torch.no_grad():
-        uv, uv_faces, texture = export.bake_texture(verts.detach(), faces, color_fn, cfg.export.texture_size,
-                                                    device=trainer.device, backend=cfg.dmtet.rasteriser_backend)
+        uv, uv_faces, texture = export.bake_texture(
+            verts.detach(),
+            faces,
+            color_fn,
+            cfg.export.texture_size,
+            device=trainer.device,
+            backend=cfg.dmtet.rasteriser_backend,
+        )
     paths = export.save_textured_mesh(out_dir, verts.detach(), faces, uv, uv_faces, texture, stem="mesh")
     cams = ring_cameras(cfg.export.turntable_views, cfg.cameras.ref_polar, cfg.cameras.ref_radius, cfg.cameras.ref_fovy)
     size = cfg.export.turntable_size
     paths["turntable"] = export.render_turntable(
-        lambda cam: on_white(render_view(trainer, cam, size)), cams, out_dir / "turntable.mp4", cfg.export.turntable_fps)
+        lambda cam: on_white(render_view(trainer, cam, size)), cams, out_dir / "turntable.mp4", cfg.export.turntable_fps
+    )
     return paths
 
 
@@ -167,9 +185,16 @@ def log_backends(cfg: Config, device: torch.device, tracker: RunTracker):
     return chosen
 
 
-def reconstruct(case_dir: str | Path, out_dir: str | Path, cfg: Config, run_name: Optional[str] = None,
-                parent_run_id: Optional[str] = None, tags: Optional[dict] = None,
-                stop_after: Optional[int] = None, progress: bool = True) -> Path:
+def reconstruct(
+    case_dir: str | Path,
+    out_dir: str | Path,
+    cfg: Config,
+    run_name: Optional[str] = None,
+    parent_run_id: Optional[str] = None,
+    tags: Optional[dict] = None,
+    stop_after: Optional[int] = None,
+    progress: bool = True,
+) -> Path:
     case = load_case(case_dir)  # validates before anything is built or written
     with folder_lock(out_dir):  # a second writer of this folder stops here with one line
         if remove_partial_files(out_dir):
@@ -200,8 +225,16 @@ def record_execution(out_dir: Path, tracker: RunTracker, device: torch.device) -
     tracker.set_tags({k: str(v) for k, v in facts.items()})
 
 
-def _reconstruct(case: Case, out_dir: Path, cfg: Config, run_name: Optional[str], parent_run_id: Optional[str],
-                 tags: Optional[dict], stop_after: Optional[int], progress: bool) -> Path:
+def _reconstruct(
+    case: Case,
+    out_dir: Path,
+    cfg: Config,
+    run_name: Optional[str],
+    parent_run_id: Optional[str],
+    tags: Optional[dict],
+    stop_after: Optional[int],
+    progress: bool,
+) -> Path:
     fingerprint = config_hash(cfg)
     discard_stale_state(out_dir, fingerprint)
     if (out_dir / "DONE").exists():
@@ -217,8 +250,15 @@ def _reconstruct(case: Case, out_dir: Path, cfg: Config, run_name: Optional[str]
     all_tags = {"case": case.name, **(tags or {})}
     # The store is checked (and the run opened) before any model loads: a store that cannot be
     # written fails in one line without the minutes of loading.
-    tracker = RunTracker.open(out_dir, cfg.tracking.uri, cfg.tracking.experiment, run_name or case.name,
-                              params=params_naming_loaded_models(cfg), parent_run_id=parent_run_id, tags=all_tags)
+    tracker = RunTracker.open(
+        out_dir,
+        cfg.tracking.uri,
+        cfg.tracking.experiment,
+        run_name or case.name,
+        params=params_naming_loaded_models(cfg),
+        parent_run_id=parent_run_id,
+        tags=all_tags,
+    )
     priors = load_priors(cfg, device)
     loaded = loaded_models_record(vars(priors))  # pretrained or random-weight, read from the loaded files
     atomic_write_json(out_dir / PRIORS_RECORD, loaded)
@@ -256,8 +296,15 @@ def _reconstruct(case: Case, out_dir: Path, cfg: Config, run_name: Optional[str]
     tracker.set_tags({"t_switch": str(trainer.t_switch), "forced_switch": str(trainer.judge.forced)})
     if trainer.t_switch is not None:
         tracker.log_metrics({"t_switch": trainer.t_switch}, trainer.iteration)
-    tracker.log_artifacts([out_dir / "boundary.json", out_dir / "schedule.csv", out_dir / "config.yaml",
-                           out_dir / PRIORS_RECORD, *exported.values()])
+    tracker.log_artifacts(
+        [
+            out_dir / "boundary.json",
+            out_dir / "schedule.csv",
+            out_dir / "config.yaml",
+            out_dir / PRIORS_RECORD,
+            *exported.values(),
+        ]
+    )
     tracker.log_artifacts([out_dir / "views"])
     tracker.finish()
     atomic_write_text(out_dir / "DONE", f"{trainer.iteration}\n")
@@ -265,7 +312,15 @@ def _reconstruct(case: Case, out_dir: Path, cfg: Config, run_name: Optional[str]
 
 
 def run(args, cfg: Config) -> int:
-    reconstruct(args.case_dir, args.out, cfg, run_name=args.run_name, parent_run_id=args.parent_run_id,
-                tags=parse_tags(args.tags), stop_after=args.stop_after, progress=not args.no_progress)
+    reconstruct(
+        args.case_dir,
+        args.out,
+        cfg,
+        run_name=args.run_name,
+        parent_run_id=args.parent_run_id,
+        tags=parse_tags(args.tags),
+        stop_after=args.stop_after,
+        progress=not args.no_progress,
+    )
     print(f"reconstruction written to {args.out}")
     return 0

@@ -12,6 +12,7 @@
   random draws of a view (``draw_novel_view``, ``draw_reference_view``). The trainer only
   carries the plan out, so a whole run's plan can be listed without rendering (``run_plan``).
 """
+
 from __future__ import annotations
 
 import math
@@ -125,8 +126,14 @@ class BoundaryJudge:
 
     @classmethod
     def from_config(cls, boundary) -> "BoundaryJudge":
-        return cls(boundary.every, boundary.window, boundary.delta, boundary.use_abs,
-                   boundary.least_3d_only, boundary.most_3d_only)
+        return cls(
+            boundary.every,
+            boundary.window,
+            boundary.delta,
+            boundary.use_abs,
+            boundary.least_3d_only,
+            boundary.most_3d_only,
+        )
 
     def is_check(self, t: int) -> bool:
         return self.t_switch is None and self.least <= t < self.most and t % self.every == 0
@@ -141,7 +148,7 @@ class BoundaryJudge:
             prev = self.checks[-1].S
             rate = (score - prev) / prev
         rates = [c.change_rate for c in self.checks if c.change_rate is not None] + ([rate] if rate is not None else [])
-        avg = sum(rates[-self.window:]) / self.window if len(rates) >= self.window else None
+        avg = sum(rates[-self.window :]) / self.window if len(rates) >= self.window else None
         self.checks.append(Check(t, float(score), rate, avg))
         if avg is not None and (abs(avg) if self.use_abs else avg) < self.delta:
             self.t_switch = t
@@ -156,8 +163,14 @@ class BoundaryJudge:
             "checks": [asdict(c) for c in self.checks],
             "t_switch": self.t_switch,
             "forced": self.forced,
-            "settings": {"every": self.every, "window": self.window, "delta": self.delta,
-                         "use_abs": self.use_abs, "least_3d_only": self.least, "most_3d_only": self.most},
+            "settings": {
+                "every": self.every,
+                "window": self.window,
+                "delta": self.delta,
+                "use_abs": self.use_abs,
+                "least_3d_only": self.least,
+                "most_3d_only": self.most,
+            },
         }
 
     def load_state(self, state: dict) -> None:
@@ -224,11 +237,16 @@ def ramp(init: float, p: float) -> float:
 
 def camera_ranges(cams_cfg, r_v: float) -> CameraRanges:
     """Each range grown from the reference view: ref (1 - r_v) + full r_v (R train_step)."""
+
     def grow(ref: float, full) -> tuple[float, float]:
         return (ref * (1 - r_v) + full[0] * r_v, ref * (1 - r_v) + full[1] * r_v)
 
-    return CameraRanges(grow(cams_cfg.ref_polar, cams_cfg.polar_range), grow(cams_cfg.ref_azimuth, cams_cfg.azimuth_range),
-                        grow(cams_cfg.ref_radius, cams_cfg.radius_range), grow(cams_cfg.ref_fovy, cams_cfg.fovy_range))
+    return CameraRanges(
+        grow(cams_cfg.ref_polar, cams_cfg.polar_range),
+        grow(cams_cfg.ref_azimuth, cams_cfg.azimuth_range),
+        grow(cams_cfg.ref_radius, cams_cfg.radius_range),
+        grow(cams_cfg.ref_fovy, cams_cfg.fovy_range),
+    )
 
 
 def is_reference_view(t: int, cfg, generator: Optional[torch.Generator] = None) -> bool:
@@ -270,10 +288,16 @@ def plan(t: int, cfg, t_switch: Optional[int], generator: Optional[torch.Generat
     weights = prior_weights(t, t_switch, cfg.total_iters - 1, cfg.dynamic)
     t_range = cfg.sds.t_range_mesh if mesh else cfg.sds.t_range_nerf
     return IterationPlan(
-        iteration=t, phase=phase, phase_iteration=t_phase, progress=p,
-        stage=weights.stage, w3d=weights.w3d, w2d=weights.w2d,
+        iteration=t,
+        phase=phase,
+        phase_iteration=t_phase,
+        progress=p,
+        stage=weights.stage,
+        w3d=weights.w3d,
+        w2d=weights.w2d,
         view="reference" if is_reference_view(t, cfg, generator) else "novel",
-        camera_ranges=ranges, max_level=max_level,
+        camera_ranges=ranges,
+        max_level=max_level,
         t_range_3d=timestep_range(t_range, cfg.sds.zero123_timestep),
         t_range_2d=timestep_range(t_range, cfg.sds.sd_timestep),
         lambda_depth=depth_weight(cfg.loss, p, mesh),
@@ -323,6 +347,8 @@ def draw_reference_view(it: IterationPlan, cfg, generator: torch.Generator, size
         bg = torch.tensor(WHITE)
     noise = None
     if nerf.ref_ray_noise > 0 and it.phase == "nerf":
-        noise = (torch.randn(3, generator=generator) * nerf.ref_ray_noise,
-                 torch.randn(3, generator=generator) * nerf.ref_ray_noise)
+        noise = (
+            torch.randn(3, generator=generator) * nerf.ref_ray_noise,
+            torch.randn(3, generator=generator) * nerf.ref_ray_noise,
+        )
     return ViewDraw(reference_camera(cfg.cameras), shading, bg, noise)

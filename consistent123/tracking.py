@@ -11,6 +11,7 @@ after the last checkpoint adds no duplicate and leaves no gap. The first use of 
 (SQLite file or ``mlruns`` folder) is serialised by a file lock beside it, so parallel jobs can
 create it together.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ def resolve_uri(uri: str | None, create: bool = True) -> str:
     """
     uri = os.environ.get(TRACKING_URI_ENV) or uri or "sqlite:///results/mlflow.db"
     if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
+        db = Path(uri[len("sqlite:///") :])
         if create:
             db.parent.mkdir(parents=True, exist_ok=True)
         # Absolute, so jobs started from other working directories reach the same file.
@@ -48,7 +49,7 @@ def resolve_uri(uri: str | None, create: bool = True) -> str:
 def local_store_path(uri: str) -> Optional[Path]:
     """The SQLite file or ``mlruns`` folder of a local store; None for a server."""
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):])
+        return Path(uri[len("sqlite:///") :])
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         return Path(parsed.path)
@@ -110,7 +111,7 @@ def _client(uri: str, create: bool = True):
 
 def _artifact_root(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
     return None  # a server decides its own artifact store
 
 
@@ -147,8 +148,9 @@ def start_parent_run(uri: str | None, experiment: str, sweep_name: str) -> str:
     exp_id = ensure_experiment(uri, experiment)
     client = _client(uri)
     with _creating(uri):
-        found = client.search_runs([exp_id], filter_string=f"tags.sweep = '{sweep_name}' and tags.role = 'parent'",
-                                   max_results=1)
+        found = client.search_runs(
+            [exp_id], filter_string=f"tags.sweep = '{sweep_name}' and tags.role = 'parent'", max_results=1
+        )
         if found:
             return found[0].info.run_id
         run = client.create_run(exp_id, run_name=sweep_name, tags={"sweep": sweep_name, "role": "parent"})
@@ -207,9 +209,16 @@ class RunTracker:
 
     # ------------------------------------------------------------ opening
     @classmethod
-    def open(cls, out_dir: str | Path, uri: str | None, experiment: str, run_name: str,
-             params: Mapping[str, Any] | None = None, parent_run_id: str | None = None,
-             tags: Mapping[str, str] | None = None) -> "RunTracker":
+    def open(
+        cls,
+        out_dir: str | Path,
+        uri: str | None,
+        experiment: str,
+        run_name: str,
+        params: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> "RunTracker":
         """Reuse the run recorded in ``out_dir/run.json`` if any, else create one and record it."""
         uri = resolve_uri(uri)
         check_store_writable(uri)
@@ -231,8 +240,16 @@ class RunTracker:
                 all_tags["mlflow.parentRunId"] = parent_run_id
             run = client.create_run(exp_id, run_name=run_name, tags=all_tags)
             run_id = run.info.run_id
-            atomic_write_json(run_json, {"run_id": run_id, "tracking_uri": uri, "experiment_id": exp_id,
-                                         "experiment": experiment, "run_name": run_name})
+            atomic_write_json(
+                run_json,
+                {
+                    "run_id": run_id,
+                    "tracking_uri": uri,
+                    "experiment_id": exp_id,
+                    "experiment": experiment,
+                    "run_name": run_name,
+                },
+            )
         tracker = cls(uri, run_id)
         if resumed:
             log.info("run %s holds %d metric points; a replay skips them", run_id, tracker.load_history())
@@ -253,7 +270,7 @@ class RunTracker:
         existing = self.client.get_run(self.run_id).data.params
         new = [Param(k, v[:6000]) for k, v in flat.items() if k not in existing]
         for i in range(0, len(new), MAX_BATCH):
-            self.client.log_batch(self.run_id, params=new[i:i + MAX_BATCH])
+            self.client.log_batch(self.run_id, params=new[i : i + MAX_BATCH])
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         for k, v in tags.items():
@@ -280,7 +297,9 @@ class RunTracker:
         for p in paths:
             p = Path(p)
             if p.is_dir():
-                self.client.log_artifacts(self.run_id, str(p), artifact_path=p.name if artifact_path is None else artifact_path)
+                self.client.log_artifacts(
+                    self.run_id, str(p), artifact_path=p.name if artifact_path is None else artifact_path
+                )
             elif p.exists():
                 self.client.log_artifact(self.run_id, str(p), artifact_path=artifact_path)
 
@@ -293,8 +312,13 @@ class RunTracker:
         self.client.log_image(self.run_id, image, artifact_file=artifact_file)
 
 
-def log_to_run(run_json: str | Path, metrics: Mapping[str, float], artifacts: Iterable[str | Path] = (),
-               step: int = 0, tags: Mapping[str, str] | None = None) -> None:
+def log_to_run(
+    run_json: str | Path,
+    metrics: Mapping[str, float],
+    artifacts: Iterable[str | Path] = (),
+    step: int = 0,
+    tags: Mapping[str, str] | None = None,
+) -> None:
     """Add final metrics/artifacts (and tags) to the run recorded in ``run_json`` (used by `evaluate`)."""
     tracker = RunTracker.from_run_json(run_json)
     tracker.log_metrics(metrics, step)

@@ -11,6 +11,7 @@ All randomness comes from two generators saved in every checkpoint (one on the C
 cameras and shading, one on the compute device for diffusion noise), so a resumed run
 finishes with the same parameters as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,17 @@ from consistent123.errors import ConfigError
 from consistent123.io import atomic_path
 from consistent123.losses import reference_losses
 from consistent123.render.cameras import Camera, check_cameras, reference_camera
-from consistent123.schedule import (BoundaryJudge, IterationPlan, ViewDraw, draw_novel_view, draw_reference_view,
-                                    fixed_switch_iteration, plan, prior_weights, uses_boundary_judgement)
+from consistent123.schedule import (
+    BoundaryJudge,
+    IterationPlan,
+    ViewDraw,
+    draw_novel_view,
+    draw_reference_view,
+    fixed_switch_iteration,
+    plan,
+    prior_weights,
+    uses_boundary_judgement,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +49,16 @@ WHITE = torch.ones(3)
 
 # Settings that do not change what is trained (where it is logged, how it is exported or
 # scored, how often it is saved): a checkpoint stays valid across changes to these.
-NON_TRAINING = {"tracking": None, "export": None, "eval": None,
-                "train": ("device", "checkpoint_every", "log_every", "log_images_every"),
-                # Backends compute the same model and share one checkpoint layout: a run may
-                # resume on a node that resolves another one.
-                "hashgrid": ("backend",), "dmtet": ("marching_backend", "rasteriser_backend")}
+NON_TRAINING = {
+    "tracking": None,
+    "export": None,
+    "eval": None,
+    "train": ("device", "checkpoint_every", "log_every", "log_images_every"),
+    # Backends compute the same model and share one checkpoint layout: a run may
+    # resume on a node that resolves another one.
+    "hashgrid": ("backend",),
+    "dmtet": ("marching_backend", "rasteriser_backend"),
+}
 
 
 def config_hash(cfg: Config) -> str:
@@ -125,15 +140,27 @@ class IterationRecord:
     losses: dict = field(default_factory=dict)
 
     def row(self) -> dict:
-        out = {"iteration": self.iteration, "phase": self.phase, "stage": self.stage, "view": self.view,
-               "w3d": self.w3d, "w2d": self.w2d}
+        out = {
+            "iteration": self.iteration,
+            "phase": self.phase,
+            "stage": self.stage,
+            "view": self.view,
+            "w3d": self.w3d,
+            "w2d": self.w2d,
+        }
         out.update({f"loss_{k}": v for k, v in self.losses.items()})
         return out
 
 
 class Trainer:
-    def __init__(self, cfg: Config, case: Case, priors: Priors, device: torch.device,
-                 on_metrics: Optional[Callable[[dict, int], None]] = None):
+    def __init__(
+        self,
+        cfg: Config,
+        case: Case,
+        priors: Priors,
+        device: torch.device,
+        on_metrics: Optional[Callable[[dict, int], None]] = None,
+    ):
         from consistent123.backends import resolve_all
         from consistent123.fields.nerf import NeRFField
 
@@ -197,12 +224,27 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=torch.float16)
 
-    def render(self, cam: Camera, size: int, shading, bg: Optional[torch.Tensor], perturb: bool = True,
-               ray_noise=None, normal_perturb: float = 0.0) -> dict:
+    def render(
+        self,
+        cam: Camera,
+        size: int,
+        shading,
+        bg: Optional[torch.Tensor],
+        perturb: bool = True,
+        ray_noise=None,
+        normal_perturb: float = 0.0,
+    ) -> dict:
         with self._autocast():
-            return self.field.render(cam, size, shading, None if bg is None else bg.to(self.device),
-                                     generator=self.sample_gen, perturb=perturb, ray_noise=ray_noise,
-                                     normal_perturb=normal_perturb)
+            return self.field.render(
+                cam,
+                size,
+                shading,
+                None if bg is None else bg.to(self.device),
+                generator=self.sample_gen,
+                perturb=perturb,
+                ray_noise=ray_noise,
+                normal_perturb=normal_perturb,
+            )
 
     def render_size(self) -> int:
         return self.field.render_size(reference=False)
@@ -270,8 +312,14 @@ class Trainer:
         return out, terms
 
     def _render_draw(self, draw: ViewDraw, size: int) -> dict:
-        return self.render(draw.camera, size, draw.shading, draw.background, ray_noise=draw.ray_noise,
-                           normal_perturb=self.cfg.loss.normal_perturb if self.cfg.loss.lambda_normal_smooth_3d > 0 else 0.0)
+        return self.render(
+            draw.camera,
+            size,
+            draw.shading,
+            draw.background,
+            ray_noise=draw.ray_noise,
+            normal_perturb=self.cfg.loss.normal_perturb if self.cfg.loss.lambda_normal_smooth_3d > 0 else 0.0,
+        )
 
     def step(self) -> IterationRecord:
         t = self.iteration
@@ -293,9 +341,15 @@ class Trainer:
         if total is not None and total.requires_grad:
             self.scaler.scale(total).backward()
             optimizer_step(self.optimizer, self.scaler, cfg.train)
-        record = IterationRecord(t, it.phase, it.stage, it.view, it.w3d, it.w2d,
-                                 {k: v.detach() if cfg.perf.sync_free_logging else float(v.detach())
-                                  for k, v in terms.items()})
+        record = IterationRecord(
+            t,
+            it.phase,
+            it.stage,
+            it.view,
+            it.w3d,
+            it.w2d,
+            {k: v.detach() if cfg.perf.sync_free_logging else float(v.detach()) for k, v in terms.items()},
+        )
         self.records.append(record.row())
         self.iteration = t + 1
         return record
@@ -360,13 +414,15 @@ class Trainer:
         self.iteration = int(state["iteration"])
 
     # ------------------------------------------------------------ the whole run
-    def fit(self, checkpoint_path: Optional[Path] = None, stop_after: Optional[int] = None,
-            progress: bool = True) -> None:
+    def fit(
+        self, checkpoint_path: Optional[Path] = None, stop_after: Optional[int] = None, progress: bool = True
+    ) -> None:
         from tqdm.auto import tqdm
 
         every = self.cfg.train.checkpoint_every
-        bar = tqdm(total=self.total, initial=self.iteration, disable=not progress, dynamic_ncols=True,
-                   desc="reconstruct")
+        bar = tqdm(
+            total=self.total, initial=self.iteration, disable=not progress, dynamic_ncols=True, desc="reconstruct"
+        )
         start = time.perf_counter()
         done_here = 0
         while self.iteration < self.total:

@@ -34,6 +34,7 @@ Metric names (MLflow metrics and ``metrics.json["metrics"]``): ``clip_similarity
 ``lpips`` (reference view), ``chamfer_distance``, ``volumetric_iou``, ``mv_psnr``,
 ``mv_lpips`` (GSO), and ``t_switch`` (logged by the trainer).
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,7 +71,9 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     for m in METRICS:
         df[m] = pd.to_numeric(df[m], errors="coerce")
-    return df.sort_values(["benchmark", "variant", "case", "run_id"], na_position="last", kind="stable").reset_index(drop=True)
+    return df.sort_values(["benchmark", "variant", "case", "run_id"], na_position="last", kind="stable").reset_index(
+        drop=True
+    )
 
 
 # ---------------------------------------------------------------- MLflow
@@ -116,7 +119,9 @@ def find_metrics_files(root: str | Path) -> list[Path]:
     return sorted(Path(root).rglob("metrics.json"))
 
 
-def collect_runs(tracking_uri: Optional[str], experiment: Optional[str], results_dir: Optional[str | Path]) -> pd.DataFrame:
+def collect_runs(
+    tracking_uri: Optional[str], experiment: Optional[str], results_dir: Optional[str | Path]
+) -> pd.DataFrame:
     """MLflow first; the metrics.json files under ``results_dir`` when MLflow gives nothing."""
     if tracking_uri and experiment:
         try:

@@ -9,6 +9,7 @@ azimuth (about +y) x elevation (about +x) picks the best start by Chamfer distan
 applied to the reconstruction, carried into the ground truth's frame and scale, so the
 metrics' own per-mesh normalisation then sees the two shapes in one pose.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,11 @@ def rotation(axis: str, degrees: float) -> np.ndarray:
 def candidate_rotations(eval_cfg) -> list[tuple[float, float, np.ndarray]]:
     """(azimuth, elevation, 4x4) for every start of the search grid."""
     azimuths = np.arange(0.0, 360.0, eval_cfg.align_azimuth_step)
-    return [(float(az), float(el), rotation("x", el) @ rotation("y", az))
-            for el in eval_cfg.align_elevations for az in azimuths]
+    return [
+        (float(az), float(el), rotation("x", el) @ rotation("y", az))
+        for el in eval_cfg.align_elevations
+        for az in azimuths
+    ]
 
 
 def _normal_form(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -56,9 +60,16 @@ def align_to(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg) -> tuple[trim
     p, p_centre, p_scale = _normal_form(sample_points(pred, n, seed + 1))
     scores = [(chamfer_distance(_apply(m, p), g), az, el, m) for az, el, m in candidate_rotations(eval_cfg)]
     start_cd, az, el, start = min(scores, key=lambda s: s[0])
-    fit, _, _ = trimesh.registration.icp(p, g, initial=start, threshold=1e-7,
-                                         max_iterations=eval_cfg.align_icp_iterations,
-                                         reflection=False, translation=True, scale=False)
+    fit, _, _ = trimesh.registration.icp(
+        p,
+        g,
+        initial=start,
+        threshold=1e-7,
+        max_iterations=eval_cfg.align_icp_iterations,
+        reflection=False,
+        translation=True,
+        scale=False,
+    )
     final_cd = chamfer_distance(_apply(fit, p), g)
     if final_cd > start_cd:  # ICP can wander off a good start on very unlike shapes
         fit, final_cd = start, start_cd
@@ -66,9 +77,17 @@ def align_to(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg) -> tuple[trim
     total = np.linalg.inv(_similarity(g_centre, g_scale)) @ fit @ _similarity(p_centre, p_scale)
     aligned = pred.copy()
     aligned.apply_transform(total)
-    record = {"enabled": True, "search_azimuth": az, "search_elevation": el, "rotation": fit[:3, :3].tolist(),
-              "transform": total.tolist(), "chamfer_normal_form_before": chamfer_distance(p, g),
-              "chamfer_normal_form_search": start_cd, "chamfer_normal_form_after": final_cd,
-              "grid": {"azimuth_step": eval_cfg.align_azimuth_step, "elevations": list(eval_cfg.align_elevations)},
-              "points": int(n), "icp_iterations": int(eval_cfg.align_icp_iterations)}
+    record = {
+        "enabled": True,
+        "search_azimuth": az,
+        "search_elevation": el,
+        "rotation": fit[:3, :3].tolist(),
+        "transform": total.tolist(),
+        "chamfer_normal_form_before": chamfer_distance(p, g),
+        "chamfer_normal_form_search": start_cd,
+        "chamfer_normal_form_after": final_cd,
+        "grid": {"azimuth_step": eval_cfg.align_azimuth_step, "elevations": list(eval_cfg.align_elevations)},
+        "points": int(n),
+        "icp_iterations": int(eval_cfg.align_icp_iterations),
+    }
     return aligned, record

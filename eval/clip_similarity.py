@@ -3,6 +3,7 @@ reference image and novel-view renders. The cosine itself is the CLIP wrapper's
 ``image_similarity`` (one implementation shared with the boundary judgement); this module only
 batches the views and records which model and views were used.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -30,5 +31,8 @@ def clip_similarities(model, reference: np.ndarray, views: Sequence[np.ndarray])
 def clip_similarity(model, reference: np.ndarray, views: Sequence[np.ndarray]) -> dict:
     """{"clip_similarity": mean, "per_view": [...], "clip_model": name} for metrics.json."""
     per_view = clip_similarities(model, reference, views)
-    return {"clip_similarity": float(np.mean(per_view)), "per_view": per_view,
-            "clip_model": getattr(model, "name", type(model).__name__)}
+    return {
+        "clip_similarity": float(np.mean(per_view)),
+        "per_view": per_view,
+        "clip_model": getattr(model, "name", type(model).__name__),
+    }

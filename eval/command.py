@@ -7,6 +7,7 @@ Writes ``OUT/metrics.json`` atomically (metrics, the run's tags, the models and 
 ``priors``: whether the run's priors and the metric models were pretrained or random-weight)
 and ``OUT/figures/*.png``, then logs both into the MLflow run recorded in ``OUT/run.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("out_dir", metavar="OUT", help="reconstruction output folder")
     parser.add_argument("--case", required=True, metavar="DIR", help="preprocessed case folder (rgba.png)")
     parser.add_argument("--gt-mesh", default=None, metavar="MESH", help="ground-truth mesh (GSO benchmark)")
-    parser.add_argument("--tags", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="run tags to record (benchmark, case, category, variant, table; see eval/aggregate.py)")
+    parser.add_argument(
+        "--tags",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run tags to record (benchmark, case, category, variant, table; see eval/aggregate.py)",
+    )
     parser.add_argument("--no-log", action="store_true", help="do not log into the MLflow run of OUT/run.json")
 
 
@@ -70,16 +76,26 @@ def _priors_record(out_dir: Path, clip_model, lpips_metric) -> dict:
 
     recorded = out_dir / "priors.json"
     run = json.loads(recorded.read_text()) if recorded.is_file() else {"priors": registry.UNKNOWN, "models": {}}
-    lpips_origin = {"source": lpips_metric.name,
-                    "weights": registry.RANDOM if lpips_metric.random_backbone else "pretrained"}
+    lpips_origin = {
+        "source": lpips_metric.name,
+        "weights": registry.RANDOM if lpips_metric.random_backbone else "pretrained",
+    }
     metric_models = {"clip_metric": registry.origin_of(clip_model), "lpips": lpips_origin}
     kind = registry.evaluation_kind(run["priors"], registry.priors_kind(metric_models.values()))
     return {"priors": kind, "run_priors": run["priors"], "models": {**run["models"], **metric_models}}
 
 
-def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | Path | None = None,
-                 tags: Optional[dict] = None, clip_model=None, lpips_metric=None, log_mlflow: bool = True,
-                 progress: bool = True) -> dict:
+def evaluate_run(
+    out_dir: str | Path,
+    case_dir: str | Path,
+    cfg,
+    gt_mesh: str | Path | None = None,
+    tags: Optional[dict] = None,
+    clip_model=None,
+    lpips_metric=None,
+    log_mlflow: bool = True,
+    progress: bool = True,
+) -> dict:
     """Compute every applicable metric, write OUT/metrics.json and figures; return the record.
 
     ``clip_model``/``lpips_metric`` default to the configured ones (cfg.eval.clip_model or the
@@ -136,22 +152,31 @@ def evaluate_run(out_dir: str | Path, case_dir: str | Path, cfg, gt_mesh: str | 
         geo = compare_meshes(gt, pred, cfg.eval.chamfer_points, cfg.eval.iou_resolution, cfg.eval.seed)
         metrics.update(chamfer_distance=geo.pop("chamfer_distance"), volumetric_iou=geo.pop("volumetric_iou"))
         details.update(geo)
-        mv = multiview_metrics(gt, pred, cfg.eval, lpips_metric, progress=progress, device=resolve_device(cfg.train.device))
+        mv = multiview_metrics(
+            gt, pred, cfg.eval, lpips_metric, progress=progress, device=resolve_device(cfg.train.device)
+        )
         metrics.update(mv_psnr=mv.pop("mv_psnr"), mv_lpips=mv.pop("mv_lpips"))
         details.update(mv)
 
     priors = _priors_record(out_dir, clip_model, lpips_metric)
     all_tags["priors"] = priors["priors"]
-    record = {"metrics": metrics, "tags": all_tags, "priors": priors, "run": run, "details": details,
-              "inputs": {"out": str(out_dir), "case": str(case_dir), "gt_mesh": None if gt_mesh is None else str(gt_mesh)}}
+    record = {
+        "metrics": metrics,
+        "tags": all_tags,
+        "priors": priors,
+        "run": run,
+        "details": details,
+        "inputs": {"out": str(out_dir), "case": str(case_dir), "gt_mesh": None if gt_mesh is None else str(gt_mesh)},
+    }
     metrics_path = atomic_write_json(out_dir / "metrics.json", record)
     written = figures.run_figures(out_dir)
     if log_mlflow and run:
         try:
             from consistent123.tracking import log_to_run
 
-            log_to_run(out_dir / "run.json", metrics, artifacts=[metrics_path, *written],
-                       tags={"priors": priors["priors"]})
+            log_to_run(
+                out_dir / "run.json", metrics, artifacts=[metrics_path, *written], tags={"priors": priors["priors"]}
+            )
         except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror
             log.warning("metrics not logged to MLflow (%s: %s)", exc.__class__.__name__, exc)
     return record

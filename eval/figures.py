@@ -4,6 +4,7 @@
 threshold ±delta, and t_switch marked. ``weights.png``: w3D and w2D over the iterations.
 Written as PNG with matplotlib's Agg backend (no display needed), atomically.
 """
+
 from __future__ import annotations
 
 import csv
@@ -104,6 +105,9 @@ def run_figures(out_dir: str | Path) -> list[Path]:
         t_switch = boundary.get("t_switch")
         written.append(boundary_figure(boundary, out_dir / "figures" / "boundary.png", out_dir.name))
     if (out_dir / "schedule.csv").is_file():
-        written.append(weights_figure(read_schedule(out_dir / "schedule.csv"), out_dir / "figures" / "weights.png",
-                                      t_switch, out_dir.name))
+        written.append(
+            weights_figure(
+                read_schedule(out_dir / "schedule.csv"), out_dir / "figures" / "weights.png", t_switch, out_dir.name
+            )
+        )
     return written

@@ -2,6 +2,7 @@
 the reconstruction, each normalised into the unit cube, rendered by our rasteriser under the
 same 18 cameras on white; PSNR and LPIPS averaged over the views.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,9 @@ def _normal_colour(points: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
     return normals * 0.5 + 0.5
 
 
-def render_views(mesh: trimesh.Trimesh, cameras, size: int, backend: str = "auto",
-                 device: str | torch.device = "cpu") -> list[np.ndarray]:
+def render_views(
+    mesh: trimesh.Trimesh, cameras, size: int, backend: str = "auto", device: str | torch.device = "cpu"
+) -> list[np.ndarray]:
     """RGB [size, size, 3] renders on white, one per camera (on ``device``: nvdiffrast on CUDA)."""
     from consistent123.render.rasterize import render_mesh
 
@@ -57,8 +59,15 @@ def render_views(mesh: trimesh.Trimesh, cameras, size: int, backend: str = "auto
     return out
 
 
-def multiview_metrics(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg, lpips_metric,
-                      backend: str = "auto", progress: bool = True, device: str | torch.device = "cpu") -> dict:
+def multiview_metrics(
+    gt: trimesh.Trimesh,
+    pred: trimesh.Trimesh,
+    eval_cfg,
+    lpips_metric,
+    backend: str = "auto",
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> dict:
     """{"mv_psnr", "mv_lpips", per-view lists, the views used} for two meshes."""
     cams = gso_cameras(eval_cfg, eval_cfg.gso_render_radius, eval_cfg.gso_render_fovy)
     size = eval_cfg.render_size
@@ -68,7 +77,16 @@ def multiview_metrics(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg, lpip
     for g, p in tqdm(list(zip(gt_views, pred_views)), desc="GSO views", disable=not progress, leave=False):
         psnrs.append(psnr(p, g))
         lpipss.append(lpips_metric(p, g))
-    return {"mv_psnr": float(np.mean(psnrs)), "mv_lpips": float(np.mean(lpipss)),
-            "mv_psnr_per_view": psnrs, "mv_lpips_per_view": lpipss,
-            "gso_views": {"azimuths": list(eval_cfg.gso_azimuths), "elevations": list(eval_cfg.gso_elevations),
-                          "radius": eval_cfg.gso_render_radius, "fovy": eval_cfg.gso_render_fovy, "size": size}}
+    return {
+        "mv_psnr": float(np.mean(psnrs)),
+        "mv_lpips": float(np.mean(lpipss)),
+        "mv_psnr_per_view": psnrs,
+        "mv_lpips_per_view": lpipss,
+        "gso_views": {
+            "azimuths": list(eval_cfg.gso_azimuths),
+            "elevations": list(eval_cfg.gso_elevations),
+            "radius": eval_cfg.gso_render_radius,
+            "fovy": eval_cfg.gso_render_fovy,
+            "size": size,
+        },
+    }

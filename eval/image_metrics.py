@@ -3,6 +3,7 @@
 Images are float arrays [H, W, 3] in [0, 1]. RGBA inputs are composited over white first,
 as the paper evaluates the reference view on a white background.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,7 +66,9 @@ def psnr(pred: np.ndarray, target: np.ndarray) -> float:
     _check_pair(pred, target)
     with warnings.catch_warnings():  # identical images: skimage warns about division by zero
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(peak_signal_noise_ratio(np.asarray(target, np.float64), np.asarray(pred, np.float64), data_range=1.0))
+        return float(
+            peak_signal_noise_ratio(np.asarray(target, np.float64), np.asarray(pred, np.float64), data_range=1.0)
+        )
 
 
 # ---------------------------------------------------------------- LPIPS
@@ -86,8 +89,10 @@ def ensure_backbone(net: str, allow_download: bool = True) -> Path:
     if weights.is_file():
         return weights
     url = _backbone_weights_url(net)
-    hint = (f"on a connected machine run `python -c \"import lpips; lpips.LPIPS(net='{net}')\"` (or download {url}) "
-            f"and copy the file into {weights.parent}")
+    hint = (
+        f"on a connected machine run `python -c \"import lpips; lpips.LPIPS(net='{net}')\"` (or download {url}) "
+        f"and copy the file into {weights.parent}"
+    )
     if not allow_download:
         raise ModelUnavailableError(f"{weights}: LPIPS {net} backbone weights not in the torch cache; {hint}")
     try:
@@ -95,7 +100,8 @@ def ensure_backbone(net: str, allow_download: bool = True) -> Path:
     except Exception as exc:  # offline: URLError, socket errors, HTTP errors...
         raise ModelUnavailableError(
             f"{weights}: LPIPS {net} backbone weights not in the torch cache and the download failed "
-            f"({exc.__class__.__name__}); {hint}") from None
+            f"({exc.__class__.__name__}); {hint}"
+        ) from None
     return weights
 
 
@@ -107,8 +113,13 @@ class LpipsMetric:
     its values are not LPIPS and must never be reported.
     """
 
-    def __init__(self, net: str = "alex", device: str | torch.device = "cpu", random_backbone: bool = False,
-                 allow_download: bool = True):
+    def __init__(
+        self,
+        net: str = "alex",
+        device: str | torch.device = "cpu",
+        random_backbone: bool = False,
+        allow_download: bool = True,
+    ):
         import lpips
 
         self.net = net
@@ -120,8 +131,11 @@ class LpipsMetric:
             warnings.simplefilter("ignore", UserWarning)
             if random_backbone:
                 torch.manual_seed(0)  # the random trunk is at least the same one every time
-            self.model = lpips.LPIPS(pretrained=True, net=net, version="0.1", pnet_rand=random_backbone,
-                                     verbose=False).to(self.device).eval()
+            self.model = (
+                lpips.LPIPS(pretrained=True, net=net, version="0.1", pnet_rand=random_backbone, verbose=False)
+                .to(self.device)
+                .eval()
+            )
 
     @property
     def name(self) -> str:

@@ -5,6 +5,7 @@ mean, beside the paper's Consistent123 row for scale. The runs use the ORACLE pr
 truth itself): their numbers measure the pipeline, never a prior, and are not comparable to
 the paper's, which the title and the label column say.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ import pandas as pd
 
 from eval.tables import load_paper_numbers
 
-COLUMNS = {"chamfer_distance": "CD ↓", "volumetric_iou": "IoU ↑", "mv_psnr": "PSNR ↑", "mv_lpips": "LPIPS ↓",
-           "psnr": "ref PSNR ↑", "time_s": "time (s)"}
+COLUMNS = {
+    "chamfer_distance": "CD ↓",
+    "volumetric_iou": "IoU ↑",
+    "mv_psnr": "PSNR ↑",
+    "mv_lpips": "LPIPS ↓",
+    "psnr": "ref PSNR ↑",
+    "time_s": "time (s)",
+}
 DECIMALS = {"chamfer_distance": 4, "volumetric_iou": 3, "mv_psnr": 2, "mv_lpips": 3, "psnr": 2, "time_s": 0}
 TITLE = "Known-answer benchmark (ORACLE prior: measures the pipeline, not comparable to the paper)"
 
@@ -28,19 +35,30 @@ def read_runs(paths: list[str | Path]) -> pd.DataFrame:
     for path in paths:
         record = read_json(path, "known-answer metrics file")
         variant = record["tags"].get("variant", "oracle")
-        rows.append({"object": record["object"], "label": "oracle" if variant == "oracle" else f"oracle, {variant}",
-                     **{k: record["metrics"].get(k) for k in COLUMNS}})
+        rows.append(
+            {
+                "object": record["object"],
+                "label": "oracle" if variant == "oracle" else f"oracle, {variant}",
+                **{k: record["metrics"].get(k) for k in COLUMNS},
+            }
+        )
     return pd.DataFrame(rows, columns=["object", "label", *COLUMNS])
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-object rows, their mean, and the paper's Table 2 Consistent123 row (real priors)."""
-    mean = {"object": f"mean ({len(runs)} object{'s' if len(runs) != 1 else ''})", "label": "oracle",
-            **{k: runs[k].astype(float).mean() for k in COLUMNS}}
+    mean = {
+        "object": f"mean ({len(runs)} object{'s' if len(runs) != 1 else ''})",
+        "label": "oracle",
+        **{k: runs[k].astype(float).mean() for k in COLUMNS},
+    }
     paper = load_paper_numbers()
     paper = paper[(paper["table"] == 2) & (paper["setting"] == "consistent123")].set_index("metric")["value"]
-    paper_row = {"object": "paper Table 2, GSO mean", "label": "Consistent123, real priors",
-                 **{k: paper.get(k, float("nan")) for k in COLUMNS}}
+    paper_row = {
+        "object": "paper Table 2, GSO mean",
+        "label": "Consistent123, real priors",
+        **{k: paper.get(k, float("nan")) for k in COLUMNS},
+    }
     return pd.concat([runs, pd.DataFrame([mean, paper_row])], ignore_index=True)
 
 

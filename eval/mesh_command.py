@@ -1,4 +1,5 @@
 """``consistent123 eval-mesh GT PRED``: Chamfer distance and volumetric IoU as JSON on stdout."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Both compare two meshes after normalising *each on its own* into the unit cube: 
 bounding-box centre goes to the origin and its longest bounding-box side becomes 1. So the
 metrics measure shape, never the (arbitrary) scale or placement of a reconstruction.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,9 @@ def load_mesh(path: str | Path) -> trimesh.Trimesh:
     try:
         mesh = trimesh.load(str(path), force="mesh", process=False)
     except Exception as exc:  # trimesh raises many types for unreadable files
-        raise InputError(f"{path}: not a readable mesh ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputError(
+            f"{path}: not a readable mesh ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     if not isinstance(mesh, trimesh.Trimesh):
         raise InputError(f"{path}: not a triangle mesh (got {type(mesh).__name__})")
     return check_mesh(mesh, str(path))
@@ -68,7 +71,7 @@ def chamfer_distance(points_a: np.ndarray, points_b: np.ndarray) -> float:
     """Eq. 10: mean squared-L2 nearest-neighbour distance a->b plus the same b->a."""
     d_ab, _ = cKDTree(points_b).query(points_a, k=1)
     d_ba, _ = cKDTree(points_a).query(points_b, k=1)
-    return float(np.mean(d_ab ** 2) + np.mean(d_ba ** 2))
+    return float(np.mean(d_ab**2) + np.mean(d_ba**2))
 
 
 # ---------------------------------------------------------------- volumetric IoU
@@ -158,14 +161,20 @@ def volumetric_iou(vox_a: np.ndarray, vox_b: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- both metrics
-def compare_meshes(gt: trimesh.Trimesh, pred: trimesh.Trimesh, points: int = 2000,
-                   resolution: int = 64, seed: int = 0) -> dict:
+def compare_meshes(
+    gt: trimesh.Trimesh, pred: trimesh.Trimesh, points: int = 2000, resolution: int = 64, seed: int = 0
+) -> dict:
     """Chamfer distance and volumetric IoU of two meshes, each normalised on its own."""
     gt_n, pred_n = normalise_mesh(gt), normalise_mesh(pred)
     cd = chamfer_distance(sample_points(gt_n, points, seed), sample_points(pred_n, points, seed))
     iou = volumetric_iou(solid_voxels(gt_n, resolution), solid_voxels(pred_n, resolution))
-    return {"chamfer_distance": cd, "volumetric_iou": iou, "chamfer_points": int(points),
-            "iou_resolution": int(resolution), "seed": int(seed)}
+    return {
+        "chamfer_distance": cd,
+        "volumetric_iou": iou,
+        "chamfer_points": int(points),
+        "iou_resolution": int(resolution),
+        "seed": int(seed),
+    }
 
 
 def compare_mesh_files(gt_path: str | Path, pred_path: str | Path, eval_cfg) -> dict:

@@ -5,6 +5,7 @@ Inputs are the trainer's saved renders (``OUT/views/reference.png`` and
 ``OUT/views/novel_<azimuth>.png``, RGBA or RGB on white) and the case's ``rgba.png``; all are
 composited on white, and the input is resized to the render's size.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,12 @@ def reference_view_metrics(out_dir: str | Path, case_dir: str | Path, lpips_metr
         raise InputError(f"{render_path}: reference-view render not found (is {out_dir} a finished reconstruction?)")
     render = load_image_on_white(render_path)
     target = reference_image(case_dir, render.shape[:2])
-    return {"psnr": psnr(render, target), "lpips": lpips_metric(render, target),
-            "lpips_model": lpips_metric.name, "reference_size": list(render.shape[:2])}
+    return {
+        "psnr": psnr(render, target),
+        "lpips": lpips_metric(render, target),
+        "lpips_model": lpips_metric.name,
+        "reference_size": list(render.shape[:2]),
+    }
 
 
 def clip_metrics(out_dir: str | Path, case_dir: str | Path, clip_model, azimuths, polar: float) -> dict:
@@ -46,6 +51,9 @@ def clip_metrics(out_dir: str | Path, case_dir: str | Path, clip_model, azimuths
         raise InputError(f"{missing[0]}: novel-view render not found ({len(missing)} of {len(paths)} missing)")
     views = [load_image_on_white(p) for p in paths]
     result = clip_similarity(clip_model, reference_image(case_dir), views)
-    result["clip_views"] = {"azimuths": [float(a) for a in azimuths], "polar": float(polar),
-                            "files": [p.name for p in paths]}
+    result["clip_views"] = {
+        "azimuths": [float(a) for a in azimuths],
+        "polar": float(polar),
+        "files": [p.name for p in paths],
+    }
     return result

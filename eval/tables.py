@@ -10,6 +10,7 @@ Only runs with pretrained priors are compared with the paper: a cell with any ot
 (random-weight, no priors, not recorded) shows ``ours / paper`` with no difference, and a table
 holding such a cell opens with a one-line banner saying the numbers are not comparable.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,10 +31,20 @@ TITLES = {
 }
 
 METRIC_LABELS = {
-    "clip_similarity": "CLIP-Similarity ↑", "psnr": "PSNR ↑", "lpips": "LPIPS ↓",
-    "chamfer_distance": "CD ↓", "volumetric_iou": "IoU ↑", "mv_psnr": "PSNR ↑", "mv_lpips": "LPIPS ↓",
+    "clip_similarity": "CLIP-Similarity ↑",
+    "psnr": "PSNR ↑",
+    "lpips": "LPIPS ↓",
+    "chamfer_distance": "CD ↓",
+    "volumetric_iou": "IoU ↑",
+    "mv_psnr": "PSNR ↑",
+    "mv_lpips": "LPIPS ↓",
 }
-BENCHMARK_LABELS = {"realfusion15": "RealFusion15", "c10": "C10", "gso": "GSO", "realfusion15+c10": "RealFusion15 + C10"}
+BENCHMARK_LABELS = {
+    "realfusion15": "RealFusion15",
+    "c10": "C10",
+    "gso": "GSO",
+    "realfusion15+c10": "RealFusion15 + C10",
+}
 
 # Paper column (method or setting) -> the run variant that reproduces it (see eval/aggregate.py).
 # Columns absent here are other groups' methods: shown with the paper's number and "n/a".
@@ -55,15 +66,23 @@ def variant_tag(table: int, setting: str) -> str:
 
 
 # Other spellings of the default run's variant.
-VARIANT_ALIASES = {"schedule=exp": "default", "schedule=exponential": "default", "lambda=default": "default",
-                   "Ldelta=default": "default", "strategy=default": "default", "strategy=consistent123": "default"}
+VARIANT_ALIASES = {
+    "schedule=exp": "default",
+    "schedule=exponential": "default",
+    "lambda=default": "default",
+    "Ldelta=default": "default",
+    "strategy=default": "default",
+    "strategy=consistent123": "default",
+}
 
 MISSING = "missing"
 NOT_REPRODUCED = "n/a"
 REAL = "real"  # the `priors` tag of a run whose models were all pretrained (eval/aggregate.py)
-RANDOM_BANNER = ("random-weight priors: these numbers exercise the pipeline and are not comparable to the paper")
-OTHER_BANNER = ("priors not pretrained or not recorded for some runs (see the priors column): "
-                "those cells are not compared with the paper")
+RANDOM_BANNER = "random-weight priors: these numbers exercise the pipeline and are not comparable to the paper"
+OTHER_BANNER = (
+    "priors not pretrained or not recorded for some runs (see the priors column): "
+    "those cells are not compared with the paper"
+)
 
 
 def _priors_of(runs: pd.DataFrame, metric: str) -> str:
@@ -119,10 +138,23 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
                 ours, n = _mean_or_nan(sel[cell.metric]) if len(sel) else (math.nan, 0)
             status = "ok" if n else MISSING
             priors = _priors_of(sel, cell.metric) if n else ""
-        out.append({"table": cell.table, "benchmark": cell.benchmark, "group": cell.group, "setting": cell.setting,
-                    "metric": cell.metric, "paper": cell.value, "ours": ours,
-                    "diff": ours - cell.value if n and priors == REAL else math.nan, "n_runs": n, "status": status,
-                    "priors": priors, "decimals": cell.decimals, "note": cell.note})
+        out.append(
+            {
+                "table": cell.table,
+                "benchmark": cell.benchmark,
+                "group": cell.group,
+                "setting": cell.setting,
+                "metric": cell.metric,
+                "paper": cell.value,
+                "ours": ours,
+                "diff": ours - cell.value if n and priors == REAL else math.nan,
+                "n_runs": n,
+                "status": status,
+                "priors": priors,
+                "decimals": cell.decimals,
+                "note": cell.note,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -167,12 +199,16 @@ def layout(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
     order = {c: sub[c].drop_duplicates().tolist() for c in (*index, columns)}  # keep the paper's order
     grid = sub.pivot(index=index, columns=columns, values="cell")
     grid = grid.reindex(columns=order[columns])
-    grid = grid.reindex(pd.MultiIndex.from_tuples(
-        sub[index].drop_duplicates().itertuples(index=False, name=None), names=index))
+    grid = grid.reindex(
+        pd.MultiIndex.from_tuples(sub[index].drop_duplicates().itertuples(index=False, name=None), names=index)
+    )
     grid = grid.fillna(NOT_REPRODUCED)
     # Which priors the row's numbers come from (empty: no run behind any of its cells).
-    grid["Priors"] = sub.groupby(index, sort=False)["priors"].agg(
-        lambda kinds: "+".join(sorted(set("+".join(kinds).split("+")) - {""}))).reindex(grid.index)
+    grid["Priors"] = (
+        sub.groupby(index, sort=False)["priors"]
+        .agg(lambda kinds: "+".join(sorted(set("+".join(kinds).split("+")) - {""})))
+        .reindex(grid.index)
+    )
     return grid.reset_index().rename(columns={"setting": "Method"})
 
 
@@ -192,17 +228,36 @@ def to_markdown(cmp: pd.DataFrame, table: int) -> str:
     header, body = _rows(layout(cmp, table))
     warning = banner(cmp, table)
     lines = [f"**{warning}**", ""] if warning else []
-    lines += [f"**{TITLES[table]}**", "", _legend(cmp, table) + " "
-              "`missing`: no run yet; `n/a`: not reproduced here. †: the paper does not compare this value. "
-              "Priors: the priors of the runs behind the row (real = pretrained, random = random-weight).", "",
-             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += [
+        f"**{TITLES[table]}**",
+        "",
+        _legend(cmp, table) + " "
+        "`missing`: no run yet; `n/a`: not reproduced here. †: the paper does not compare this value. "
+        "Priors: the priors of the runs behind the row (real = pretrained, random = random-weight).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
     return "\n".join(lines) + "\n"
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "↑": r"$\uparrow$", "↓": r"$\downarrow$", "†": r"$^\dagger$", "−": "-"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "†": r"$^\dagger$",
+    "−": "-",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -213,11 +268,21 @@ def to_latex(cmp: pd.DataFrame, table: int) -> str:
     header, body = _rows(layout(cmp, table))
     warning = banner(cmp, table)
     lines = [f"% {warning}"] if warning else []
-    lines += [r"\begin{table}[t]", r"\centering", r"\small",
-             r"\caption{" + (latex_escape(warning) + ". " if warning else "") + latex_escape(TITLES[table]) + ". "
-             + latex_escape(_legend(cmp, table)).replace("(ours - paper)", r"(ours $-$ paper)") + "}",
-             r"\begin{tabular}{" + "l" * 2 + "c" * (len(header) - 2) + "}", r"\toprule",
-             " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\caption{"
+        + (latex_escape(warning) + ". " if warning else "")
+        + latex_escape(TITLES[table])
+        + ". "
+        + latex_escape(_legend(cmp, table)).replace("(ours - paper)", r"(ours $-$ paper)")
+        + "}",
+        r"\begin{tabular}{" + "l" * 2 + "c" * (len(header) - 2) + "}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in body]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
@@ -231,15 +296,17 @@ def to_html(cmp: pd.DataFrame, table: int) -> str:
     warning = banner(cmp, table)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(TITLES[table]) + "</title>"
-            "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:14px}"
-            "th,td{border:1px solid #bbb;padding:4px 8px;text-align:center;white-space:nowrap}"
-            ".banner{background:#fff3cd;border:1px solid #e0b000;padding:8px;font-weight:bold}</style></head><body>"
-            + (f"<p class='banner'>{html.escape(warning)}</p>" if warning else "")
-            + f"<h3>{html.escape(TITLES[table])}</h3><p>{html.escape(_legend(cmp, table))} missing: no run yet; "
-            "n/a: not reproduced here; †: the paper does not compare this value. Priors: the priors of the runs "
-            "behind the row (real = pretrained, random = random-weight).</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></body></html>\n")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(TITLES[table]) + "</title>"
+        "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:14px}"
+        "th,td{border:1px solid #bbb;padding:4px 8px;text-align:center;white-space:nowrap}"
+        ".banner{background:#fff3cd;border:1px solid #e0b000;padding:8px;font-weight:bold}</style></head><body>"
+        + (f"<p class='banner'>{html.escape(warning)}</p>" if warning else "")
+        + f"<h3>{html.escape(TITLES[table])}</h3><p>{html.escape(_legend(cmp, table))} missing: no run yet; "
+        "n/a: not reproduced here; †: the paper does not compare this value. Priors: the priors of the runs "
+        "behind the row (real = pretrained, random = random-weight).</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></body></html>\n"
+    )
 
 
 def to_csv_frame(cmp: pd.DataFrame, table: int) -> pd.DataFrame:

@@ -9,6 +9,7 @@ each table, atomically.
 It only reads: a tracking URI that points at no store is an error (never a new empty one),
 and every input is validated and every table computed before the first file is written.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: config tracking.experiment)")
     parser.add_argument("--sweep", default=None, help="keep only the runs tagged with this sweep")
     parser.add_argument("--no-mlflow", action="store_true", help="read only metrics.json files / --runs")
-    parser.add_argument("--tables", nargs="*", type=int, default=[1, 2, 3, 4, 5, 6], choices=range(1, 7),
-                        metavar="N", help="which tables (default: all six)")
+    parser.add_argument(
+        "--tables",
+        nargs="*",
+        type=int,
+        default=[1, 2, 3, 4, 5, 6],
+        choices=range(1, 7),
+        metavar="N",
+        help="which tables (default: all six)",
+    )
 
 
 def read_run_table(path: Path) -> pd.DataFrame:
@@ -82,8 +90,11 @@ def load_runs(args, cfg) -> pd.DataFrame:
 
 def write_tables(runs: pd.DataFrame, out: Path, which) -> list[Path]:
     cmp = tables.compare(runs, tables=which)
-    texts = {f"table{n}.{ext}": render(cmp, n) for n in which
-             for ext, render in (("md", tables.to_markdown), ("tex", tables.to_latex))}
+    texts = {
+        f"table{n}.{ext}": render(cmp, n)
+        for n in which
+        for ext, render in (("md", tables.to_markdown), ("tex", tables.to_latex))
+    }
     texts.update({f"table{n}.html": tables.to_html(cmp, n) for n in which})
     frames = {f"table{n}.csv": tables.to_csv_frame(cmp, n) for n in which}
     check_writable(out)  # everything computed: now write

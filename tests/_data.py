@@ -1,4 +1,5 @@
 """The real inputs the tests read: the published RealFusion15 and C10 cases shipped in datasets/."""
+
 from __future__ import annotations
 
 import csv

@@ -17,6 +17,7 @@ and waits for BARRIER/go so that all writers start together, then opens a run as
 `reconstruct` does (or the sweep's experiment and parent run, as the workflow does) and
 logs 20 metric points.
 """
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """Shared pieces of the evaluation tests: real data paths, a tiny CLIP, mesh files."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Shared helpers of the preprocessing and vision-model tests: the real data and a few measures."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,10 @@ from tests._data import C10, RF15, rf15_prompts
 def benchmark_cases() -> list[tuple[str, Path, Path, str | None]]:
     """(id, rgba file, depth file, caption or None) for all 25 published cases."""
     prompts = rf15_prompts()
-    cases = [(f"rf15-{name}", RF15 / f"{name}_rgba.png", RF15 / f"{name}_depth.png", prompt)
-             for name, prompt in sorted(prompts.items())]
+    cases = [
+        (f"rf15-{name}", RF15 / f"{name}_rgba.png", RF15 / f"{name}_depth.png", prompt)
+        for name, prompt in sorted(prompts.items())
+    ]
     for rgba in sorted(C10.glob("*_rgba.png")):
         name = rgba.name[: -len("_rgba.png")]
         cases.append((f"c10-{name}", rgba, C10 / f"{name}_depth.png", None))

@@ -1,4 +1,5 @@
 """Tiny pretrained parts for the prior tests, built once per test session."""
+
 from __future__ import annotations
 
 import atexit

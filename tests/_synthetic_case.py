@@ -1,4 +1,5 @@
 """A preprocessed case made in code (a yellow ellipse, nearer in its middle): no data files."""
+
 from __future__ import annotations
 
 from pathlib import Path

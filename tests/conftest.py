@@ -4,6 +4,7 @@ A ``gpu`` test skips where CUDA is missing: the only allowed skip. With ``REQUIR
 node's check, benchmarks/gpu_check.sh) every skipped ``gpu`` test is a failure instead, and so is
 a run that selected no ``gpu`` test at all, so a broken CUDA install can never look green.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Rigid alignment before the GSO metrics: a known-answer scan turned by a known rotation is turned back."""
+
 from __future__ import annotations
 
 from pathlib import Path

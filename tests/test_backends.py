@@ -1,5 +1,6 @@
 """The backend seam on a CPU: one resolution rule, a broken CUDA build falls back (logged), the
 device is respected, and what the run chose is logged."""
+
 from __future__ import annotations
 
 import logging
@@ -34,9 +35,14 @@ def _package(tmp_path, monkeypatch, name: str, body: str):
 
 def test_broken_tcnn_build_falls_back_with_a_warning(tmp_path, monkeypatch, fake_cuda, caplog):
     # What tinycudann raises on an A100 when it was built for sm_90 only.
-    _package(tmp_path, monkeypatch, "tinycudann", """
+    _package(
+        tmp_path,
+        monkeypatch,
+        "tinycudann",
+        """
         raise EnvironmentError("Could not find compatible tinycudann extension for compute capability 80.")
-    """)
+    """,
+    )
     with caplog.at_level(logging.WARNING, logger="consistent123.backends"):
         assert resolve("hashgrid", "auto", "cuda") == "torch"
     warning = " ".join(r.getMessage() for r in caplog.records)
@@ -89,8 +95,11 @@ def test_chosen_backends_become_params_and_replace_auto():
     assert params["backend.device"] == "cpu" and params["backend.hashgrid"] == "torch"
     assert params["backend.priors_dtype"] == "float32" and params["backend.field_dtype"] == "float32"
     run_cfg = chosen.apply(cfg)
-    assert (run_cfg.hashgrid.backend, run_cfg.dmtet.rasteriser_backend, run_cfg.dmtet.marching_backend) == \
-        ("torch", "torch", "torch")
+    assert (run_cfg.hashgrid.backend, run_cfg.dmtet.rasteriser_backend, run_cfg.dmtet.marching_backend) == (
+        "torch",
+        "torch",
+        "torch",
+    )
     assert cfg.hashgrid.backend == "auto"  # the saved config keeps "auto"
     from consistent123.trainer import config_hash
 
@@ -113,8 +122,9 @@ def test_reconstruct_logs_backends_to_mlflow_and_the_run_log(tmp_path, caplog):
 def test_trainer_builds_the_backends_resolved_for_its_device():
     from consistent123.trainer import Priors, Trainer
 
-    cfg = load_config(None, ["hashgrid.num_levels=2", "hashgrid.log2_hashmap_size=8", "nerf.hidden_dim=8",
-                             "train.use_priors=false"])
+    cfg = load_config(
+        None, ["hashgrid.num_levels=2", "hashgrid.log2_hashmap_size=8", "nerf.hidden_dim=8", "train.use_priors=false"]
+    )
     case = types.SimpleNamespace(name="case", caption="", rgba=torch.zeros(4, 8, 8))
     trainer = Trainer(cfg, case, Priors(), torch.device("cpu"))
     assert (trainer.cfg.hashgrid.backend, trainer.cfg.dmtet.rasteriser_backend) == ("torch", "torch")

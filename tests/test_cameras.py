@@ -1,4 +1,5 @@
 """The one camera convention: poses, rays, projection, and the Zero-1-to-3 relative camera."""
+
 import math
 
 import numpy as np
@@ -6,8 +7,18 @@ import pytest
 import torch
 
 from consistent123.config import CamerasConfig, EvalConfig
-from consistent123.render.cameras import (Camera, camera_to_world, check_cameras, get_rays, gso_cameras, mvp_matrix,
-                                          orbit_position, project, sample_novel_camera, zero123_embedding)
+from consistent123.render.cameras import (
+    Camera,
+    camera_to_world,
+    check_cameras,
+    get_rays,
+    gso_cameras,
+    mvp_matrix,
+    orbit_position,
+    project,
+    sample_novel_camera,
+    zero123_embedding,
+)
 
 
 def test_front_camera_sits_on_plus_z_and_is_a_rotation():
@@ -60,11 +71,13 @@ def test_mvp_matches_project():
 
 def _zero123_reference_T(target_xyz_zup, cond_xyz_zup):
     """Zero-1-to-3's own get_T: spherical coordinates of the camera centres in its z-up world."""
+
     def sph(xyz):
         x, y, z = xyz
         polar = math.atan2(math.sqrt(x * x + y * y), z)
         azimuth = math.atan2(y, x)
         return polar, azimuth, math.sqrt(x * x + y * y + z * z)
+
     pt, at, rt = sph(target_xyz_zup)
     pc, ac, rc = sph(cond_xyz_zup)
     d_az = (at - ac) % (2 * math.pi)
@@ -74,10 +87,12 @@ def _zero123_reference_T(target_xyz_zup, cond_xyz_zup):
 @pytest.mark.parametrize("target", [Camera(90, 90, 3.2, 20), Camera(60, -45, 3.5, 20), Camera(100, 170, 3.0, 20)])
 def test_zero123_embedding_matches_zero123_convention(target):
     ref = Camera(90, 0, 3.2, 20)
+
     # Our y-up world -> a z-up world by a proper rotation (x, y, z) -> (x, -z, y), as in Blender.
     def to_zup(cam):
         x, y, z = orbit_position(cam.polar, cam.azimuth, cam.radius).tolist()
         return (x, -z, y)
+
     expected = _zero123_reference_T(to_zup(target), to_zup(ref))
     assert np.allclose(zero123_embedding(target, ref).numpy(), expected, atol=1e-5)
 
@@ -92,4 +107,6 @@ def test_camera_sets():
     cfg = CamerasConfig()
     for _ in range(50):
         c = sample_novel_camera(cfg, g)
-        assert 45 <= c.polar <= 105 and -180 <= c.azimuth <= 180 and 3.0 <= c.radius <= 3.5 and c.fovy == 20  # R: fixed fov with Zero-1-to-3
+        assert (
+            45 <= c.polar <= 105 and -180 <= c.azimuth <= 180 and 3.0 <= c.radius <= 3.5 and c.fovy == 20
+        )  # R: fixed fov with Zero-1-to-3

@@ -1,4 +1,5 @@
 """depth.png holds depth (larger = farther), whether it comes from a file or an estimator."""
+
 import numpy as np
 from PIL import Image
 
@@ -20,19 +21,20 @@ def test_published_depth_is_far_at_the_rim_of_a_bulging_object():
     depth = np.asarray(Image.open(RF15 / "colorful_teapot_depth.png").convert("L"), dtype=float)
     inside = depth > 0
     cy, cx = (np.argwhere(inside).mean(0)).astype(int)
-    centre = depth[cy - 10:cy + 10, cx - 10:cx + 10].mean()
+    centre = depth[cy - 10 : cy + 10, cx - 10 : cx + 10].mean()
     assert centre < np.percentile(depth[inside], 50)
 
 
 def test_estimated_depth_is_stored_far_larger(tmp_path):
     out = tmp_path / "case"
-    preprocess_image(RF15 / "colorful_teapot_rgba.png", out, Config(), caption="a teapot",
-                     models={"depth": _bump_disparity})
+    preprocess_image(
+        RF15 / "colorful_teapot_rgba.png", out, Config(), caption="a teapot", models={"depth": _bump_disparity}
+    )
     case = load_case(out)
     depth = case.depth[0].numpy()
     mask = case.rgba[3].numpy() > 0.5
     cy, cx = np.argwhere(mask).mean(0).astype(int)
-    assert depth[cy - 5:cy + 5, cx - 5:cx + 5].mean() < np.percentile(depth[mask], 25)
+    assert depth[cy - 5 : cy + 5, cx - 5 : cx + 5].mean() < np.percentile(depth[mask], 25)
 
 
 def test_depth_model_input_size_follows_the_config(tmp_path):

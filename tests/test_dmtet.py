@@ -1,4 +1,5 @@
 """DMTet initialised from an analytic NeRF-like density (a Gaussian blob, like the NeRF's)."""
+
 import math
 
 import pytest
@@ -20,8 +21,11 @@ def density(points):
 
 def _field(grid=32):
     cfg = Config()
-    dm = cfg.dmtet.model_copy(update=dict(tet_grid_size=grid, init_density_threshold=THRESH, rasteriser_backend="torch",
-                                          marching_backend="torch"))
+    dm = cfg.dmtet.model_copy(
+        update=dict(
+            tet_grid_size=grid, init_density_threshold=THRESH, rasteriser_backend="torch", marching_backend="torch"
+        )
+    )
     hg = cfg.hashgrid.model_copy(update=dict(num_levels=6, log2_hashmap_size=12, backend="torch"))
     return DMTetField.from_density(density, dm, hg, bound=1.0)
 
@@ -73,8 +77,12 @@ def test_regularisers_are_finite_differentiable_and_penalise_noise():
 def test_empty_density_is_refused():
     cfg = Config()
     with pytest.raises(Consistent123Error, match="init_density_threshold"):
-        DMTetField.from_density(lambda p: torch.zeros(p.shape[0]), cfg.dmtet.model_copy(update=dict(tet_grid_size=8)),
-                                cfg.hashgrid.model_copy(update=dict(num_levels=2, log2_hashmap_size=8)), 1.0)
+        DMTetField.from_density(
+            lambda p: torch.zeros(p.shape[0]),
+            cfg.dmtet.model_copy(update=dict(tet_grid_size=8)),
+            cfg.hashgrid.model_copy(update=dict(num_levels=2, log2_hashmap_size=8)),
+            1.0,
+        )
 
 
 def test_mesh_texture_starts_from_the_nerf_albedo():

@@ -1,4 +1,5 @@
 """The evaluation commands end to end: eval-mesh, evaluate (with MLflow), tables; bad inputs."""
+
 from __future__ import annotations
 
 import json
@@ -81,21 +82,46 @@ def make_run(root, size=48, azimuths=(0, 180)):
     img.save(out / "views" / "reference.png")
     for az in azimuths:
         img.rotate(az / 4).save(out / "views" / f"novel_{az:03d}.png")
-    (out / "boundary.json").write_text(json.dumps({
-        "checks": [{"iteration": 20 * k, "S": 0.2 + 0.01 * k, "change_rate": None if k == 0 else 0.01,
-                    "moving_average": None if k < 2 else 0.01 / k} for k in range(8)],
-        "t_switch": 140, "forced": False, "settings": {"delta": 0.00025}}))
+    (out / "boundary.json").write_text(
+        json.dumps(
+            {
+                "checks": [
+                    {
+                        "iteration": 20 * k,
+                        "S": 0.2 + 0.01 * k,
+                        "change_rate": None if k == 0 else 0.01,
+                        "moving_average": None if k < 2 else 0.01 / k,
+                    }
+                    for k in range(8)
+                ],
+                "t_switch": 140,
+                "forced": False,
+                "settings": {"delta": 0.00025},
+            }
+        )
+    )
     rows = ["iteration,stage,w3d,w2d,loss_rgb"] + [
         f"{t},{1 if t < 140 else 2},{1.0 if t < 140 else float(np.exp(-(t - 140) / 60))},"
-        f"{0.0 if t < 140 else 1 - float(np.exp(-(t - 140) / 60))},0.1" for t in range(0, 200, 10)]
+        f"{0.0 if t < 140 else 1 - float(np.exp(-(t - 140) / 60))},0.1"
+        for t in range(0, 200, 10)
+    ]
     (out / "schedule.csv").write_text("\n".join(rows) + "\n")
     return case, out
 
 
 def settings(tiny_clip_dir, size=48):
-    return ["--set", f"eval.clip_model={tiny_clip_dir}", "--set", "eval.lpips_random_backbone=true",
-            "--set", "eval.clip_views_azimuths=[0,180]", "--set", f"eval.render_size={size}",
-            "--set", "train.device=cpu"]
+    return [
+        "--set",
+        f"eval.clip_model={tiny_clip_dir}",
+        "--set",
+        "eval.lpips_random_backbone=true",
+        "--set",
+        "eval.clip_views_azimuths=[0,180]",
+        "--set",
+        f"eval.render_size={size}",
+        "--set",
+        "train.device=cpu",
+    ]
 
 
 def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, tiny_clip_dir):
@@ -104,15 +130,30 @@ def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, ti
 
     case, out = make_run(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = RunTracker.open(out, uri, "eval-test", "banana",
-                              tags={"benchmark": "realfusion15", "case": "banana", "variant": "lambda=b", "table": "4"})
+    tracker = RunTracker.open(
+        out,
+        uri,
+        "eval-test",
+        "banana",
+        tags={"benchmark": "realfusion15", "case": "banana", "variant": "lambda=b", "table": "4"},
+    )
     tracker.finish()
     # A mesh for the GSO metrics: the reconstruction is a scaled, moved copy of the GT.
     gt = trimesh.creation.icosphere(subdivisions=2)
     gt.export(tmp_path / "gt.obj")
     moved(gt, 2.0, [1, 1, 1]).export(out / "mesh.obj")
-    code, stdout, err = run_cli(capsys, "evaluate", out, "--case", case, "--gt-mesh", tmp_path / "gt.obj",
-                                "--tags", "category=fruit", *settings(tiny_clip_dir))
+    code, stdout, err = run_cli(
+        capsys,
+        "evaluate",
+        out,
+        "--case",
+        case,
+        "--gt-mesh",
+        tmp_path / "gt.obj",
+        "--tags",
+        "category=fruit",
+        *settings(tiny_clip_dir),
+    )
     assert code == 0, err
     record = json.loads((out / "metrics.json").read_text())
     m = record["metrics"]
@@ -122,8 +163,14 @@ def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, ti
     assert m["chamfer_distance"] == pytest.approx(0.0, abs=1e-9) and m["volumetric_iou"] == 1.0
     assert m["mv_psnr"] > 40 and m["mv_lpips"] < 1e-3
     # No priors.json from a reconstruction, LPIPS on a random trunk: random-weight, said everywhere.
-    assert record["tags"] == {"benchmark": "realfusion15", "case": "banana", "variant": "lambda=b", "table": "4",
-                              "category": "fruit", "priors": "random"}
+    assert record["tags"] == {
+        "benchmark": "realfusion15",
+        "case": "banana",
+        "variant": "lambda=b",
+        "table": "4",
+        "category": "fruit",
+        "priors": "random",
+    }
     assert record["priors"]["run_priors"] == "unknown" and record["priors"]["models"]["lpips"]["weights"] == "random"
     assert record["details"]["clip_model"] == str(tiny_clip_dir)
     assert record["details"]["clip_views"]["azimuths"] == [0.0, 180.0]
@@ -141,11 +188,21 @@ def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, ti
 
 def test_evaluate_bad_inputs(tmp_path, capsys, tiny_clip_dir):
     case, out = make_run(tmp_path)
-    code, _, err = run_cli(capsys, "evaluate", out, "--case", case, "--gt-mesh", tmp_path / "no_gt.obj",
-                           "--no-log", *settings(tiny_clip_dir))
+    code, _, err = run_cli(
+        capsys,
+        "evaluate",
+        out,
+        "--case",
+        case,
+        "--gt-mesh",
+        tmp_path / "no_gt.obj",
+        "--no-log",
+        *settings(tiny_clip_dir),
+    )
     assert_one_line_error(code, err, "no_gt.obj", "not found")
-    code, _, err = run_cli(capsys, "evaluate", out, "--case", case, "--tags", "benchmark=gso", "--no-log",
-                           *settings(tiny_clip_dir))
+    code, _, err = run_cli(
+        capsys, "evaluate", out, "--case", case, "--tags", "benchmark=gso", "--no-log", *settings(tiny_clip_dir)
+    )
     assert_one_line_error(code, err, "ground-truth mesh")
     (out / "views" / "reference.png").unlink()
     code, _, err = run_cli(capsys, "evaluate", out, "--case", case, "--no-log", *settings(tiny_clip_dir))

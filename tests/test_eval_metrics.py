@@ -1,4 +1,5 @@
 """Metrics against independent computations on inputs whose answers are known."""
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,9 @@ def test_lpips_zero_for_identical_and_rising_with_noise(lpips_random):
     img = load_image_on_white(real_rgba("cactus"), 64)
     rng = np.random.default_rng(0)
     assert lpips_random(img, img) == pytest.approx(0.0, abs=1e-7)
-    values = [lpips_random(np.clip(img + rng.normal(0, s, img.shape), 0, 1).astype(np.float32), img)
-              for s in (0.02, 0.1, 0.3)]
+    values = [
+        lpips_random(np.clip(img + rng.normal(0, s, img.shape), 0, 1).astype(np.float32), img) for s in (0.02, 0.1, 0.3)
+    ]
     assert values[0] > 0 and values[0] < values[1] < values[2]
     assert "RANDOM-BACKBONE" in lpips_random.name
 
@@ -134,7 +136,7 @@ def test_solid_voxels_agree_with_analytic_inside_test():
     sphere = mm.normalise_mesh(trimesh.creation.icosphere(subdivisions=5))
     vox = mm.solid_voxels(sphere, 48)
     g = mm.voxel_centres(48)
-    r = np.sqrt(sum(c ** 2 for c in np.meshgrid(g, g, g, indexing="ij")))
+    r = np.sqrt(sum(c**2 for c in np.meshgrid(g, g, g, indexing="ij")))
     clear = np.abs(r - 0.5) > 0.005  # away from the polygonal surface
     assert np.array_equal(vox[clear], (r < 0.5)[clear])
     # A torus: the hole must stay empty (parity, not a hull fill).
@@ -158,7 +160,7 @@ def test_chamfer_plate_vs_two_plates_matches_analytic():
     # A unit square at z=0 vs two unit squares at z=±0.25 (bbox 1 x 1 x 0.5 -> unchanged by
     # normalisation). Each point is 0.25 from the other surface: CD = 2 * 0.25² = 0.125, plus the
     # in-plane gap to the nearest sample, E[r²] = 1 / (pi * density), at 1000 and 2000 per unit area.
-    plate = trimesh.Trimesh([[-.5, -.5, 0], [.5, -.5, 0], [.5, .5, 0], [-.5, .5, 0]], [[0, 1, 2], [0, 2, 3]])
+    plate = trimesh.Trimesh([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]], [[0, 1, 2], [0, 2, 3]])
     top, bottom = plate.copy().apply_translation([0, 0, 0.25]), plate.copy().apply_translation([0, 0, -0.25])
     two = trimesh.util.concatenate([top, bottom])
     result = mm.compare_meshes(plate, two, points=2000, resolution=16)

@@ -1,4 +1,5 @@
 """Tables from the committed fixture runs, checked cell by cell against the raw files."""
+
 from __future__ import annotations
 
 import csv
@@ -75,8 +76,11 @@ def test_every_cell_matches_the_raw_runs(runs):
             assert row.status == "n/a" and math.isnan(row.ours) and math.isnan(row.diff)
             continue
         benches = row.benchmark.split("+")
-        chosen = [r for r in raw if r["tags"]["variant"] == variant and r["tags"]["benchmark"] in benches
-                  and row.metric in r["metrics"]]
+        chosen = [
+            r
+            for r in raw
+            if r["tags"]["variant"] == variant and r["tags"]["benchmark"] in benches and row.metric in r["metrics"]
+        ]
         if row.group == "average":
             by_cat = {}
             for r in chosen:
@@ -106,8 +110,9 @@ def test_every_cell_matches_the_raw_runs(runs):
 def test_rendered_cells(runs):
     cmp = tables.compare(runs)
     md = tables.to_markdown(cmp, 1)
-    ours = cmp[(cmp.table == 1) & (cmp.benchmark == "realfusion15") & (cmp.setting == "consistent123")
-               & (cmp.metric == "psnr")].iloc[0]
+    ours = cmp[
+        (cmp.table == 1) & (cmp.benchmark == "realfusion15") & (cmp.setting == "consistent123") & (cmp.metric == "psnr")
+    ].iloc[0]
     assert ours.status == "ok" and ours.priors == "random"  # the fixture runs used the tiny models
     assert md.splitlines()[0] == f"**{tables.RANDOM_BANNER}**"
     assert f"| {ours.ours:.3f} / 25.682 |" in md and "(+" not in md and "(-" not in md
@@ -147,10 +152,12 @@ def _markdown_rows(md: str) -> list[dict]:
 @pytest.fixture()
 def mixed_runs(tmp_path):
     """RealFusion15 runs with pretrained priors, C10 runs with one random-weight run among them."""
-    runs = [("realfusion15", "banana", "real", {"psnr": 24.0, "lpips": 0.10, "clip_similarity": 0.80}),
-            ("realfusion15", "cactus", "real", {"psnr": 26.5, "lpips": 0.14, "clip_similarity": 0.86}),
-            ("c10", "07", "real", {"psnr": 20.0, "lpips": 0.20, "clip_similarity": 0.70}),
-            ("c10", "12", "random", {"psnr": 12.0, "lpips": 0.05, "clip_similarity": 0.99})]
+    runs = [
+        ("realfusion15", "banana", "real", {"psnr": 24.0, "lpips": 0.10, "clip_similarity": 0.80}),
+        ("realfusion15", "cactus", "real", {"psnr": 26.5, "lpips": 0.14, "clip_similarity": 0.86}),
+        ("c10", "07", "real", {"psnr": 20.0, "lpips": 0.20, "clip_similarity": 0.70}),
+        ("c10", "12", "random", {"psnr": 12.0, "lpips": 0.05, "clip_similarity": 0.99}),
+    ]
     for i, run in enumerate(runs):
         _write_run(tmp_path, i, *run)
     return aggregate.runs_from_files(aggregate.find_metrics_files(tmp_path))
@@ -165,8 +172,10 @@ def test_random_weight_runs_get_a_banner_and_no_difference(mixed_runs, tmp_path)
     assert md.splitlines()[0] == f"**{tables.RANDOM_BANNER}**"
     grid = {(row["Dataset"], row["Metric"]): row for row in _markdown_rows(md)}
     paper = raw_paper()
-    ours = {"realfusion15": {"psnr": 25.25, "lpips": 0.12, "clip_similarity": 0.83},
-            "c10": {"psnr": 16.0, "lpips": 0.125, "clip_similarity": 0.845}}
+    ours = {
+        "realfusion15": {"psnr": 25.25, "lpips": 0.12, "clip_similarity": 0.83},
+        "c10": {"psnr": 16.0, "lpips": 0.125, "clip_similarity": 0.845},
+    }
     for bench, label in (("realfusion15", "RealFusion15"), ("c10", "C10")):
         for metric, metric_label in tables.METRIC_LABELS.items():
             if (1, bench, "", "consistent123", metric) not in paper:

@@ -57,8 +57,17 @@ def test_baked_texture_reproduces_the_colour_function():
     assert np.median(err) < 0.01 and err.max() < 0.08
     # And the same through the renderer: textured mesh vs the colour function per pixel.
     cam = ring_cameras(1, 70.0, 3.0, 35.0)[0]
-    out = render_mesh(verts, faces, cam, 64, 64, uv=torch.from_numpy(uv), uv_faces=torch.from_numpy(uv_faces),
-                      texture=torch.from_numpy(tex), backend="torch")
+    out = render_mesh(
+        verts,
+        faces,
+        cam,
+        64,
+        64,
+        uv=torch.from_numpy(uv),
+        uv_faces=torch.from_numpy(uv_faces),
+        texture=torch.from_numpy(tex),
+        backend="torch",
+    )
     m = out["mask"][..., 0]
     interior = m.clone()
     interior[1:-1] &= m[:-2] & m[2:]
@@ -101,8 +110,9 @@ def test_turntable_writes_all_frames(tmp_path, suffix, monkeypatch):
     cams = ring_cameras(6, 75.0, 3.0, 35.0)
 
     def render_fn(cam):
-        return render_mesh(verts, faces, cam, 48, 48, vertex_colors=(verts + 0.5).clamp(0, 1),
-                           bg_color=torch.ones(3), backend="torch")["rgb"]
+        return render_mesh(
+            verts, faces, cam, 48, 48, vertex_colors=(verts + 0.5).clamp(0, 1), bg_color=torch.ones(3), backend="torch"
+        )["rgb"]
 
     written = render_turntable(render_fn, cams, tmp_path / f"turn{suffix}", fps=6)
     assert written.exists() and written.suffix == suffix
@@ -125,8 +135,17 @@ def test_baked_mesh_renders_the_same_after_a_glb_round_trip(tmp_path):
     uv, uv_faces, tex = bake_texture(verts, faces, _colour_of_position, texture_size=128)
     paths = save_textured_mesh(tmp_path, verts, faces, uv, uv_faces, tex)
     cam = ring_cameras(1, 60.0, 3.0, 35.0, start_azimuth=40.0)[0]
-    before = render_mesh(verts, faces, cam, 48, 48, uv=torch.from_numpy(uv), uv_faces=torch.from_numpy(uv_faces),
-                         texture=torch.from_numpy(tex), backend="torch")
+    before = render_mesh(
+        verts,
+        faces,
+        cam,
+        48,
+        48,
+        uv=torch.from_numpy(uv),
+        uv_faces=torch.from_numpy(uv_faces),
+        texture=torch.from_numpy(tex),
+        backend="torch",
+    )
     for key in ("glb", "obj"):
         v, f, t_uv, t_img = load_textured_mesh(paths[key])
         after = render_mesh(v, f, cam, 48, 48, uv=t_uv, texture=t_img, backend="torch")

@@ -6,6 +6,7 @@ run uses one thread, the setting under which a run is bit-identical (docs/determ
 Read-only folders and full disks are real where the test runs as root (a read-only bind
 mount, a tiny tmpfs); otherwise a chmod'ed folder and a write that raises ENOSPC.
 """
+
 from __future__ import annotations
 
 import errno
@@ -56,8 +57,9 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     ensure_tiny_models(root / "models")
     case = synthetic_case(root / "cases")
-    overrides = TINY_OVERRIDES + FAST + [f"models.tiny_dir={root / 'models'}",
-                                         f"tracking.uri=sqlite:///{root}/mlflow.db"]
+    overrides = (
+        TINY_OVERRIDES + FAST + [f"models.tiny_dir={root / 'models'}", f"tracking.uri=sqlite:///{root}/mlflow.db"]
+    )
     return root, case, overrides
 
 
@@ -70,8 +72,15 @@ def reconstruct_args(case: Path, out: Path, overrides: list[str], *extra: str) -
 
 def run_child(fault: str, args: list[str], **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "tests._fault_runner", fault, *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "tests._fault_runner", fault, *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def in_process(args: list[str]) -> int:
@@ -98,19 +107,27 @@ def history(out: Path) -> dict[str, list]:
     rec = json.loads((out / "run.json").read_text())
     client = MlflowClient(rec["tracking_uri"])
     keys = client.get_run(rec["run_id"]).data.metrics
-    return {k: sorted((m.step, None if is_timing(k) else m.value) for m in client.get_metric_history(rec["run_id"], k))
-            for k in keys}
+    return {
+        k: sorted((m.step, None if is_timing(k) else m.value) for m in client.get_metric_history(rec["run_id"], k))
+        for k in keys
+    }
 
 
 def output_files(out: Path) -> dict[str, bytes]:
     skip = {"run.json", ".lock", "checkpoints/last.pt"}
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and str(p.relative_to(out)) not in skip and not p.name.startswith("turntable.")}
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and str(p.relative_to(out)) not in skip and not p.name.startswith("turntable.")
+    }
 
 
 def final_parameters(out: Path) -> dict[str, torch.Tensor]:
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
-    return {**{f"nerf.{k}": v for k, v in state["nerf"].items()}, **{f"mesh.{k}": v for k, v in (state["mesh"] or {}).items()}}
+    return {
+        **{f"nerf.{k}": v for k, v in state["nerf"].items()},
+        **{f"mesh.{k}": v for k, v in (state["mesh"] or {}).items()},
+    }
 
 
 def checkpoint_iteration(out: Path) -> int:
@@ -172,6 +189,7 @@ def full_disk(folder: Path, size_kb: int, fill: bool = False):
         finally:
             subprocess.run(["umount", "--lazy", str(folder)], check=True)
     else:
+
         def no_space(*args, **kwargs):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -227,8 +245,11 @@ def test_kills_at_random_moments_leave_exact_outputs_and_history(setup, baseline
     a, b = final_parameters(out), final_parameters(baseline)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with capsys.disabled():
-        report(f"kills survived with exact outputs and exact history (seed {SEED}: {', '.join(tried)})",
-               len(tried), len(tried))
+        report(
+            f"kills survived with exact outputs and exact history (seed {SEED}: {', '.join(tried)})",
+            len(tried),
+            len(tried),
+        )
 
 
 # ---------------------------------------------------------------- concurrent writers
@@ -237,8 +258,14 @@ def test_second_writer_of_a_folder_stops_and_a_dead_writers_lock_does_not_block(
     out = root / "shared-folder"
     args = reconstruct_args(case, out, overrides)
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO)}
-    first = subprocess.Popen([sys.executable, "-m", "tests._fault_runner", "hold_at_iteration:1", *args], env=env,
-                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tests._fault_runner", "hold_at_iteration:1", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         ready = threading.Event()
         threading.Thread(target=lambda: (first.stdout.readline(), ready.set()), daemon=True).start()
@@ -263,9 +290,26 @@ def _writers(uri: str, root: Path, roles: list[str]) -> list[subprocess.Complete
     barrier = root / "barrier"
     barrier.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-m", "tests._fault_runner", "store", uri, str(root / f"{root.name}-w{i}"),
-                               str(barrier), role], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i, role in enumerate(roles)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests._fault_runner",
+                "store",
+                uri,
+                str(root / f"{root.name}-w{i}"),
+                str(barrier),
+                role,
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, role in enumerate(roles)
+    ]
     deadline = time.time() + 120
     while len(list(barrier.glob("ready-*"))) < len(roles) and time.time() < deadline:
         time.sleep(0.05)
@@ -301,7 +345,9 @@ def test_concurrent_first_writers_of_a_new_and_an_existing_store(tmp_path, capsy
     assert len(parents) == 1
     with capsys.disabled():
         for store, (held, tried) in counts.items():
-            report(f"concurrent first writers held on {'a new' if store == 'new' else 'an existing'} store", held, tried)
+            report(
+                f"concurrent first writers held on {'a new' if store == 'new' else 'an existing'} store", held, tried
+            )
 
 
 # ---------------------------------------------------------------- bad inputs
@@ -318,9 +364,13 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(setup, tmp_path, capsys
             assert not p.exists(), f"{args}: {p} was written"
         handled += 1
 
-    bad_settings = [["train.nerf_iters=-5", "train.mesh_iters=-5"], ["train.nerf_iters=0", "train.mesh_iters=0"],
-                    ["sds.t_range_nerf=[0.6,0.2]"], ["nerf.render_size=0"], ["boundary.least_3d_only=20",
-                                                                             "boundary.most_3d_only=10"]]
+    bad_settings = [
+        ["train.nerf_iters=-5", "train.mesh_iters=-5"],
+        ["train.nerf_iters=0", "train.mesh_iters=0"],
+        ["sds.t_range_nerf=[0.6,0.2]"],
+        ["nerf.render_size=0"],
+        ["boundary.least_3d_only=20", "boundary.most_3d_only=10"],
+    ]
     for extra in bad_settings:
         out = tmp_path / f"bad-{tried}"
         refused(reconstruct_args(case, out, overrides + extra), [out])
@@ -335,8 +385,10 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(setup, tmp_path, capsys
     for bad in (no_variant, not_parquet, not_numeric):
         refused(["tables", "--out", str(tables_out), "--runs", str(bad)], [tables_out])
     missing_db = tmp_path / "typo" / "mlfow.db"
-    refused(["tables", "--out", str(tables_out), "--tracking-uri", f"sqlite:///{missing_db}"],
-            [tables_out, missing_db, missing_db.parent])
+    refused(
+        ["tables", "--out", str(tables_out), "--tracking-uri", f"sqlite:///{missing_db}"],
+        [tables_out, missing_db, missing_db.parent],
+    )
     with capsys.disabled():
         report("bad inputs handled", handled, tried)
 
@@ -375,8 +427,14 @@ onerror:
         print("FAILED-JOB " + row)
 ''')
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles" / "default"),
-                             "--cores", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles" / "default"), "--cores", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     text = result.stdout + result.stderr
     assert result.returncode != 0
     assert (tmp_path / "out" / "good.txt").exists()
@@ -390,16 +448,20 @@ onerror:
 def test_a_jobs_failure_line_is_its_own_error_not_the_logs_last_line():
     from workflow.scripts._cli import job_error_line
 
-    log = ("consistent123 reconstruct: error: /x/last.pt: no space left on device\n"
-           "INFO consistent123.trainer: stage 2 forced at iteration 100\n")
+    log = (
+        "consistent123 reconstruct: error: /x/last.pt: no space left on device\n"
+        "INFO consistent123.trainer: stage 2 forced at iteration 100\n"
+    )
     assert job_error_line(log, 2) == "consistent123 reconstruct: error: /x/last.pt: no space left on device"
     assert job_error_line("INFO consistent123.trainer: stage 2 forced at iteration 100\n", -9).startswith(
-        "killed by SIGKILL")
+        "killed by SIGKILL"
+    )
 
 
 # ---------------------------------------------------------------- read-only folders, full disks, modes
-def test_read_only_folders_and_store_fail_with_one_line_before_models_load(setup, baseline, tmp_path, monkeypatch,
-                                                                          capsys):
+def test_read_only_folders_and_store_fail_with_one_line_before_models_load(
+    setup, baseline, tmp_path, monkeypatch, capsys
+):
     root, case, overrides = setup
     tried = handled = 0
 
@@ -428,18 +490,25 @@ def test_read_only_folders_and_store_fail_with_one_line_before_models_load(setup
         refused(["preprocess", str(case / "rgba.png"), "--out", str(ro)], ro, cause)
         refused(["tables", "--out", str(ro), "--no-mlflow", "--results", str(tmp_path)], ro, cause)
     with read_only(baseline) as cause:
-        refused(["evaluate", str(baseline), "--case", str(case), "--no-log"] + sum((["--set", o] for o in overrides), []),
-                baseline, cause)
+        refused(
+            ["evaluate", str(baseline), "--case", str(case), "--no-log"] + sum((["--set", o] for o in overrides), []),
+            baseline,
+            cause,
+        )
     store = tmp_path / "store"
     from consistent123.tracking import ensure_experiment
 
     ensure_experiment(f"sqlite:///{store}/mlflow.db", "consistent123")
     with read_only(store) as cause:
-        refused(reconstruct_args(case, tmp_path / "out", [*overrides, f"tracking.uri=sqlite:///{store}/mlflow.db"]),
-                store, cause)
+        refused(
+            reconstruct_args(case, tmp_path / "out", [*overrides, f"tracking.uri=sqlite:///{store}/mlflow.db"]),
+            store,
+            cause,
+        )
     with capsys.disabled():
-        report("read-only output folders and store (reconstruct, preprocess, tables, evaluate, mlflow.db)",
-               handled, tried)
+        report(
+            "read-only output folders and store (reconstruct, preprocess, tables, evaluate, mlflow.db)", handled, tried
+        )
 
 
 def test_full_disk_fails_with_one_line_naming_the_file_and_leaves_no_partial_set(setup, tmp_path, capsys):
@@ -448,8 +517,21 @@ def test_full_disk_fails_with_one_line_naming_the_file_and_leaves_no_partial_set
     out = tmp_path / "full-pre"
     with full_disk(out, 64, fill=True):
         tried += 1
-        assert cli_main(["preprocess", str(case / "rgba.png"), "--out", str(out), "--caption", "an egg",
-                         "--depth", str(case / "depth.png")]) == 2
+        assert (
+            cli_main(
+                [
+                    "preprocess",
+                    str(case / "rgba.png"),
+                    "--out",
+                    str(out),
+                    "--caption",
+                    "an egg",
+                    "--depth",
+                    str(case / "depth.png"),
+                ]
+            )
+            == 2
+        )
         line = one_error_line(capsys.readouterr().err)
         assert "no space left on device writing" in line and str(out) in line, line
         assert not [p.name for p in out.iterdir() if p.name != "filler"], "part of the case was written"
@@ -481,9 +563,19 @@ def test_tables_validates_before_writing_and_reads_a_good_table(tmp_path):
     from eval.aggregate import COLUMNS
 
     runs = tmp_path / "runs.csv"
-    pd.DataFrame([{c: None for c in COLUMNS} | {"benchmark": "realfusion15", "case": "banana", "variant": "default",
-                                                 "psnr": 20.0}]).to_csv(runs, index=False)
+    pd.DataFrame(
+        [
+            {c: None for c in COLUMNS}
+            | {"benchmark": "realfusion15", "case": "banana", "variant": "default", "psnr": 20.0}
+        ]
+    ).to_csv(runs, index=False)
     out = tmp_path / "tables"
     assert cli_main(["tables", "--out", str(out), "--runs", str(runs), "--tables", "1"]) == 0
-    assert {p.name for p in out.iterdir()} == {"runs.csv", "runs.parquet", "table1.md", "table1.tex", "table1.csv",
-                                                "table1.html"}
+    assert {p.name for p in out.iterdir()} == {
+        "runs.csv",
+        "runs.parquet",
+        "table1.md",
+        "table1.tex",
+        "table1.csv",
+        "table1.html",
+    }

@@ -1,4 +1,5 @@
 """Full-size random priors: the real architectures, counted on the meta device (no memory, ~10 s)."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,5 +47,12 @@ def test_cli_prints_each_part(capsys):
     assert main(["tiny-models", "unused", "--size", "full"]) == 0
     lines = dict(line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.startswith("params "))
     assert int(lines["sd_unet"]) == 865_910_724 and int(lines["zero123_unet"]) == 859_532_484
-    assert set(lines) >= {"sd_unet", "sd_vae", "sd_text_encoder", "zero123_unet", "zero123_vae",
-                          "zero123_image_encoder", "clip_judge"}
+    assert set(lines) >= {
+        "sd_unet",
+        "sd_vae",
+        "sd_text_encoder",
+        "zero123_unet",
+        "zero123_vae",
+        "zero123_image_encoder",
+        "clip_judge",
+    }

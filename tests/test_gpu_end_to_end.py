@@ -1,6 +1,7 @@
 """On CUDA, with the tiny priors: preprocess -> reconstruct -> export -> evaluate through the CLI,
 with the backends ``auto`` resolves there (tinycudann and nvdiffrast where they load), and a
 killed run resumed. Skips without CUDA (REQUIRE_GPU=1 makes that a failure)."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,10 @@ def gpu_run(tmp_path_factory):
     overrides = GPU_OVERRIDES + [f"models.tiny_dir={models}", f"tracking.uri=sqlite:///{tmp}/mlflow.db"]
     case = tmp / "case" / "banana"
     # The depth map comes from the tiny depth model, run on CUDA.
-    assert _cli("preprocess", DEMO / "banana_rgba.png", "--caption", "a yellow banana", "--out", case,
-                *_sets(overrides)) == 0
+    assert (
+        _cli("preprocess", DEMO / "banana_rgba.png", "--caption", "a yellow banana", "--out", case, *_sets(overrides))
+        == 0
+    )
     out = tmp / "out"
     assert _cli("reconstruct", case, "--out", out, "--no-progress", *_sets(overrides)) == 0
     return tmp, case, out, overrides, build_tiny_clip(tmp / "clip")
@@ -65,8 +68,13 @@ def test_reconstruct_exports_and_logs_the_cuda_backends(gpu_run):
 
 def test_evaluate_on_cuda(gpu_run, capsys):
     tmp, case, out, overrides, clip = gpu_run
-    code = _cli("evaluate", out, "--case", case, *_sets(overrides + [
-        f"eval.clip_model={clip}", "eval.lpips_random_backbone=true"]))
+    code = _cli(
+        "evaluate",
+        out,
+        "--case",
+        case,
+        *_sets(overrides + [f"eval.clip_model={clip}", "eval.lpips_random_backbone=true"]),
+    )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert 5 < metrics["psnr"] < 80 and -1 <= metrics["clip_similarity"] <= 1

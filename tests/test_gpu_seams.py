@@ -1,5 +1,6 @@
 """What a GPU run depends on, checked on a CPU: the hash-grid scale as tiny-cuda-nn computes it,
 one checkpoint layout for both hash-grid backends, empty meshes, small mesh-phase checkpoints."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,9 @@ from consistent123.fields.hashgrid import (
     per_level_scale,
 )
 
-SMALL = HashGridConfig(num_levels=6, features_per_level=2, log2_hashmap_size=10, base_resolution=4,
-                       desired_resolution_per_bound=40)
+SMALL = HashGridConfig(
+    num_levels=6, features_per_level=2, log2_hashmap_size=10, base_resolution=4, desired_resolution_per_bound=40
+)
 
 
 # ---------------------------------------------------------------- per-level scale
@@ -162,8 +164,10 @@ def test_tiny_cuda_nn_flat_layout_loads_into_either_backend(fake_tcnn):
     with torch.no_grad():
         th.impl.table.uniform_(-1, 1)
     flat = {TCNN_FLAT_KEY: th.impl.table.detach().reshape(-1).clone()}  # how tinycudann.Encoding saves
-    for other in (HashGridEncoding(SMALL.model_copy(update={"backend": "torch"}), 1.5),
-                  fake_tcnn(SMALL.model_copy(update={"backend": "tcnn"}))):
+    for other in (
+        HashGridEncoding(SMALL.model_copy(update={"backend": "torch"}), 1.5),
+        fake_tcnn(SMALL.model_copy(update={"backend": "tcnn"})),
+    ):
         assert other.backend in ("torch", "tcnn")
         other.load_state_dict(dict(flat))
         torch.testing.assert_close(other(_points()), th(_points()))
@@ -186,6 +190,7 @@ class _StrictDr:
     def __getattr__(self, name):
         def call(*args, **kwargs):
             raise RuntimeError(f"nvdiffrast.{name}: empty triangle tensor")
+
         return call
 
 

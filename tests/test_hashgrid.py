@@ -1,4 +1,5 @@
 """The torch hash encoding against a straightforward per-level, per-point reference."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,14 @@ from consistent123.fields.hashgrid import (
 from consistent123.render.shading import sample_shading, shade
 
 # A small table so that the coarse levels are dense and the fine ones are hashed (and collide).
-SMALL = HashGridConfig(num_levels=6, features_per_level=2, log2_hashmap_size=10, base_resolution=4,
-                       desired_resolution_per_bound=40, backend="torch")
+SMALL = HashGridConfig(
+    num_levels=6,
+    features_per_level=2,
+    log2_hashmap_size=10,
+    base_resolution=4,
+    desired_resolution_per_bound=40,
+    backend="torch",
+)
 BOUND = 1.5
 
 
@@ -33,7 +40,7 @@ def naive_encode(x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig, boun
         scale = cfg.base_resolution * b**level - 1.0
         res = math.ceil(scale) + 1
         size = min(int(math.ceil(res**3 / 8) * 8), T)
-        level_tables.append(table[offset:offset + size])
+        level_tables.append(table[offset : offset + size])
         level_params.append((scale, res, size))
         offset += size
     assert offset == table.shape[0]
@@ -148,7 +155,7 @@ def test_tcnn_matches_torch_backend():
         th.impl.table.uniform_(-1, 1)
     # One checkpoint layout: the torch table loads into the tcnn module as it is.
     tc.load_state_dict(th.state_dict())
-    x = (torch.rand(4096, 3, device="cuda") * 2 - 1)
+    x = torch.rand(4096, 3, device="cuda") * 2 - 1
     torch.testing.assert_close(tc(x), th(x), rtol=1e-4, atol=1e-4)
 
 
@@ -201,7 +208,9 @@ def test_int32_indices_equal_int64_formula_at_full_size():
     enc = TorchHashEncoding(HashGridConfig(backend="torch"), 1.0)
     assert 0 < enc.num_dense < enc.num_levels
     g = torch.Generator().manual_seed(0)
-    u = torch.cat([torch.rand(4000, 3, generator=g), torch.tensor([[0.0, 0, 0], [1, 1, 1], [1, 0, 1], [0.99999, 1, 0]])])
+    u = torch.cat(
+        [torch.rand(4000, 3, generator=g), torch.tensor([[0.0, 0, 0], [1, 1, 1], [1, 0, 1], [0.99999, 1, 0]])]
+    )
     idx, w = enc._corners(u)
     assert idx.dtype == torch.int32
     torch.testing.assert_close(idx.to(torch.int64), _int64_indices(enc, u), rtol=0, atol=0)

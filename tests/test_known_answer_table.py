@@ -1,4 +1,5 @@
 """The known-answer table: per-object rows, their mean, the paper's row, labelled as oracle runs."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,24 @@ from eval.known_answer_table import TITLE, write_tables
 
 
 def _record(path, name, cd, iou):
-    metrics = {"chamfer_distance": cd, "volumetric_iou": iou, "mv_psnr": 20.0, "mv_lpips": 0.1, "psnr": 30.0, "time_s": 60.0}
+    metrics = {
+        "chamfer_distance": cd,
+        "volumetric_iou": iou,
+        "mv_psnr": 20.0,
+        "mv_lpips": 0.1,
+        "psnr": 30.0,
+        "time_s": 60.0,
+    }
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"object": name, "metrics": metrics, "tags": {"variant": "oracle"}}))
     return path
 
 
 def test_table_has_each_object_their_mean_and_the_papers_row(tmp_path):
-    paths = [_record(tmp_path / "a" / "metrics.json", "panda", 0.002, 0.8),
-             _record(tmp_path / "b" / "metrics.json", "taxi", 0.004, 0.6)]
+    paths = [
+        _record(tmp_path / "a" / "metrics.json", "panda", 0.002, 0.8),
+        _record(tmp_path / "b" / "metrics.json", "taxi", 0.004, 0.6),
+    ]
     md, csv = write_tables(paths, tmp_path / "out")
     frame = pd.read_csv(csv)
     assert list(frame["object"][:2]) == ["panda", "taxi"]

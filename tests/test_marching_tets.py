@@ -1,4 +1,5 @@
 """Marching tetrahedra on an analytic sphere SDF."""
+
 import math
 
 import torch

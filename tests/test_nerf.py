@@ -1,4 +1,5 @@
 """The hash-grid NeRF field: density blob, normals, gradients through the volume renderer."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,9 @@ from consistent123.fields.nerf import NeRFField
 from consistent123.render.cameras import Camera
 from consistent123.render.volume import render_nerf
 
-SMALL_GRID = HashGridConfig(num_levels=4, log2_hashmap_size=12, base_resolution=8, desired_resolution_per_bound=64, backend="torch")
+SMALL_GRID = HashGridConfig(
+    num_levels=4, log2_hashmap_size=12, base_resolution=8, desired_resolution_per_bound=64, backend="torch"
+)
 
 
 def _field(**nerf) -> NeRFField:
@@ -32,7 +35,7 @@ def test_density_is_the_exp_blob_at_initialisation():
     field = _blob_only(_field())
     x = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.3, 0.4], [0.05, -0.05, 0.02]])
     r = x.norm(dim=-1)
-    expected = torch.exp(cfg.blob_density * torch.exp(-r**2 / (2 * cfg.blob_radius**2)))
+    expected = torch.exp(cfg.blob_density * torch.exp(-(r**2) / (2 * cfg.blob_radius**2)))
     torch.testing.assert_close(field.density(x), expected, rtol=1e-5, atol=0)
     sigma, albedo = field(x)
     assert sigma.shape == (4,) and albedo.shape == (4, 3)
@@ -65,8 +68,13 @@ def test_blob_normals_point_outwards():
 
 def test_gradients_reach_hash_table_and_mlp_through_rendering():
     field = _field()
-    out = render_nerf(field, Camera(80.0, 20.0, 2.0, 40.0), 16, shading=("lambertian", 0.3, None),
-                      generator=torch.Generator().manual_seed(0))
+    out = render_nerf(
+        field,
+        Camera(80.0, 20.0, 2.0, 40.0),
+        16,
+        shading=("lambertian", 0.3, None),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out["opacity"].max() > 0.5  # the blob is visible
     out["rgb"].sum().backward()
     table_grad = field.encoder.impl.table.grad

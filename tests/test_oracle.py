@@ -1,4 +1,5 @@
 """The oracle prior and the known-answer ground truth: exact answers, no trained model."""
+
 from __future__ import annotations
 
 import subprocess
@@ -37,8 +38,12 @@ def cfg():
 @pytest.fixture(scope="module")
 def truth(cfg):
     gt = prepare_ground_truth(trimesh.load(PANDA, process=False), "z", cfg.oracle)
-    return GroundTruth(torch.as_tensor(np.asarray(gt.vertices), dtype=torch.float32),
-                       torch.as_tensor(np.asarray(gt.faces)), torch.as_tensor(mesh_vertex_colours(gt)), "cpu")
+    return GroundTruth(
+        torch.as_tensor(np.asarray(gt.vertices), dtype=torch.float32),
+        torch.as_tensor(np.asarray(gt.faces)),
+        torch.as_tensor(mesh_vertex_colours(gt)),
+        "cpu",
+    )
 
 
 def _random_camera(gen: np.random.Generator, fovy: float) -> Camera:
@@ -105,8 +110,9 @@ def test_sds_pulls_towards_the_truth_seen_from_the_novel_camera(cfg, truth, role
 
 
 def test_wrong_azimuth_sign_renders_the_truth_from_elsewhere(cfg, truth):
-    prior = OraclePrior(truth, cfg.model_copy(update={"oracle": cfg.oracle.model_copy(update={"flip_azimuth": True})}),
-                        "3d", "cpu")
+    prior = OraclePrior(
+        truth, cfg.model_copy(update={"oracle": cfg.oracle.model_copy(update={"flip_azimuth": True})}), "3d", "cpu"
+    )
     prior.set_reference(torch.ones(1, 3, 32, 32), REF)
     cam = Camera(80.0, 90.0, 3.2, 20.0)
     _, info = _gradient(prior, truth.render([cam], 32), [cam])
@@ -142,8 +148,20 @@ def test_reference_case_follows_the_preprocess_conventions(cfg, tmp_path):
 
 
 def test_known_answer_rejects_a_missing_mesh_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "consistent123.cli", "known-answer", str(tmp_path / "nope.ply"),
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "consistent123.cli",
+            "known-answer",
+            str(tmp_path / "nope.ply"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "nope.ply: mesh file not found" in proc.stderr
     assert not (tmp_path / "out").exists()

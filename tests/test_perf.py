@@ -1,4 +1,5 @@
 """The speed switches of cfg.perf against the plain path on the CPU: same losses, same gradients."""
+
 from __future__ import annotations
 
 import copy
@@ -33,8 +34,16 @@ def case():
 
 
 def _run(case, overrides: list[str], steps: int) -> Trainer:
-    cfg = load_config(None, TINY_OVERRIDES + [f"models.tiny_dir={tiny_models_dir()}", "dynamic.strategy=dynamic_only",
-                                              "cameras.ref_view_interval=2", *overrides])
+    cfg = load_config(
+        None,
+        TINY_OVERRIDES
+        + [
+            f"models.tiny_dir={tiny_models_dir()}",
+            "dynamic.strategy=dynamic_only",
+            "cameras.ref_view_interval=2",
+            *overrides,
+        ],
+    )
     trainer = Trainer(cfg, case, load_priors(cfg, torch.device("cpu")), torch.device("cpu"))
     for _ in range(steps):
         trainer.step()
@@ -45,12 +54,17 @@ def test_exact_switches_train_the_same(case):
     """Sync-free logging, cached targets, device sampling and TF32 change nothing on the CPU:
     the same losses every iteration (reference and novel views, both priors) and the same field."""
     plain = _run(case, [], 4)
-    fast = _run(case, ["perf.sync_free_logging=true", "perf.cache_targets=true", "perf.device_sampling=true",
-                       "perf.tf32=true"], 4)
+    fast = _run(
+        case,
+        ["perf.sync_free_logging=true", "perf.cache_targets=true", "perf.device_sampling=true", "perf.tf32=true"],
+        4,
+    )
     assert any(isinstance(v, torch.Tensor) for row in fast.records for v in row.values())  # left on the device
     assert fast.host_records() == plain.records
     assert {r["view"] for r in plain.records} == {"reference", "novel"}
-    assert any("loss_sds_2d" in r for r in plain.records) and any("loss_rgb" in r or "loss_mask" in r for r in plain.records)
+    assert any("loss_sds_2d" in r for r in plain.records) and any(
+        "loss_rgb" in r or "loss_mask" in r for r in plain.records
+    )
     for a, b in zip(plain.nerf.parameters(), fast.nerf.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -138,7 +152,9 @@ def test_compiled_field_same_loss_and_gradients():
     assert list(fast.state_dict()) == list(plain.state_dict())  # checkpoints keep their keys
     grads = []
     for field in (plain, fast):
-        out = render_nerf(field, VIEW, 24, shading=("lambertian", 0.3, None), generator=torch.Generator().manual_seed(0))
+        out = render_nerf(
+            field, VIEW, 24, shading=("lambertian", 0.3, None), generator=torch.Generator().manual_seed(0)
+        )
         loss = out["rgb"].square().mean() + out["opacity"].mean()
         loss.backward()
         grads.append((loss.detach(), [p.grad.clone() for p in field.parameters()]))

@@ -1,4 +1,5 @@
 """Preprocessing on the real benchmark inputs, with tiny models where a model is needed, and bad inputs."""
+
 from __future__ import annotations
 
 import json
@@ -39,9 +40,11 @@ def one_torch_thread():
 def tiny(tmp_path_factory):
     """The three tiny vision models, loaded through the real loaders."""
     paths = build_tiny_vision_models(tmp_path_factory.mktemp("tiny_vision"))
-    return {"captioner": load_captioner(str(paths["captioner"]), "cpu"),
-            "depth": load_depth_estimator(str(paths["depth"]), "cpu"),
-            "segmenter": load_segmenter(str(paths["segmenter"]), "cpu")}
+    return {
+        "captioner": load_captioner(str(paths["captioner"]), "cpu"),
+        "depth": load_depth_estimator(str(paths["depth"]), "cpu"),
+        "segmenter": load_segmenter(str(paths["segmenter"]), "cpu"),
+    }
 
 
 def check_outputs(out: Path, max_zero_in_mask: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -116,11 +119,25 @@ def test_raw_photos_through_tiny_models(photo, tmp_path, tiny):
 def test_user_command_from_the_brief(tmp_path):
     """`preprocess banana_rgba.png --depth banana_depth.png --caption ...` needs no model at all."""
     out = tmp_path / "banana"
-    rc = cli_main(["preprocess", str(RF15 / "banana_rgba.png"), "--depth", str(RF15 / "banana_depth.png"),
-                   "--caption", "a half-peeled yellow banana", "--out", str(out),
-                   # any model load would now fail: none may happen
-                   "--set", "models.segmenter=/nonexistent", "--set", "models.depth=/nonexistent",
-                   "--set", "models.captioner=/nonexistent"])
+    rc = cli_main(
+        [
+            "preprocess",
+            str(RF15 / "banana_rgba.png"),
+            "--depth",
+            str(RF15 / "banana_depth.png"),
+            "--caption",
+            "a half-peeled yellow banana",
+            "--out",
+            str(out),
+            # any model load would now fail: none may happen
+            "--set",
+            "models.segmenter=/nonexistent",
+            "--set",
+            "models.depth=/nonexistent",
+            "--set",
+            "models.captioner=/nonexistent",
+        ]
+    )
     assert rc == 0
     check_outputs(out)
     assert json.loads((out / "preprocess.json").read_text())["models"] == {}
@@ -130,7 +147,9 @@ def test_given_depth_at_another_resolution_is_resized_with_the_image(tmp_path):
     small = tmp_path / "depth_256.png"
     Image.open(RF15 / "cactus_depth.png").resize((256, 256), Image.Resampling.BILINEAR).save(small)
     preprocess_image(RF15 / "cactus_rgba.png", tmp_path / "a", CFG, caption="a cactus", depth_path=small)
-    preprocess_image(RF15 / "cactus_rgba.png", tmp_path / "b", CFG, caption="a cactus", depth_path=RF15 / "cactus_depth.png")
+    preprocess_image(
+        RF15 / "cactus_rgba.png", tmp_path / "b", CFG, caption="a cactus", depth_path=RF15 / "cactus_depth.png"
+    )
     _, mask, depth_a = check_outputs(tmp_path / "a")
     depth_b = read_depth(tmp_path / "b" / "depth.png")
     assert np.corrcoef(depth_a[mask], depth_b[mask])[0, 1] > 0.98
@@ -141,12 +160,22 @@ def test_off_centre_object_is_recentred_and_depth_follows(tmp_path):
     rgba = Image.open(C10 / "yellow_shoe_rgba.png")
     depth = Image.open(C10 / "yellow_shoe_depth.png")
     canvas, dcanvas = Image.new("RGBA", (900, 700), (0, 0, 0, 0)), Image.new("L", (900, 700), 0)
-    small, dsmall = rgba.resize((300, 300), Image.Resampling.LANCZOS), depth.resize((300, 300), Image.Resampling.BILINEAR)
+    small, dsmall = (
+        rgba.resize((300, 300), Image.Resampling.LANCZOS),
+        depth.resize((300, 300), Image.Resampling.BILINEAR),
+    )
     canvas.paste(small, (560, 20)), dcanvas.paste(dsmall, (560, 20))
     canvas.save(tmp_path / "shoe.png"), dcanvas.save(tmp_path / "shoe_depth.png")
-    preprocess_image(tmp_path / "shoe.png", tmp_path / "moved", CFG, caption="a yellow shoe", depth_path=tmp_path / "shoe_depth.png")
-    preprocess_image(C10 / "yellow_shoe_rgba.png", tmp_path / "orig", CFG, caption="a yellow shoe",
-                     depth_path=C10 / "yellow_shoe_depth.png")
+    preprocess_image(
+        tmp_path / "shoe.png", tmp_path / "moved", CFG, caption="a yellow shoe", depth_path=tmp_path / "shoe_depth.png"
+    )
+    preprocess_image(
+        C10 / "yellow_shoe_rgba.png",
+        tmp_path / "orig",
+        CFG,
+        caption="a yellow shoe",
+        depth_path=C10 / "yellow_shoe_depth.png",
+    )
     _, mask_m, depth_m = check_outputs(tmp_path / "moved")
     _, mask_o, depth_o = check_outputs(tmp_path / "orig")
     assert (mask_m & mask_o).sum() / (mask_m | mask_o).sum() > 0.9
@@ -162,8 +191,14 @@ def test_exif_orientation_is_applied(tmp_path, tiny):
     exif[0x0112] = 6  # "rotate 90 CW to display"
     upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif)
     for name in ("upright", "sideways"):
-        preprocess_image(tmp_path / f"{name}.png", tmp_path / f"out_{name}", CFG, caption="a toy",
-                         depth_path=None, models={"depth": tiny["depth"]})
+        preprocess_image(
+            tmp_path / f"{name}.png",
+            tmp_path / f"out_{name}",
+            CFG,
+            caption="a toy",
+            depth_path=None,
+            models={"depth": tiny["depth"]},
+        )
     a, b = read_rgba(tmp_path / "out_upright" / "rgba.png"), read_rgba(tmp_path / "out_sideways" / "rgba.png")
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
 
@@ -222,8 +257,18 @@ def test_bad_image_fails_with_one_line(name, tmp_path, capsys):
 @pytest.mark.parametrize("caption", ["", "   \n\t "])
 def test_empty_caption_fails(caption, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = cli_main(["preprocess", str(RF15 / "donut_rgba.png"), "--caption", caption,
-                   "--depth", str(RF15 / "donut_depth.png"), "--out", str(out)])
+    rc = cli_main(
+        [
+            "preprocess",
+            str(RF15 / "donut_rgba.png"),
+            "--caption",
+            caption,
+            "--depth",
+            str(RF15 / "donut_depth.png"),
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     _assert_failed_cleanly(rc, err, "donut_rgba.png", out)
     assert "caption" in err and "empty" in err
@@ -233,8 +278,18 @@ def test_depth_of_wrong_shape_fails(tmp_path, capsys):
     bad = tmp_path / "wide_depth.png"
     Image.new("L", (300, 100), 128).save(bad)
     out = tmp_path / "out"
-    rc = cli_main(["preprocess", str(RF15 / "donut_rgba.png"), "--caption", "two doughnuts",
-                   "--depth", str(bad), "--out", str(out)])
+    rc = cli_main(
+        [
+            "preprocess",
+            str(RF15 / "donut_rgba.png"),
+            "--caption",
+            "two doughnuts",
+            "--depth",
+            str(bad),
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     _assert_failed_cleanly(rc, err, "wide_depth.png", out)
     assert "300x100" in err and "512x512" in err
@@ -256,8 +311,12 @@ def test_console_script_prints_one_line(tmp_path):
     path = tmp_path / "cut.png"
     _truncated(path)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "consistent123.cli", "preprocess", str(path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "consistent123.cli", "preprocess", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     _assert_failed_cleanly(proc.returncode, proc.stderr, "cut.png", out)
     assert "truncated" in proc.stderr
     for name in OUTPUT_FILES:

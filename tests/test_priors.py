@@ -1,4 +1,5 @@
 """Pretrained parts: tiny models through the real loaders, both priors' SDS, CLIP, missing weights."""
+
 from __future__ import annotations
 
 import json
@@ -105,7 +106,9 @@ def test_ensure_is_idempotent_and_safe_under_a_race(tmp_path, monkeypatch):
     real_build = tiny.build_tiny_models
     monkeypatch.setattr(tiny, "build_tiny_models", lambda root: calls.append(root) or real_build(root))
     results = []
-    threads = [threading.Thread(target=lambda: results.append(tiny.ensure_tiny_models(tmp_path / "m"))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(tiny.ensure_tiny_models(tmp_path / "m"))) for _ in range(2)
+    ]
     for th in threads:
         th.start()
     for th in threads:
@@ -150,8 +153,9 @@ def test_zero123_conditioning_matches_the_reference_recipe(zero123):
         pose = zero123_embedding(cams[0], REF)[None, None]
         cond = zero123.cc_projection(torch.cat([emb, pose], -1))
         want_c = zero123.unet(torch.cat([noisy, ref_latent], 1), t, encoder_hidden_states=cond).sample
-        want_u = zero123.unet(torch.cat([noisy, torch.zeros_like(ref_latent)], 1), t,
-                              encoder_hidden_states=torch.zeros_like(cond)).sample
+        want_u = zero123.unet(
+            torch.cat([noisy, torch.zeros_like(ref_latent)], 1), t, encoder_hidden_states=torch.zeros_like(cond)
+        ).sample
     torch.testing.assert_close(eps_c, want_c, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(eps_u, want_u, rtol=1e-4, atol=1e-5)
     # the camera really enters: another azimuth changes the conditional prediction
@@ -165,7 +169,8 @@ def test_angle_grad_scale_follows_the_view_angle(zero123):
     a, b = orbit_position(60.0, 40.0, 1.0), orbit_position(REF.polar, REF.azimuth, 1.0)
     cos = float(torch.dot(a, b))
     assert angle_grad_scale([Camera(60.0, 40.0, 3.3, 20.0)], REF).item() == pytest.approx(
-        torch.rad2deg(torch.arccos(torch.tensor(cos))).item() / 180.0, abs=1e-5)
+        torch.rad2deg(torch.arccos(torch.tensor(cos))).item() / 180.0, abs=1e-5
+    )
     # at the reference view the 3D prior pushes nothing; "none" switches the scaling off
     rgb = _image(32, seed=2).repeat(2, 1, 1, 1).requires_grad_(True)
     zero123.sds(rgb, [REF, cams[2]], (0.2, 0.6), torch.Generator().manual_seed(0))[0].backward()
@@ -194,8 +199,12 @@ def test_stable_diffusion_guidance_uses_negative_and_prompt(stable_diffusion):
     eps_u, eps_c = stable_diffusion.predict_noise(noisy, t, [REF])  # azimuth 0: the front-view prompt
     neg, pos = stable_diffusion.encode_text(["", "a photo of a teddy bear, front view"]).chunk(2)
     with torch.no_grad():
-        torch.testing.assert_close(eps_u, stable_diffusion.unet(noisy, t, encoder_hidden_states=neg).sample, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(eps_c, stable_diffusion.unet(noisy, t, encoder_hidden_states=pos).sample, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            eps_u, stable_diffusion.unet(noisy, t, encoder_hidden_states=neg).sample, rtol=1e-4, atol=1e-5
+        )
+        torch.testing.assert_close(
+            eps_c, stable_diffusion.unet(noisy, t, encoder_hidden_states=pos).sample, rtol=1e-4, atol=1e-5
+        )
     assert not torch.allclose(eps_u, eps_c)
 
 
@@ -226,13 +235,16 @@ def offline(monkeypatch, tmp_path):
     return cfg
 
 
-@pytest.mark.parametrize("key,value,load", [
-    ("zero123", "/nonexistent/zero123-weights", registry.load_zero123),
-    ("zero123", "nobody-c123/no-such-zero123", registry.load_zero123),
-    ("stable_diffusion", "nobody-c123/no-such-sd", registry.load_stable_diffusion),
-    ("clip_judge", "hf-hub:nobody-c123/no-such-clip", registry.load_clip_judge),
-    ("clip_judge", "ViT-B-16/openai", registry.load_clip_judge),
-])
+@pytest.mark.parametrize(
+    "key,value,load",
+    [
+        ("zero123", "/nonexistent/zero123-weights", registry.load_zero123),
+        ("zero123", "nobody-c123/no-such-zero123", registry.load_zero123),
+        ("stable_diffusion", "nobody-c123/no-such-sd", registry.load_stable_diffusion),
+        ("clip_judge", "hf-hub:nobody-c123/no-such-clip", registry.load_clip_judge),
+        ("clip_judge", "ViT-B-16/openai", registry.load_clip_judge),
+    ],
+)
 def test_missing_weights_give_one_clear_error(offline, key, value, load):
     setattr(offline.models, key, value)
     with pytest.raises(ModelUnavailableError) as err:
@@ -250,21 +262,48 @@ def test_fetch_models_offline_gives_the_same_error(offline, capsys):
 
 
 def test_fetch_selects_one_weights_format_per_folder():
-    files = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-             "unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.fp16.safetensors",
-             "text_encoder/pytorch_model.bin", "tokenizer/vocab.json", "v2-1_512-ema-pruned.ckpt", "v2-1_512-ema-pruned.safetensors", "README.md"]
-    assert select_files(files) == ["model_index.json", "text_encoder/pytorch_model.bin", "tokenizer/vocab.json",
-                                   "unet/config.json", "unet/diffusion_pytorch_model.safetensors"]
+    files = [
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/pytorch_model.bin",
+        "tokenizer/vocab.json",
+        "v2-1_512-ema-pruned.ckpt",
+        "v2-1_512-ema-pruned.safetensors",
+        "README.md",
+    ]
+    assert select_files(files) == [
+        "model_index.json",
+        "text_encoder/pytorch_model.bin",
+        "tokenizer/vocab.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+    ]
     assert "unet/diffusion_pytorch_model.fp16.safetensors" in select_files(files, variant="fp16")
     # a transformers repo keeps its weights at the root
-    assert select_files(["config.json", "model.safetensors", "pytorch_model.bin"]) == ["config.json", "model.safetensors"]
+    assert select_files(["config.json", "model.safetensors", "pytorch_model.bin"]) == [
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 def test_stable_diffusion_prompt_interpolates_front_side_back_by_azimuth(stable_diffusion):
     """R train_step: front at 0, side at +-90, back at 180, linear in |azimuth| in between."""
-    front, side, back = stable_diffusion.encode_text([f"a photo of a teddy bear, {v} view" for v in ("front", "side", "back")])
-    expected = {0.0: front, 45.0: 0.5 * front + 0.5 * side, 90.0: side, 135.0: 0.5 * side + 0.5 * back,
-                180.0: back, -90.0: side, -45.0: 0.5 * front + 0.5 * side, -135.0: 0.5 * side + 0.5 * back}
+    front, side, back = stable_diffusion.encode_text(
+        [f"a photo of a teddy bear, {v} view" for v in ("front", "side", "back")]
+    )
+    expected = {
+        0.0: front,
+        45.0: 0.5 * front + 0.5 * side,
+        90.0: side,
+        135.0: 0.5 * side + 0.5 * back,
+        180.0: back,
+        -90.0: side,
+        -45.0: 0.5 * front + 0.5 * side,
+        -135.0: 0.5 * side + 0.5 * back,
+    }
     got = stable_diffusion.view_embeddings([Camera(90.0, a, 3.2, 20.0) for a in expected])
     for (azimuth, want), have in zip(expected.items(), got):
         torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-6, msg=f"azimuth {azimuth}")
@@ -279,12 +318,19 @@ def test_zero123_timestep_is_t_max_in_fixed_mode(zero123):
     for t, t_max in ((1, 600), (cfg.train.nerf_iters + 1, 500)):  # NeRF run, mesh run
         it = plan(t, cfg, None)
         for seed in range(3):
-            _, info = zero123.sds(_image(32), [Camera(80.0, 40.0 + seed, 3.2, 20.0)], it.t_range_3d,
-                                  torch.Generator().manual_seed(seed))
+            _, info = zero123.sds(
+                _image(32), [Camera(80.0, 40.0 + seed, 3.2, 20.0)], it.t_range_3d, torch.Generator().manual_seed(seed)
+            )
             assert int(info["t"]) == t_max
     uniform = plan(1, cfg.model_copy(update={"sds": cfg.sds.model_copy(update={"zero123_timestep": "uniform"})}), None)
-    seen = {int(zero123.sds(_image(32), [Camera(80.0, 40.0, 3.2, 20.0)], uniform.t_range_3d,
-                            torch.Generator().manual_seed(s))[1]["t"]) for s in range(8)}
+    seen = {
+        int(
+            zero123.sds(
+                _image(32), [Camera(80.0, 40.0, 3.2, 20.0)], uniform.t_range_3d, torch.Generator().manual_seed(s)
+            )[1]["t"]
+        )
+        for s in range(8)
+    }
     assert len(seen) > 1 and all(200 <= v <= 600 for v in seen)
 
 

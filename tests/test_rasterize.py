@@ -1,4 +1,5 @@
 """The pure-PyTorch rasteriser against geometry computed independently from the camera module."""
+
 import numpy as np
 import pytest
 import torch
@@ -139,8 +140,12 @@ def test_torch_backend_matches_nvdiffrast():
     colours = (v - v.min(0).values) / (v.max(0).values - v.min(0).values)
     out = {}
     for backend, dev in (("torch", "cpu"), ("nvdiffrast", "cuda")):
-        out[backend] = {k: t.cpu() for k, t in render_mesh(v.to(dev), f.to(dev), CAM, 96, 128, vertex_colors=colours.to(dev),
-                                                        backend=backend).items()}
+        out[backend] = {
+            k: t.cpu()
+            for k, t in render_mesh(
+                v.to(dev), f.to(dev), CAM, 96, 128, vertex_colors=colours.to(dev), backend=backend
+            ).items()
+        }
     a, b = out["torch"], out["nvdiffrast"]
     same = (a["mask"] == b["mask"])[..., 0]
     assert same.float().mean() > 0.998  # only pixel centres on an edge may differ

@@ -2,6 +2,7 @@
 
 Expected values are written out from the spec's formulas, not read back from the code.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -16,11 +17,14 @@ CFG = Config()
 
 
 # ---------------------------------------------------------------- progressive view range and level
-@pytest.mark.parametrize("t, r_v, max_level", [
-    (0, 0.2, 0.25),       # p = 0
-    (500, 0.4, 0.45),     # p = 0.1: 0.2 + 0.2, 0.25 + 0.2
-    (2000, 1.0, 1.0),     # p = 0.4: both saturate
-])
+@pytest.mark.parametrize(
+    "t, r_v, max_level",
+    [
+        (0, 0.2, 0.25),  # p = 0
+        (500, 0.4, 0.45),  # p = 0.1: 0.2 + 0.2, 0.25 + 0.2
+        (2000, 1.0, 1.0),  # p = 0.4: both saturate
+    ],
+)
 def test_camera_ranges_and_max_level_follow_the_spec(t, r_v, max_level):
     it = plan(t, CFG, None)
     assert it.phase == "nerf" and it.progress == pytest.approx(t / 5000)
@@ -154,7 +158,9 @@ def test_mesh_phase_grid_at_ten_times():
     from consistent123.fields.dmtet import DMTetField
 
     dm = CFG.dmtet.model_copy(update={"tet_grid_size": 8})
-    field = DMTetField(dm, CFG.hashgrid.model_copy(update={"num_levels": 2, "log2_hashmap_size": 8, "backend": "torch"}), 1.0)
+    field = DMTetField(
+        dm, CFG.hashgrid.model_copy(update={"num_levels": 2, "log2_hashmap_size": 8, "backend": "torch"}), 1.0
+    )
     groups = field.param_groups(5e-3, CFG.train.encoder_lr_scale)
     assert [g["lr"] for g in groups] == pytest.approx([5e-2, 5e-3])
     ids = {id(p) for p in groups[1]["params"]}
@@ -201,4 +207,8 @@ def test_config_command_shows_the_authors_values(capsys):
     assert cfg["nerf"]["novel_background"] == "random" and cfg["nerf"]["ref_background"] == "per_pixel"
     assert cfg["nerf"]["ref_shading"] == "lambertian" and cfg["nerf"]["ref_ray_noise"] == 0.002
     assert cfg["sds"]["zero123_timestep"] == "max" and cfg["sds"]["view_dependent_prompt"] is True
-    assert (cfg["loss"]["lambda_entropy"], cfg["loss"]["lambda_orient"], cfg["loss"]["lambda_normal_smooth_3d"]) == (1.0, 1.0, 20.0)
+    assert (cfg["loss"]["lambda_entropy"], cfg["loss"]["lambda_orient"], cfg["loss"]["lambda_normal_smooth_3d"]) == (
+        1.0,
+        1.0,
+        20.0,
+    )

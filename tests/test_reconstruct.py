@@ -1,4 +1,5 @@
 """End to end on CPU with tiny priors: outputs, schedule consistency, resume, bad inputs."""
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,11 @@ def tiny_models(tmp_path_factory):
 
 def _overrides(tiny_models: Path, tmp: Path) -> list[str]:
     # On the CPU, where resuming is bit-exact (tests/test_gpu_end_to_end.py resumes on CUDA).
-    return TINY_OVERRIDES + [f"models.tiny_dir={tiny_models}", f"tracking.uri=sqlite:///{tmp}/mlflow.db",
-                             "train.device=cpu"]
+    return TINY_OVERRIDES + [
+        f"models.tiny_dir={tiny_models}",
+        f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+        "train.device=cpu",
+    ]
 
 
 def _cli(case: Path, out: Path, overrides: list[str], *extra: str) -> int:
@@ -50,8 +54,16 @@ def finished_run(tiny_models, tmp_path_factory):
 
 def test_outputs_present_and_valid(finished_run):
     _, _, out = finished_run
-    for name in ["mesh.glb", "mesh.obj", "boundary.json", "schedule.csv", "config.yaml", "run.json", "DONE",
-                 "views/reference.png"]:
+    for name in [
+        "mesh.glb",
+        "mesh.obj",
+        "boundary.json",
+        "schedule.csv",
+        "config.yaml",
+        "run.json",
+        "DONE",
+        "views/reference.png",
+    ]:
         assert (out / name).is_file(), name
     assert len(list((out / "views").glob("novel_*.png"))) == 4
     assert list(out.glob("turntable.*"))
@@ -78,7 +90,9 @@ def test_schedule_consistent_with_boundary(finished_run):
     last_check = cfg.boundary.most_3d_only - 1 if boundary["forced"] else t_switch
     assert not boundary["forced"]  # delta=1 lets the first full window switch
     assert t_switch == cfg.boundary.least_3d_only + cfg.boundary.window * cfg.boundary.every
-    assert [c["iteration"] for c in checks] == list(range(cfg.boundary.least_3d_only, last_check + 1, cfg.boundary.every))
+    assert [c["iteration"] for c in checks] == list(
+        range(cfg.boundary.least_3d_only, last_check + 1, cfg.boundary.every)
+    )
     assert all(c["change_rate"] is not None for c in checks[1:])
     phases = {r["phase"] for r in rows}
     assert phases == {"nerf", "mesh"}
@@ -104,8 +118,10 @@ def test_resume_matches_uninterrupted_and_uses_one_mlflow_run(finished_run, tiny
     import mlflow
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp}/mlflow.db")
-    runs = client.search_runs([json.loads((out / "run.json").read_text())["experiment_id"]],
-                              filter_string=f"attributes.run_name = '{case.name}'")
+    runs = client.search_runs(
+        [json.loads((out / "run.json").read_text())["experiment_id"]],
+        filter_string=f"attributes.run_name = '{case.name}'",
+    )
     assert sum(r.info.run_id == run_id for r in runs) == 1
     assert client.get_run(run_id).info.status == "FINISHED"
 
@@ -146,6 +162,7 @@ def test_bad_case_folders(tmp_path, capsys):
     assert "rgba.png" in capsys.readouterr().err
     case3 = make_case(tmp_path / "cases3")
     from PIL import Image
+
     Image.new("L", (100, 100)).save(case3 / "depth.png")
     assert cli_main(["reconstruct", str(case3), "--out", str(tmp_path / "o3")]) != 0
     err = capsys.readouterr().err

@@ -1,11 +1,18 @@
 """Boundary judgement and dynamic-prior weights against spec §5-§6, computed independently."""
+
 import math
 
 import pytest
 
 from consistent123.config import BoundaryConfig, DynamicConfig
-from consistent123.schedule import (BoundaryJudge, blend_weights, fixed_switch_iteration, judge_sequence,
-                                    prior_weights, stage2_progress)
+from consistent123.schedule import (
+    BoundaryJudge,
+    blend_weights,
+    fixed_switch_iteration,
+    judge_sequence,
+    prior_weights,
+    stage2_progress,
+)
 
 
 def _scores(values, start=0, every=20):
@@ -15,21 +22,23 @@ def _scores(values, start=0, every=20):
 def test_switch_at_first_check_whose_windowed_mean_rate_is_below_delta():
     cfg = BoundaryConfig(every=20, window=3, delta=0.01, least_3d_only=100, most_3d_only=10_000)
     # S rises fast (rates 0.1) then flattens (rate 0.001 each).
-    values = [0.20, 0.22, 0.242, 0.2662] + [0.2662 * 1.001 ** k for k in range(1, 10)]
+    values = [0.20, 0.22, 0.242, 0.2662] + [0.2662 * 1.001**k for k in range(1, 10)]
     judge = judge_sequence(_scores(values, start=100), cfg)
     rates = [(b - a) / a for a, b in zip(values, values[1:])]
     # Independent computation: first k (>= window rates available) with |mean(last 3 rates)| < delta.
-    expected = next(100 + 20 * (i + 1) for i in range(len(rates)) if i + 1 >= 3 and abs(sum(rates[i - 2:i + 1]) / 3) < 0.01)
+    expected = next(
+        100 + 20 * (i + 1) for i in range(len(rates)) if i + 1 >= 3 and abs(sum(rates[i - 2 : i + 1]) / 3) < 0.01
+    )
     assert judge.t_switch == expected and not judge.forced
     last = judge.checks[-1]
     assert last.iteration == expected
     n = len(judge.checks) - 1  # change rates seen up to the switch
-    assert last.moving_average == pytest.approx(sum(rates[n - 3:n]) / 3)
+    assert last.moving_average == pytest.approx(sum(rates[n - 3 : n]) / 3)
 
 
 def test_no_check_before_window_and_forced_switch_at_most():
     cfg = BoundaryConfig(every=10, window=2, delta=1e-6, least_3d_only=50, most_3d_only=120)
-    values = [0.1 * 1.5 ** k for k in range(20)]  # always changing fast: never below delta
+    values = [0.1 * 1.5**k for k in range(20)]  # always changing fast: never below delta
     judge = judge_sequence(_scores(values, start=0, every=10), cfg)
     assert judge.t_switch == 120 and judge.forced
     assert [c.iteration for c in judge.checks] == list(range(50, 120, 10))
@@ -38,10 +47,14 @@ def test_no_check_before_window_and_forced_switch_at_most():
 def test_abs_versus_signed_rate():
     # S falls steadily: signed R is negative (< delta) at once; |R| is large, so abs waits.
     values = [0.30, 0.27, 0.243, 0.2187, 0.19683, 0.177]
-    signed = judge_sequence(_scores(values, start=0), BoundaryConfig(every=20, window=2, delta=1e-3, use_abs=False,
-                                                                      least_3d_only=0, most_3d_only=1000))
-    absolute = judge_sequence(_scores(values, start=0), BoundaryConfig(every=20, window=2, delta=1e-3, use_abs=True,
-                                                                        least_3d_only=0, most_3d_only=1000))
+    signed = judge_sequence(
+        _scores(values, start=0),
+        BoundaryConfig(every=20, window=2, delta=1e-3, use_abs=False, least_3d_only=0, most_3d_only=1000),
+    )
+    absolute = judge_sequence(
+        _scores(values, start=0),
+        BoundaryConfig(every=20, window=2, delta=1e-3, use_abs=True, least_3d_only=0, most_3d_only=1000),
+    )
     assert signed.t_switch == 40  # the first check with two change rates
     assert absolute.t_switch is None
 
@@ -54,11 +67,14 @@ def test_judge_state_round_trips():
     assert b.to_dict() == a.to_dict()
 
 
-@pytest.mark.parametrize("form,s", [
-    ("exponential", lambda r: 1 - math.exp(-r)),
-    ("linear", lambda r: r),
-    ("log", lambda r: math.log(1 + r) / math.log(2)),
-])
+@pytest.mark.parametrize(
+    "form,s",
+    [
+        ("exponential", lambda r: 1 - math.exp(-r)),
+        ("linear", lambda r: r),
+        ("log", lambda r: math.log(1 + r) / math.log(2)),
+    ],
+)
 def test_weight_forms_match_spec(form, s):
     eps = 1e-5
     for r in [0.0, 0.1, 0.37, 0.5, 0.9, 1.0]:
@@ -94,6 +110,6 @@ def test_strategies():
     wc = prior_weights(5000, fixed_switch_iteration(c), T, c)
     assert wc.w3d == pytest.approx(1 - (1 - 1e-5) * (1 - math.exp(-0.5 / 1.5)))
     # 3d_only never blends; magic123 fixed 40:1 from the start
-    assert prior_weights(9000, 2000, T, DynamicConfig(strategy="3d_only")) .w2d == 0.0
+    assert prior_weights(9000, 2000, T, DynamicConfig(strategy="3d_only")).w2d == 0.0
     m = prior_weights(0, 0, T, DynamicConfig(strategy="magic123"))
     assert (m.w3d, m.w2d) == (40.0, 1.0)

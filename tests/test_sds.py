@@ -1,4 +1,5 @@
 """SDS maths (spec §4): gradient, guidance, timestep range, NaN guard, clipping, scaling."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,12 +35,16 @@ def test_autograd_gradient_is_weighted_residual_on_a_real_unet(scheduler, unet):
 
     def predict(noisy, t):
         b = noisy.shape[0]
-        eps = unet(torch.cat([noisy, noisy]), torch.cat([t, t]),
-                   encoder_hidden_states=torch.cat([torch.zeros_like(text), text]).repeat_interleave(b, 0)).sample
+        eps = unet(
+            torch.cat([noisy, noisy]),
+            torch.cat([t, t]),
+            encoder_hidden_states=torch.cat([torch.zeros_like(text), text]).repeat_interleave(b, 0),
+        ).sample
         return eps.chunk(2)
 
-    loss, info = sds.score_distillation(z, predict, scheduler.alphas_cumprod, T_NERF, scale,
-                                        torch.Generator().manual_seed(3))
+    loss, info = sds.score_distillation(
+        z, predict, scheduler.alphas_cumprod, T_NERF, scale, torch.Generator().manual_seed(3)
+    )
     loss.backward()
 
     # Independent recomputation: diffusers' own add_noise, the UNet called by hand.
@@ -67,8 +72,9 @@ def test_classifier_free_guidance_combination(scheduler, scale):
     torch.manual_seed(1)
     z = torch.randn(1, 4, 4, 4, requires_grad=True)
     uncond, cond = torch.randn(1, 4, 4, 4), torch.randn(1, 4, 4, 4)
-    loss, info = sds.score_distillation(z, _constant_predictor(uncond, cond), scheduler.alphas_cumprod, T_NERF, scale,
-                                        torch.Generator().manual_seed(0))
+    loss, info = sds.score_distillation(
+        z, _constant_predictor(uncond, cond), scheduler.alphas_cumprod, T_NERF, scale, torch.Generator().manual_seed(0)
+    )
     loss.backward()
     w = info["w"].view(-1, 1, 1, 1)
     # scale 0 -> unconditional only, 1 -> conditional only, s -> u + s (c - u)
@@ -97,8 +103,14 @@ def test_timesteps_stay_in_range_and_cover_it(t_range):
 
 def test_score_distillation_reports_timesteps_in_range(scheduler):
     z = torch.randn(64, 4, 2, 2)
-    _, info = sds.score_distillation(z, _constant_predictor(torch.zeros(1), torch.zeros(1)), scheduler.alphas_cumprod,
-                                     (0.2, 0.5), 10, torch.Generator().manual_seed(0))
+    _, info = sds.score_distillation(
+        z,
+        _constant_predictor(torch.zeros(1), torch.zeros(1)),
+        scheduler.alphas_cumprod,
+        (0.2, 0.5),
+        10,
+        torch.Generator().manual_seed(0),
+    )
     assert info["t"].shape == (64,) and int(info["t"].min()) >= 200 and int(info["t"].max()) <= 500
     assert len(set(info["t"].tolist())) > 30  # one timestep per sample
 
@@ -114,8 +126,14 @@ def test_nan_guard_zeroes_non_finite_gradients(scheduler):
     cond = torch.randn(1, 4, 4, 4)
     cond[0, 0, 0, 0] = float("nan")
     cond[0, 1, 1, 1] = float("inf")
-    loss, info = sds.score_distillation(z, _constant_predictor(torch.zeros(1, 4, 4, 4), cond),
-                                        scheduler.alphas_cumprod, T_NERF, 5, torch.Generator().manual_seed(0))
+    loss, info = sds.score_distillation(
+        z,
+        _constant_predictor(torch.zeros(1, 4, 4, 4), cond),
+        scheduler.alphas_cumprod,
+        T_NERF,
+        5,
+        torch.Generator().manual_seed(0),
+    )
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(z.grad).all()
     assert z.grad[0, 0, 0, 0] == 0 and z.grad[0, 1, 1, 1] == 0
@@ -125,8 +143,15 @@ def test_nan_guard_zeroes_non_finite_gradients(scheduler):
 def test_grad_clip_bounds_the_gradient(scheduler):
     z = torch.randn(2, 4, 4, 4, requires_grad=True)
     big = 100 * torch.randn(1, 4, 4, 4)
-    loss, _ = sds.score_distillation(z, _constant_predictor(-big, big), scheduler.alphas_cumprod, T_NERF, 10,
-                                     torch.Generator().manual_seed(0), grad_clip=0.1)
+    loss, _ = sds.score_distillation(
+        z,
+        _constant_predictor(-big, big),
+        scheduler.alphas_cumprod,
+        T_NERF,
+        10,
+        torch.Generator().manual_seed(0),
+        grad_clip=0.1,
+    )
     loss.backward()
     grad = z.grad * z.shape[0]
     assert grad.abs().max() <= 0.1 + 1e-6
@@ -136,11 +161,20 @@ def test_grad_clip_bounds_the_gradient(scheduler):
 def test_per_sample_grad_scale(scheduler):
     z = torch.randn(3, 4, 4, 4, requires_grad=True)
     pred = _constant_predictor(torch.zeros(1, 4, 4, 4), torch.randn(1, 4, 4, 4))
-    loss, info = sds.score_distillation(z, pred, scheduler.alphas_cumprod, T_NERF, 10, torch.Generator().manual_seed(0),
-                                        grad_scale=torch.tensor([0.0, 1.0, 0.5]))
+    loss, info = sds.score_distillation(
+        z,
+        pred,
+        scheduler.alphas_cumprod,
+        T_NERF,
+        10,
+        torch.Generator().manual_seed(0),
+        grad_scale=torch.tensor([0.0, 1.0, 0.5]),
+    )
     loss.backward()
     ref = z.detach().clone().requires_grad_(True)
-    loss_ref, _ = sds.score_distillation(ref, pred, scheduler.alphas_cumprod, T_NERF, 10, torch.Generator().manual_seed(0))
+    loss_ref, _ = sds.score_distillation(
+        ref, pred, scheduler.alphas_cumprod, T_NERF, 10, torch.Generator().manual_seed(0)
+    )
     loss_ref.backward()
     assert torch.all(z.grad[0] == 0)
     torch.testing.assert_close(z.grad[1], ref.grad[1])

@@ -1,4 +1,5 @@
 """The generated tetrahedral grid: valid, conforming and filling the cube."""
+
 import torch
 
 from consistent123.fields.tets import cells_for_grid_size, make_tet_grid, tet_volumes

@@ -1,4 +1,5 @@
 """Tiny captioner / depth / segmenter: built with the real classes, saved like the hub repos, loaded back."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,15 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from consistent123.errors import ConfigError, ModelUnavailableError
-from consistent123.priors.vision import (Captioner, DepthEstimator, Segmenter, build_tiny_vision_models, load_captioner,
-                                         load_depth_estimator, load_segmenter)
+from consistent123.priors.vision import (
+    Captioner,
+    DepthEstimator,
+    Segmenter,
+    build_tiny_vision_models,
+    load_captioner,
+    load_depth_estimator,
+    load_segmenter,
+)
 from tests._helpers_preprocess import C10
 
 
@@ -79,8 +87,11 @@ def test_segmenter_round_trip(built, photo):
 
 
 def test_missing_weights_are_one_clear_error(tmp_path):
-    for loader, key in ((load_captioner, "models.captioner"), (load_depth_estimator, "models.depth"),
-                        (load_segmenter, "models.segmenter")):
+    for loader, key in (
+        (load_captioner, "models.captioner"),
+        (load_depth_estimator, "models.depth"),
+        (load_segmenter, "models.segmenter"),
+    ):
         with pytest.raises(ModelUnavailableError) as info:
             loader(str(tmp_path / "nowhere"), "cpu")
         message = str(info.value)

@@ -1,4 +1,5 @@
 """Volume rendering of an analytic sphere: silhouette, depth, empty-space skipping."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,8 @@ import torch
 from torch import nn
 
 from consistent123.fields.occupancy import OccupancyGrid
-from consistent123.render.cameras import Camera, get_rays, project
 from consistent123.losses import entropy, orientation
+from consistent123.render.cameras import Camera, get_rays, project
 from consistent123.render.volume import ray_aabb, render_nerf
 
 RADIUS = 0.5
@@ -70,7 +71,9 @@ def test_sphere_silhouette_and_depth(cam):
     err = (out["depth"][..., 0][inside] - entry[inside]).abs()
     assert err.median() < 0.25 * step and err.max() < step
     # Colour: the albedo inside, the background outside.
-    torch.testing.assert_close(out["rgb"][inside], field.colour.detach().expand(int(inside.sum()), 3), atol=0.02, rtol=0)
+    torch.testing.assert_close(
+        out["rgb"][inside], field.colour.detach().expand(int(inside.sum()), 3), atol=0.02, rtol=0
+    )
     torch.testing.assert_close(out["rgb"][outside], torch.ones(int(outside.sum()), 3), atol=0.02, rtol=0)
 
 

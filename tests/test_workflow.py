@@ -1,5 +1,6 @@
 """The Snakemake workflow: dry runs of the demo and the paper DAG, config and case-sheet
 validation, and the benchmark manifests' checksums against the real data shipped in datasets/."""
+
 from __future__ import annotations
 
 import csv
@@ -21,7 +22,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def dry_run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, "-n", "--quiet", "all", *args], cwd=cwd, capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [*SNAKEMAKE, "-n", "--quiet", "all", *args], cwd=cwd, capture_output=True, text=True, timeout=180
+    )
 
 
 def dag_jobs(*args: str, cwd: Path = REPO) -> list[str]:
@@ -59,8 +62,15 @@ def test_demo_dry_run_lists_every_step_for_both_demo_cases():
     jobs = dag_jobs()
     meshes = sorted(j.split(",")[0] for j in jobs if "/runs/" in j and "mesh.glb" in j)
     assert meshes == [f"results/demo/runs/realfusion15/default/{c}/mesh.glb" for c in ("banana", "cactus")]
-    for step in ("parent_run.json", "method.yaml", "preprocess/realfusion15/banana/rgba.png", "metrics.json", "tables.done",
-                 "known_answer/Android_Figure_Panda/metrics.json", "known_answer/known_answer.md"):
+    for step in (
+        "parent_run.json",
+        "method.yaml",
+        "preprocess/realfusion15/banana/rgba.png",
+        "metrics.json",
+        "tables.done",
+        "known_answer/Android_Figure_Panda/metrics.json",
+        "known_answer/known_answer.md",
+    ):
         assert any(step in j for j in jobs), step
 
 
@@ -181,7 +191,11 @@ def test_gso_manifest_matches_the_published_case_list():
         mine = ours[row["case"]]
         assert mine["prompt"] == row["prompt"]
         assert (mine["image_sha256"], mine["rgba_sha256"], mine["depth_sha256"], mine["normal_sha256"]) == (
-            row["jpg_sha256"], row["rgba_sha256"], row["depth_sha256"], row["normal_sha256"])
+            row["jpg_sha256"],
+            row["rgba_sha256"],
+            row["depth_sha256"],
+            row["normal_sha256"],
+        )
         # Ground truth: a model name, or an explicit note that the mapping is unknown.
         assert mine["gt_mesh"] or mine["gt_mesh_note"].startswith("unknown mapping")
 
@@ -202,18 +216,30 @@ def test_fetch_refuses_a_corrupt_mirror_file_and_writes_nothing(workdir: Path):
     damaged = workdir / "datasets/realfusion15/banana_rgba.png"
     damaged.write_bytes(damaged.read_bytes()[:-10])
     # The sweep's MLflow parent run first, to see the workflow end it FAILED, then FINISHED.
-    made = subprocess.run([*SNAKEMAKE, "--cores", "1", "results/demo/parent_run.json"], cwd=workdir,
-                          capture_output=True, text=True, timeout=180)
+    made = subprocess.run(
+        [*SNAKEMAKE, "--cores", "1", "results/demo/parent_run.json"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert made.returncode == 0, made.stderr[-1500:]
     target = "results/data/realfusion15/banana_rgba.png"
-    proc = subprocess.run([*SNAKEMAKE, "--cores", "1", target], cwd=workdir, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--cores", "1", target], cwd=workdir, capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode != 0
     assert not (workdir / target).exists()
     log = (workdir / "results/logs/fetch/realfusion15/banana_rgba.png.log").read_text()
     assert "sha256 mismatch" in log
     assert parent_run_status(workdir) == "FAILED"
-    ok = subprocess.run([*SNAKEMAKE, "--cores", "1", "results/data/realfusion15/cactus_rgba.png"], cwd=workdir,
-                        capture_output=True, text=True, timeout=180)
+    ok = subprocess.run(
+        [*SNAKEMAKE, "--cores", "1", "results/data/realfusion15/cactus_rgba.png"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert ok.returncode == 0, ok.stderr[-1500:]
     fetched = workdir / "results/data/realfusion15/cactus_rgba.png"
     assert sha256(fetched) == sha256(DATASETS / "realfusion15/cactus_rgba.png")
@@ -250,7 +276,11 @@ def test_parent_run_ends_with_the_tables_and_the_report(tmp_path: Path):
     client = MlflowClient(uri)
     assert client.get_run(run_id).info.status == "FINISHED"
     assert sorted(a.path for a in client.list_artifacts(run_id, "tables")) == [
-        "tables/runs.csv", "tables/table1.csv", "tables/table1.md", "tables/table1.tex"]  # table2.md: not written
+        "tables/runs.csv",
+        "tables/table1.csv",
+        "tables/table1.md",
+        "tables/table1.tex",
+    ]  # table2.md: not written
     assert [a.path for a in client.list_artifacts(run_id, "report")] == ["report/report.html"]
     finish_parent_run(parent, "FAILED", {"tables": []})
     assert client.get_run(run_id).info.status == "FAILED"

@@ -1,5 +1,6 @@
 """Compare two result trees of the same workflow run (local vs SLURM): same files, same
 checksums for the inputs, same metrics and boundary decisions."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,11 @@ IGNORED_PARTS = {"logs", "benchmarks", "slurm-logs", "checkpoints", "models", "r
 
 
 def relative_files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")
-            if p.is_file() and not IGNORED_PARTS & set(p.relative_to(root).parts) and not p.name.startswith(".")}
+    return {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not IGNORED_PARTS & set(p.relative_to(root).parts) and not p.name.startswith(".")
+    }
 
 
 ROOTS: list[str] = []  # the two trees' roots; paths inside them compare equal after stripping

@@ -1,2 +1,1 @@
 """3D representations: hash-grid NeRF and DMTet, each behind a backend seam."""
-

@@ -1,6 +1,7 @@
 """What both representations share: the MLP builder, the progressive level mask, and the
 small protocol the trainer drives them through (so it holds one field, never a phase switch).
 """
+
 from __future__ import annotations
 
 import math
@@ -48,10 +49,18 @@ class Representation(Protocol):
 
     phase: str  # "nerf" or "mesh"
 
-    def render(self, cam, size: int, shading: Sequence, background: Optional[torch.Tensor], *,
-               generator: Optional[torch.Generator] = None, perturb: bool = True,
-               ray_noise: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-               normal_perturb: float = 0.0) -> dict:
+    def render(
+        self,
+        cam,
+        size: int,
+        shading: Sequence,
+        background: Optional[torch.Tensor],
+        *,
+        generator: Optional[torch.Generator] = None,
+        perturb: bool = True,
+        ray_noise: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        normal_perturb: float = 0.0,
+    ) -> dict:
         """rgb [H,W,3], opacity [H,W,1], depth [H,W,1], normals [H,W,3] (+ what regularisers need)."""
 
     def regularisers(self, out: dict, plan, loss_cfg) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ field gives the albedo at the visible surface points. The grid is initialised fr
 density as stable-dreamfusion's ``init_tet`` does: shrink the grid to the occupied box (plus a
 margin), then SDF = clamp(sigma - threshold, -c, c), positive inside.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,13 @@ def _evaluate(fn: DensityFn, points: torch.Tensor, chunk: int = 1 << 18) -> torc
 class DMTetField(nn.Module):
     phase = "mesh"
 
-    def __init__(self, dmtet_cfg: DMTetConfig, hashgrid_cfg: HashGridConfig, bound: float,
-                 tet_scale: Optional[torch.Tensor] = None):
+    def __init__(
+        self,
+        dmtet_cfg: DMTetConfig,
+        hashgrid_cfg: HashGridConfig,
+        bound: float,
+        tet_scale: Optional[torch.Tensor] = None,
+    ):
         super().__init__()
         self.cfg = dmtet_cfg
         self.bound = float(bound)
@@ -57,8 +63,12 @@ class DMTetField(nn.Module):
         self.encoder = HashGridEncoding(hashgrid_cfg, self.bound)
         self.num_levels = hashgrid_cfg.num_levels
         self.max_level = 1.0  # progressive level: set by the iteration plan (R keeps it in the mesh run)
-        self.color_net = MLP(self.encoder.output_dim, 3, dmtet_cfg.color_hidden_dim or DEFAULT_COLOR_HIDDEN,
-                             dmtet_cfg.color_num_layers or DEFAULT_COLOR_LAYERS)
+        self.color_net = MLP(
+            self.encoder.output_dim,
+            3,
+            dmtet_cfg.color_hidden_dim or DEFAULT_COLOR_HIDDEN,
+            dmtet_cfg.color_num_layers or DEFAULT_COLOR_LAYERS,
+        )
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("base_verts", "tets"):  # older checkpoints saved the grid; it is rebuilt instead
@@ -67,8 +77,9 @@ class DMTetField(nn.Module):
 
     # -- construction from the coarse stage
     @classmethod
-    def from_density(cls, density_fn: DensityFn, dmtet_cfg: DMTetConfig, hashgrid_cfg: HashGridConfig,
-                     bound: float, device=None) -> "DMTetField":
+    def from_density(
+        cls, density_fn: DensityFn, dmtet_cfg: DMTetConfig, hashgrid_cfg: HashGridConfig, bound: float, device=None
+    ) -> "DMTetField":
         """Initialise from a NeRF density ``density_fn(points[N,3]) -> sigma[N]`` (no grad),
         queried on ``device`` (where the NeRF lives; default: CPU)."""
         field = cls(dmtet_cfg, hashgrid_cfg, bound).to(device or "cpu")
@@ -80,7 +91,8 @@ class DMTetField(nn.Module):
         if not bool(occupied.any()):
             raise Consistent123Error(
                 f"DMTet init: no grid point has density above dmtet.init_density_threshold={thresh} "
-                f"(max density {float(sigma.max()):.4g}); the coarse NeRF is empty")
+                f"(max density {float(sigma.max()):.4g}); the coarse NeRF is empty"
+            )
         scale = pts[occupied].abs().amax(0) / field.bound + dmtet_cfg.init_scale_margin
         field.tet_scale.copy_(scale.to(dev))
         sigma = _evaluate(density_fn, field.grid_vertices())
@@ -94,8 +106,12 @@ class DMTetField(nn.Module):
         """The one place the mesh is built from the coarse stage (threestudio's ``create_from``):
         SDF from the NeRF's density, colour MLP of the NeRF's size and the NeRF's albedo weights."""
         device = next(nerf.parameters()).device
-        cfg = dmtet_cfg.model_copy(update={"color_hidden_dim": dmtet_cfg.color_hidden_dim or nerf.cfg.hidden_dim,
-                                           "color_num_layers": dmtet_cfg.color_num_layers or nerf.cfg.num_layers})
+        cfg = dmtet_cfg.model_copy(
+            update={
+                "color_hidden_dim": dmtet_cfg.color_hidden_dim or nerf.cfg.hidden_dim,
+                "color_num_layers": dmtet_cfg.color_num_layers or nerf.cfg.num_layers,
+            }
+        )
         max_level, nerf.max_level = nerf.max_level, 1.0  # the SDF follows the NeRF's full density
         try:
             field = cls.from_density(nerf.density, cfg, hashgrid_cfg, nerf.bound, device=device)
@@ -115,10 +131,12 @@ class DMTetField(nn.Module):
         """
         linears = list(self.color_net.layers)
         source = list(nerf.mlp.layers)
-        same = (len(linears) == len(source)
-                and all(a.weight.shape == b.weight.shape for a, b in zip(linears[:-1], source[:-1]))
-                and linears[-1].weight.shape == source[-1].weight[1:4].shape
-                and sum(p.numel() for p in self.encoder.parameters()) == sum(p.numel() for p in nerf.encoder.parameters()))
+        same = (
+            len(linears) == len(source)
+            and all(a.weight.shape == b.weight.shape for a, b in zip(linears[:-1], source[:-1]))
+            and linears[-1].weight.shape == source[-1].weight[1:4].shape
+            and sum(p.numel() for p in self.encoder.parameters()) == sum(p.numel() for p in nerf.encoder.parameters())
+        )
         if not same:
             return False
         self.encoder.load_state_dict(nerf.encoder.state_dict())
@@ -143,12 +161,16 @@ class DMTetField(nn.Module):
         return torch.sigmoid(self.color_net(enc).float())
 
     # -- regularisers (mesh phase, spec loss.lambda_mesh_normal / lambda_mesh_laplacian)
-    def normal_consistency_loss(self, verts: Optional[torch.Tensor] = None, faces: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def normal_consistency_loss(
+        self, verts: Optional[torch.Tensor] = None, faces: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         if verts is None or faces is None:
             verts, faces = self.get_mesh()
         return normal_consistency(verts, faces)
 
-    def laplacian_loss(self, verts: Optional[torch.Tensor] = None, faces: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def laplacian_loss(
+        self, verts: Optional[torch.Tensor] = None, faces: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         if verts is None or faces is None:
             verts, faces = self.get_mesh()
         return laplacian_smooth(verts, faces)
@@ -160,16 +182,28 @@ class DMTetField(nn.Module):
     def render_size(self, reference: bool) -> int:
         return self.cfg.render_size  # R's mesh run sets known_view_scale = 1
 
-    def render(self, cam: Camera, size: int, shading: Sequence, background: Optional[torch.Tensor], *,
-               generator=None, perturb: bool = True, ray_noise=None, normal_perturb: float = 0.0) -> dict:
+    def render(
+        self,
+        cam: Camera,
+        size: int,
+        shading: Sequence,
+        background: Optional[torch.Tensor],
+        *,
+        generator=None,
+        perturb: bool = True,
+        ray_noise=None,
+        normal_perturb: float = 0.0,
+    ) -> dict:
         """Rasterised view; the NeRF-only arguments (sampling, ray noise) do not apply to a mesh."""
         return self.render_view(cam, size, size, shading, background)
 
     def regularisers(self, out: dict, plan, loss_cfg) -> dict[str, torch.Tensor]:
         """On the surface this view was rendered from: no second marching-tetrahedra pass."""
         verts, faces = out["verts"], out["faces"]
-        return {"normal_consistency": loss_cfg.lambda_mesh_normal * normal_consistency(verts, faces),
-                "laplacian": loss_cfg.lambda_mesh_laplacian * laplacian_smooth(verts, faces)}
+        return {
+            "normal_consistency": loss_cfg.lambda_mesh_normal * normal_consistency(verts, faces),
+            "laplacian": loss_cfg.lambda_mesh_laplacian * laplacian_smooth(verts, faces),
+        }
 
     def param_groups(self, lr: float, encoder_lr_scale: float = 10.0) -> list[dict]:
         """R network_grid get_params in the mesh run: encoder at 10x, colour net, SDF and deformation at 1x."""
@@ -179,8 +213,9 @@ class DMTetField(nn.Module):
         ]
 
     # -- rendering
-    def render_view(self, cam: Camera, height: int, width: int,
-                    shading: Sequence = ("albedo", 1.0, None), bg_color=None) -> dict:
+    def render_view(
+        self, cam: Camera, height: int, width: int, shading: Sequence = ("albedo", 1.0, None), bg_color=None
+    ) -> dict:
         """rgb [H,W,3], opacity [H,W,1], depth [H,W,1], normals [H,W,3] (+ mask, verts, faces).
 
         ``shading`` = (mode, ambient, light_dir) as in ``consistent123.render.shading.shade``.
@@ -198,7 +233,15 @@ class DMTetField(nn.Module):
                 albedo = torch.ones_like(points)
             return shade(albedo, normals, mode, ambient, light_dir)
 
-        out = render_mesh(verts, faces, cam, height, width, color_fn=color_fn, bg_color=bg_color,
-                          backend=self.cfg.rasteriser_backend)
-        return dict(rgb=out["rgb"], opacity=out["alpha"], depth=out["depth"], normals=out["normals"],
-                    mask=out["mask"], verts=verts, faces=faces)
+        out = render_mesh(
+            verts, faces, cam, height, width, color_fn=color_fn, bg_color=bg_color, backend=self.cfg.rasteriser_backend
+        )
+        return dict(
+            rgb=out["rgb"],
+            opacity=out["alpha"],
+            depth=out["depth"],
+            normals=out["normals"],
+            mask=out["mask"],
+            verts=verts,
+            faces=faces,
+        )

@@ -23,6 +23,7 @@ checkpoint has the same keys and shapes (optimiser moments included) whichever b
 it; a checkpoint in tiny-cuda-nn's own flat layout (``impl.encoding.params``) is converted on
 load. The output is ``[N, num_levels * features_per_level]``, level-major.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -151,9 +152,9 @@ class _TorchHashGrid(torch.autograd.Function):
         keep = any(ctx.needs_input_grad[:2]) and u.shape[0] <= KEEP_POINTS
         ctx.corners = [] if keep else None
         for s in range(0, u.shape[0], CHUNK):
-            idx, w = enc._corners(u[s:s + CHUNK])
+            idx, w = enc._corners(u[s : s + CHUNK])
             n = idx.shape[0]
-            out[s:s + CHUNK] = torch.nn.functional.embedding_bag(
+            out[s : s + CHUNK] = torch.nn.functional.embedding_bag(
                 idx.reshape(n * L, -1), table, per_sample_weights=w.reshape(n * L, -1), mode="sum"
             ).reshape(n, L * F)
             if keep:
@@ -171,17 +172,17 @@ class _TorchHashGrid(torch.autograd.Function):
         grad_by_feature = torch.zeros(F, table.shape[0], dtype=table.dtype, device=table.device) if need_table else None
         grad_u = torch.zeros_like(u) if need_u else None
         for chunk, s in enumerate(range(0, u.shape[0], CHUNK)):
-            g = grad_out[s:s + CHUNK]  # [n, L, F]
-            idx, w = ctx.corners[chunk] if ctx.corners is not None else enc._corners(u[s:s + CHUNK])
+            g = grad_out[s : s + CHUNK]  # [n, L, F]
+            idx, w = ctx.corners[chunk] if ctx.corners is not None else enc._corners(u[s : s + CHUNK])
             if need_table:
                 rows = idx.reshape(-1).to(torch.int64)
                 for f in range(F):
-                    grad_by_feature[f].scatter_add_(0, rows, (w * g[:, :, f:f + 1]).reshape(-1).to(table.dtype))
+                    grad_by_feature[f].scatter_add_(0, rows, (w * g[:, :, f : f + 1]).reshape(-1).to(table.dtype))
             if need_u:
                 # d out / d u_k = sum_corners (feat . g) * dw/dfrac_k * scale_l
                 gf = (table[idx] * g.unsqueeze(2)).sum(-1)  # [n, L, 8]
-                dw = enc._weight_slopes(u[s:s + CHUNK])  # [n, L, 8, d]
-                grad_u[s:s + CHUNK] = (gf.unsqueeze(-1) * dw).sum(2).mul(enc.scales.view(1, -1, 1)).sum(1)
+                dw = enc._weight_slopes(u[s : s + CHUNK])  # [n, L, 8, d]
+                grad_u[s : s + CHUNK] = (gf.unsqueeze(-1) * dw).sum(2).mul(enc.scales.view(1, -1, 1)).sum(1)
         grad_table = grad_by_feature.t().contiguous() if need_table else None
         return grad_u, grad_table, None
 
@@ -214,11 +215,15 @@ class TorchHashEncoding(nn.Module):
         # R^k (R^3 <= table size < 2^31). Hashed levels: the uint32 products of tcnn's hash
         # keep their low bits under int32's wrap-around, and the mask (T-1, T a power of two)
         # keeps only bits below 31, so the primes are stored as their wrapped int32 values.
-        strides = torch.tensor([[r**k for k in range(input_dim)] for r in resolutions[: self.num_dense]], dtype=torch.int64)
-        self.register_buffer("dense_strides", strides.to(torch.int32).reshape(self.num_dense, input_dim), persistent=False)
+        strides = torch.tensor(
+            [[r**k for k in range(input_dim)] for r in resolutions[: self.num_dense]], dtype=torch.int64
+        )
+        self.register_buffer(
+            "dense_strides", strides.to(torch.int32).reshape(self.num_dense, input_dim), persistent=False
+        )
         wrapped = [p - (1 << 32) if p >= 1 << 31 else p for p in PRIMES[:input_dim]]
         self.register_buffer("primes32", torch.tensor(wrapped, dtype=torch.int32), persistent=False)
-        self.register_buffer("hash_mask32", self.sizes32[self.num_dense:] - 1, persistent=False)
+        self.register_buffer("hash_mask32", self.sizes32[self.num_dense :] - 1, persistent=False)
         self.register_buffer("corner_step", torch.arange(2, dtype=torch.int32), persistent=False)
         assert all(dense[: self.num_dense]), "dense levels must be the coarse prefix"
         if sum(sizes) >= 2**31:
@@ -293,7 +298,11 @@ class TorchHashEncoding(nn.Module):
         per_dim = torch.where(bits.bool(), f, 1.0 - f)  # [n, L, 2^d, d]
         sign = bits * 2.0 - 1.0
         return torch.stack(
-            [sign[:, k] * torch.cat([per_dim[..., :k], per_dim[..., k + 1:]], -1).prod(-1) for k in range(self.input_dim)], -1
+            [
+                sign[:, k] * torch.cat([per_dim[..., :k], per_dim[..., k + 1 :]], -1).prod(-1)
+                for k in range(self.input_dim)
+            ],
+            -1,
         ) * slope.unsqueeze(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -334,9 +343,11 @@ class TcnnHashEncoding(nn.Module):
         )
         own = encoding.params
         if own.numel() != self.table.numel() or own.dtype != self.table.dtype:
-            raise BackendError(f"hashgrid.backend=tcnn: tiny-cuda-nn lays out {own.numel()} {own.dtype} parameters, "
-                               f"the torch backend {self.table.numel()} {self.table.dtype}; this tinycudann "
-                               "version is not supported")
+            raise BackendError(
+                f"hashgrid.backend=tcnn: tiny-cuda-nn lays out {own.numel()} {own.dtype} parameters, "
+                f"the torch backend {self.table.numel()} {self.table.dtype}; this tinycudann "
+                "version is not supported"
+            )
         del encoding.params  # replaced by the view of ``table`` set before each call
         self.encoding = encoding
 

@@ -7,6 +7,7 @@ Tables follow the 16-case layout of DMTet/kaolin (edge order 01 02 03 12 13 23).
 implementation, vectorised PyTorch on the tensors' device ("auto" and "torch" both name it);
 kaolin's version is not offered, see consistent123.backends.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,9 @@ _TET_EDGES = torch.tensor([0, 1, 0, 2, 0, 3, 1, 2, 1, 3, 2, 3], dtype=torch.long
 _CASE_BITS = 2 ** torch.arange(4)
 
 
-def marching_tetrahedra(verts: torch.Tensor, tets: torch.Tensor, sdf: torch.Tensor,
-                        backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+def marching_tetrahedra(
+    verts: torch.Tensor, tets: torch.Tensor, sdf: torch.Tensor, backend: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """verts [V,3], tets [T,4] (long), sdf [V] -> (mesh verts [M,3], faces [F,3] long)."""
     from consistent123 import backends
 
@@ -80,9 +82,11 @@ def _marching_tets_torch(verts, tets, sdf):
     with torch.no_grad():
         one = n_tri == 1
         two = n_tri == 2
-        faces = torch.cat([
-            torch.gather(edge_of[one], 1, table[one][:, :3]).reshape(-1, 3),
-            torch.gather(edge_of[two], 1, table[two][:, :6]).reshape(-1, 3),
-        ])
+        faces = torch.cat(
+            [
+                torch.gather(edge_of[one], 1, table[one][:, :3]).reshape(-1, 3),
+                torch.gather(edge_of[two], 1, table[two][:, :6]).reshape(-1, 3),
+            ]
+        )
     # With positively oriented tets the table winds triangles inwards; flip to face outwards.
     return mesh_verts, faces.flip(-1)

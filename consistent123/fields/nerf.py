@@ -8,6 +8,7 @@ empty; R pairs it with the activation (nerf/renderer.py ``density_blob``): a Gau
 (1 - |x| / blob_radius)`` for ``softplus``. Normals are the negated, normalised
 central-difference gradient of the density.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -95,13 +96,32 @@ class NeRFField(nn.Module):
         """R renders the known view at known_view_scale (1.5) times the training size."""
         return round(self.cfg.render_size * (self.cfg.ref_render_scale if reference else 1.0))
 
-    def render(self, cam, size: int, shading: Sequence, background: Optional[torch.Tensor], *,
-               generator: Optional[torch.Generator] = None, perturb: bool = True,
-               ray_noise: Optional[tuple[torch.Tensor, torch.Tensor]] = None, normal_perturb: float = 0.0) -> dict:
+    def render(
+        self,
+        cam,
+        size: int,
+        shading: Sequence,
+        background: Optional[torch.Tensor],
+        *,
+        generator: Optional[torch.Generator] = None,
+        perturb: bool = True,
+        ray_noise: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        normal_perturb: float = 0.0,
+    ) -> dict:
         from consistent123.render.volume import render_nerf
 
-        return render_nerf(self, cam, size, size, shading=shading, bg_color=background, generator=generator,
-                           perturb=perturb, ray_noise=ray_noise, normal_perturb=normal_perturb)
+        return render_nerf(
+            self,
+            cam,
+            size,
+            size,
+            shading=shading,
+            bg_color=background,
+            generator=generator,
+            perturb=perturb,
+            ray_noise=ray_noise,
+            normal_perturb=normal_perturb,
+        )
 
     def regularisers(self, out: dict, plan, loss_cfg) -> dict[str, torch.Tensor]:
         terms = {}

@@ -7,6 +7,7 @@ density_threshold)``. Samples that
 fall in unoccupied cells are never sent through the field. Until the first update every cell
 counts as occupied, so a fresh field renders exactly as without the grid.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -32,7 +33,9 @@ class OccupancyGrid(nn.Module):
 
     @classmethod
     def from_config(cls, nerf_cfg) -> "OccupancyGrid":
-        return cls(nerf_cfg.occupancy_grid_resolution, nerf_cfg.bound, nerf_cfg.occupancy_decay, nerf_cfg.density_threshold)
+        return cls(
+            nerf_cfg.occupancy_grid_resolution, nerf_cfg.bound, nerf_cfg.occupancy_decay, nerf_cfg.density_threshold
+        )
 
     def cell_of(self, x: torch.Tensor) -> torch.Tensor:
         """Integer cell coordinates [N, 3] of world points [N, 3] (clamped into the grid)."""
@@ -54,7 +57,7 @@ class OccupancyGrid(nn.Module):
         cells = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
         jitter = torch.rand(cells.shape, generator=generator).to(device)
         x = (cells + jitter) / r * (2 * self.bound) - self.bound
-        sigma = torch.cat([density_fn(x[s:s + UPDATE_CHUNK]).reshape(-1) for s in range(0, x.shape[0], UPDATE_CHUNK)])
+        sigma = torch.cat([density_fn(x[s : s + UPDATE_CHUNK]).reshape(-1) for s in range(0, x.shape[0], UPDATE_CHUNK)])
         sigma = sigma.reshape(r, r, r).float()
         if bool(self.initialised):
             self.density.copy_(torch.maximum(self.density * self.decay, sigma))

@@ -10,6 +10,7 @@ Size convention: the tet files used by DMTet code bases are named by a "grid siz
 about (R/2 + 1)^3 vertices (e.g. the 128 file: ~277k vertices); ``cells_for_grid_size`` maps the
 config's ``tet_grid_size`` to the same density, so ``tet_grid_size`` keeps its usual meaning.
 """
+
 from __future__ import annotations
 
 import itertools

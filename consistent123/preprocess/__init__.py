@@ -1,2 +1,1 @@
 """Mask, recentre, depth and caption one input image."""
-

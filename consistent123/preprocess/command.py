@@ -1,4 +1,5 @@
 """``consistent123 preprocess IMAGE --out DIR [--caption TEXT] [--depth FILE]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,11 +9,16 @@ from consistent123.config import Config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="input photo (JPEG/PNG; an alpha channel is used as the mask)")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder: rgba.png, depth.png, caption.txt, preprocess.json")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder: rgba.png, depth.png, caption.txt, preprocess.json"
+    )
     parser.add_argument("--caption", default=None, metavar="TEXT", help="use this caption instead of the captioner")
-    parser.add_argument("--depth", default=None, metavar="FILE",
-                        help="use this depth map (larger = farther, same framing as IMAGE) instead of the estimator")
+    parser.add_argument(
+        "--depth",
+        default=None,
+        metavar="FILE",
+        help="use this depth map (larger = farther, same framing as IMAGE) instead of the estimator",
+    )
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:

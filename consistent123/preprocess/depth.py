@@ -6,6 +6,7 @@ Convention (the authors' ``*_depth.png``, Omnidata depth): relative depth, large
 rendered ray distance. We store it as a 16-bit greyscale PNG (65535 = 1) for
 precision; ``read_depth_png`` reads both that and the authors' 8-bit files.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,9 @@ def match_to_image(depth: np.ndarray, image_size: tuple[int, int], depth_path: s
     if (dh, dw) == (height, width):
         return depth
     if abs(dw / dh - width / height) > _ASPECT_TOLERANCE * (width / height):
-        raise InputError(f"{depth_path}: depth map is {dw}x{dh} pixels but the image is {width}x{height} "
-                         "(different aspect ratio)")
+        raise InputError(
+            f"{depth_path}: depth map is {dw}x{dh} pixels but the image is {width}x{height} (different aspect ratio)"
+        )
     return resize(depth, (height, width), order=1, anti_aliasing=True, preserve_range=True)
 
 

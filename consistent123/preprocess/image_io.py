@@ -3,6 +3,7 @@
 Every problem becomes an ``InputError`` with one line naming the file and what is wrong,
 raised before any model is loaded or any output is written.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -63,8 +64,9 @@ def load_image(path: str | Path, min_side: int) -> Image.Image:
     path = Path(path)
     image = open_image(path, "image")
     if min(image.size) < min_side:
-        raise InputError(f"{path}: image is {image.width}x{image.height} pixels, "
-                         f"smaller than preprocess.min_image_side={min_side}")
+        raise InputError(
+            f"{path}: image is {image.width}x{image.height} pixels, smaller than preprocess.min_image_side={min_side}"
+        )
     if image.mode in _NUMERIC_MODES:
         image = _to_uint8(image)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
@@ -78,7 +80,9 @@ def load_depth_map(path: str | Path) -> np.ndarray:
     if image.mode in ("RGB", "RGBA", "P", "LA", "PA", "CMYK", "YCbCr"):
         rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise InputError(f"{path}: depth map has colour channels ({image.mode}); expected a single-channel greyscale image")
+            raise InputError(
+                f"{path}: depth map has colour channels ({image.mode}); expected a single-channel greyscale image"
+            )
         return rgb[..., 0]
     depth = np.asarray(image, dtype=np.float64)
     if depth.ndim != 2:

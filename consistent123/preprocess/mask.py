@@ -1,4 +1,5 @@
 """Foreground mask of the input image: its alpha channel when it has a real one, else a segmenter."""
+
 from __future__ import annotations
 
 from pathlib import Path

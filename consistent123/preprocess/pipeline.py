@@ -10,6 +10,7 @@ Order of work, so that bad input never costs a model load and never leaves a par
 5. write the files as one set: all are written aside first and moved in together, ``rgba.png``
    last (its presence means the case is complete), so a full disk leaves none of them.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,16 +52,25 @@ class _Models:
         if name not in self._models:
             from consistent123.priors import registry
 
-            loader = {"captioner": registry.load_captioner, "depth": registry.load_depth_estimator,
-                      "segmenter": registry.load_segmenter}[name]
+            loader = {
+                "captioner": registry.load_captioner,
+                "depth": registry.load_depth_estimator,
+                "segmenter": registry.load_segmenter,
+            }[name]
             self._models[name] = loader(self.cfg, resolve_device(self.cfg.train.device))
         model = self._models[name]
         self.used[name] = str(getattr(model, "source", type(model).__name__))
         return model
 
 
-def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, caption: str | None = None,
-                     depth_path: str | Path | None = None, models: Mapping[str, Callable] | None = None) -> dict:
+def preprocess_image(
+    image_path: str | Path,
+    out_dir: str | Path,
+    cfg: Config,
+    caption: str | None = None,
+    depth_path: str | Path | None = None,
+    models: Mapping[str, Callable] | None = None,
+) -> dict:
     """Preprocess one image into ``out_dir``; return the record also saved as ``preprocess.json``."""
     pcfg = cfg.preprocess
     image_path, out_dir = Path(image_path), Path(out_dir)
@@ -87,15 +97,19 @@ def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, c
     # 3. models, only those still needed, once the outputs are known to be writable
     check_writable(out_dir)
     models_ = _Models(cfg, models)
-    sources = {"mask": "alpha channel" if use_alpha else "segmenter",
-               "caption": "user" if caption is not None else "captioner",
-               "depth": f"file {depth_path}" if depth_path is not None else "depth estimator"}
+    sources = {
+        "mask": "alpha channel" if use_alpha else "segmenter",
+        "caption": "user" if caption is not None else "captioner",
+        "depth": f"file {depth_path}" if depth_path is not None else "depth estimator",
+    }
     if caption is None:
         caption = " ".join(str(models_.get("captioner")(model_view)).split())
         if not caption:
             raise InputError(f"{image_path}: the captioner produced an empty caption; pass one with --caption")
     if alpha is None:
-        prob = np.asarray(models_.get("segmenter")(model_view, prompt=caption or pcfg.segmenter_prompt), dtype=np.float32)
+        prob = np.asarray(
+            models_.get("segmenter")(model_view, prompt=caption or pcfg.segmenter_prompt), dtype=np.float32
+        )
         # Hard mask from the segmenter: its probabilities are coarse, a soft alpha would keep background halos.
         alpha = drop_specks(prob > threshold).astype(np.float32)
         check_mask(alpha > threshold, image_path, "segmenter")
@@ -105,7 +119,9 @@ def preprocess_image(image_path: str | Path, out_dir: str | Path, cfg: Config, c
         # Estimators give disparity-like maps (larger = nearer); depth.png holds depth (larger = farther).
         raw_depth = -np.asarray(models_.get("depth")(model_view), dtype=np.float64)
     if raw_depth.shape != alpha.shape:
-        raise InputError(f"{image_path}: depth estimate is {raw_depth.shape[::-1]} but the image is {alpha.shape[::-1]}")
+        raise InputError(
+            f"{image_path}: depth estimate is {raw_depth.shape[::-1]} but the image is {alpha.shape[::-1]}"
+        )
 
     # 4. recentre with one window, then depth normalised inside the recentred mask
     mask = alpha > threshold

@@ -6,6 +6,7 @@ image are transparent / zero. The same window is applied to the image and to its
 so both stay aligned. Resampling is Pillow's (antialiased, alpha-premultiplied for RGBA) for
 the image and scikit-image's (antialiased) for float maps.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -49,7 +50,7 @@ def _crop_padded(array: np.ndarray, window: CropWindow) -> np.ndarray:
     sx0, sy0 = max(window.left, 0), max(window.top, 0)
     sx1, sy1 = min(window.left + window.side, w), min(window.top + window.side, h)
     if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - window.top:sy1 - window.top, sx0 - window.left:sx1 - window.left] = array[sy0:sy1, sx0:sx1]
+        out[sy0 - window.top : sy1 - window.top, sx0 - window.left : sx1 - window.left] = array[sy0:sy1, sx0:sx1]
     return out
 
 

@@ -1,2 +1,1 @@
 """Pretrained parts (Zero-1-to-3, Stable Diffusion, CLIP, captioner, depth, segmenter) and SDS."""
-

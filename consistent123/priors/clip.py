@@ -6,6 +6,7 @@ A source is ``MODEL/PRETRAINED`` (a built-in architecture and pretrained tag, e.
 and ``open_clip_model.safetensors`` (the layout open_clip's own hub/local-dir loader reads;
 ``consistent123 tiny-models`` writes one). Weights are read with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,8 +37,15 @@ def _create(source: str, cache_dir: Optional[str] = None, device: str | torch.de
     # OpenAI's weights were trained with QuickGELU; open_clip's plain configs use GELU, so the
     # activation must follow the tag or the embeddings are subtly wrong.
     quick_gelu = bool(pretrained and open_clip.get_pretrained_cfg(name, pretrained).get("quick_gelu", False))
-    model = open_clip.create_model(name, pretrained=pretrained, device=device, cache_dir=cache_dir,
-                                   force_quick_gelu=quick_gelu, weights_only=True, require_pretrained=True)
+    model = open_clip.create_model(
+        name,
+        pretrained=pretrained,
+        device=device,
+        cache_dir=cache_dir,
+        force_quick_gelu=quick_gelu,
+        weights_only=True,
+        require_pretrained=True,
+    )
     tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir)
     return model, tokenizer
 
@@ -53,8 +61,12 @@ class ClipModel:
         pp = getattr(model.visual, "preprocess_cfg", {}) or {}
         size = pp.get("size", getattr(model.visual, "image_size", 224))
         self.image_size = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
-        self.mean = torch.tensor(pp.get("mean", (0.48145466, 0.4578275, 0.40821073)), device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(pp.get("std", (0.26862954, 0.26130258, 0.27577711)), device=self.device).view(1, 3, 1, 1)
+        self.mean = torch.tensor(pp.get("mean", (0.48145466, 0.4578275, 0.40821073)), device=self.device).view(
+            1, 3, 1, 1
+        )
+        self.std = torch.tensor(pp.get("std", (0.26862954, 0.26130258, 0.27577711)), device=self.device).view(
+            1, 3, 1, 1
+        )
 
     def _preprocess(self, rgb: torch.Tensor) -> torch.Tensor:
         # Square renders: a resize to the model's input size is open_clip's resize + centre crop.
@@ -85,9 +97,14 @@ class ClipModel:
         return (ea * eb).sum(-1)
 
 
-def load_clip(source: str, device: str | torch.device = "cpu", cache_dir: Optional[str] = None,
-              config_key: str = "models.clip_judge") -> ClipModel:
+def load_clip(
+    source: str,
+    device: str | torch.device = "cpu",
+    cache_dir: Optional[str] = None,
+    config_key: str = "models.clip_judge",
+) -> ClipModel:
     """Load an open_clip model (hub tag, hf-hub id or local folder); missing -> ModelUnavailableError."""
-    model, tokenizer = hub.load_pretrained(_create, source, f"CLIP {source}", config_key,
-                                           cache_dir=cache_dir, device=device)
+    model, tokenizer = hub.load_pretrained(
+        _create, source, f"CLIP {source}", config_key, cache_dir=cache_dir, device=device
+    )
     return ClipModel(model, tokenizer, source, torch.device(device))

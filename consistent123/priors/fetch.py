@@ -5,6 +5,7 @@ Compute nodes are often offline: run this once on a login node (same ``HF_HOME``
 read is fetched: configs, tokenizers and one weights format per folder (safetensors when the
 repo has it), not the repo's extra checkpoints.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,16 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".ms
 def configured_sources(cfg) -> dict[str, str]:
     """The real ids of every part (``models.tiny_dir`` is ignored: there is nothing to fetch for it)."""
     m = cfg.models
-    return {"zero123": m.zero123, "stable_diffusion": m.stable_diffusion, "clip_judge": m.clip_judge,
-            "clip_metric": cfg.eval.clip_model, "captioner": m.captioner, "depth": m.depth, "segmenter": m.segmenter,
-            "lpips": cfg.eval.lpips_net}
+    return {
+        "zero123": m.zero123,
+        "stable_diffusion": m.stable_diffusion,
+        "clip_judge": m.clip_judge,
+        "clip_metric": cfg.eval.clip_model,
+        "captioner": m.captioner,
+        "depth": m.depth,
+        "segmenter": m.segmenter,
+        "lpips": cfg.eval.lpips_net,
+    }
 
 
 def select_files(files: list[str], variant: Optional[str] = None) -> list[str]:
@@ -88,7 +96,7 @@ def _fetch_open_clip(source: str, cache_dir: Optional[str] = None) -> str:
     if source.startswith("hf-hub:"):
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(source[len("hf-hub:"):], cache_dir=cache_dir)
+        return snapshot_download(source[len("hf-hub:") :], cache_dir=cache_dir)
     import open_clip
 
     name, tag = source.split("/", 1)
@@ -106,13 +114,19 @@ def fetch(part: str, source: str, cache_dir: Optional[str] = None, variant: Opti
         return str(ensure_backbone(source, allow_download=True))
     if part.startswith("clip"):
         return hub.load_pretrained(_fetch_open_clip, source, f"CLIP {source}", CONFIG_KEYS[part], cache_dir=cache_dir)
-    return hub.load_pretrained(_fetch_hub_repo, source, f"{part} {source}", CONFIG_KEYS[part],
-                               cache_dir=cache_dir, variant=variant)
+    return hub.load_pretrained(
+        _fetch_hub_repo, source, f"{part} {source}", CONFIG_KEYS[part], cache_dir=cache_dir, variant=variant
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", action="append", choices=sorted(CONFIG_KEYS), metavar="NAME",
-                        help=f"fetch only this part (repeatable): {', '.join(CONFIG_KEYS)}")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(CONFIG_KEYS),
+        metavar="NAME",
+        help=f"fetch only this part (repeatable): {', '.join(CONFIG_KEYS)}",
+    )
 
 
 def run(args, cfg) -> int:

@@ -16,6 +16,7 @@ loaded into (``Zero123Prior``, ``StableDiffusionPrior``, ``ClipModel``). On
 ``torch.device("meta")`` nothing is allocated: that is how the parameter counts are checked in
 a fraction of a second.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -67,16 +68,19 @@ def clip_tokenizer():
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
     from transformers import CLIPTokenizer
 
-    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
     merges = [tuple(line.split()) for line in lines]
     symbols = list(bytes_to_unicode().values())
-    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    tokens = (
+        symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    )
     vocab = {t: i for i, t in enumerate(tokens)}
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
         (Path(tmp) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
-        return CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77,
-                             pad_token="!")  # SD 2.x pads with "!" (id 0)
+        return CLIPTokenizer(
+            str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77, pad_token="!"
+        )  # SD 2.x pads with "!" (id 0)
 
 
 # ---------------------------------------------------------------- the three priors' parts
@@ -92,8 +96,9 @@ def zero123_components(device="meta") -> dict:
         unet=_unet("zero123_xl_unet", device, 11),
         vae=_vae(device, 12),
         image_encoder=_build(device, 13, lambda: CLIPVisionModelWithProjection(vision)),
-        feature_extractor=CLIPImageProcessor(size={"shortest_edge": CLIP_IMAGE_SIZE}, crop_size=crop,
-                                             image_mean=CLIP_MEAN, image_std=CLIP_STD),
+        feature_extractor=CLIPImageProcessor(
+            size={"shortest_edge": CLIP_IMAGE_SIZE}, crop_size=crop, image_mean=CLIP_MEAN, image_std=CLIP_STD
+        ),
         scheduler=DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1),
         # cc_projection: image embedding (768) + 4 camera numbers -> 768.
         cc_projection=_build(device, 14, lambda: torch.nn.Linear(dim + 4, dim)),
@@ -139,8 +144,9 @@ def load_full_size_priors(cfg, device, parts=("zero123", "stable_diffusion", "cl
     if "zero123" in parts:
         priors.zero123 = Zero123Prior(zero123_components(device), cfg, device, dtype, "full-size random Zero-1-to-3 XL")
     if "stable_diffusion" in parts:
-        priors.stable_diffusion = StableDiffusionPrior(stable_diffusion_components(device), cfg, device, dtype,
-                                                       "full-size random Stable Diffusion 2.1-base")
+        priors.stable_diffusion = StableDiffusionPrior(
+            stable_diffusion_components(device), cfg, device, dtype, "full-size random Stable Diffusion 2.1-base"
+        )
     if "clip_judge" in parts:
         priors.clip_judge = clip_judge(device)
     return priors
@@ -158,8 +164,12 @@ def parameter_counts(priors) -> dict[str, int]:
         counts.update(sd_unet=_count(sd.unet), sd_vae=_count(sd.vae), sd_text_encoder=_count(sd.text_encoder))
     if priors.zero123 is not None:
         z = priors.zero123
-        counts.update(zero123_unet=_count(z.unet), zero123_vae=_count(z.vae),
-                      zero123_image_encoder=_count(z.image_encoder), zero123_cc_projection=_count(z.cc_projection))
+        counts.update(
+            zero123_unet=_count(z.unet),
+            zero123_vae=_count(z.vae),
+            zero123_image_encoder=_count(z.image_encoder),
+            zero123_cc_projection=_count(z.cc_projection),
+        )
     if priors.clip_judge is not None:
         counts["clip_judge"] = _count(priors.clip_judge.model)
     return counts

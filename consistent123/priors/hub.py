@@ -4,6 +4,7 @@ Every ``from_pretrained`` / open_clip load in the project goes through ``load_pr
 that missing weights on an offline machine give the same one-line error: which model, which
 config key chooses it, and how to fetch it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,13 +25,16 @@ def _hint(config_key: str, cache_dir: str | None) -> str:
     return FETCH_HINT.format(cache=cache, key=config_key)
 
 
-def load_pretrained(loader: Callable[..., Any], source: str, what: str, config_key: str,
-                    cache_dir: str | None = None, **kwargs) -> Any:
+def load_pretrained(
+    loader: Callable[..., Any], source: str, what: str, config_key: str, cache_dir: str | None = None, **kwargs
+) -> Any:
     """Call ``loader(source, cache_dir=cache_dir, **kwargs)``; missing weights -> ModelUnavailableError."""
     if is_local(source):
         path = Path(source).expanduser()
         if not path.exists():
-            raise ModelUnavailableError(f"{what}: local weights {str(path)!r} not found ({config_key}); {_hint(config_key, cache_dir)}")
+            raise ModelUnavailableError(
+                f"{what}: local weights {str(path)!r} not found ({config_key}); {_hint(config_key, cache_dir)}"
+            )
         source = str(path)
     try:
         return loader(source, cache_dir=cache_dir, **kwargs)

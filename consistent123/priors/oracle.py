@@ -22,6 +22,7 @@ field-of-view input, so the reference's is used), so any slip in the pose conven
 the truth from the wrong place. 2D role (Stable Diffusion's place): the rendered view and the
 novel camera, nothing else.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,12 +41,18 @@ def noise_levels(oracle_cfg, num_train_timesteps: int) -> torch.Tensor:
     """alphas_cumprod of the DDPM schedule the real priors were trained with (config ``oracle``)."""
     from diffusers import DDPMScheduler
 
-    scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_start=oracle_cfg.beta_start,
-                              beta_end=oracle_cfg.beta_end, beta_schedule=oracle_cfg.beta_schedule)
+    scheduler = DDPMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_start=oracle_cfg.beta_start,
+        beta_end=oracle_cfg.beta_end,
+        beta_schedule=oracle_cfg.beta_schedule,
+    )
     return scheduler.alphas_cumprod.float()
 
 
-def ideal_noise(noisy: torch.Tensor, target: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def ideal_noise(
+    noisy: torch.Tensor, target: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor
+) -> torch.Tensor:
     """The eps whose one-step estimate x0_hat is ``target`` (the ideal denoiser's prediction)."""
     ab = alphas_cumprod.to(noisy.device)[t.to(noisy.device)].view(-1, *([1] * (noisy.dim() - 1)))
     return (noisy.float() - ab.sqrt() * target.float()) / (1.0 - ab).sqrt()
@@ -64,8 +71,9 @@ def camera_from_pose(pose: torch.Tensor, reference: Camera, flip_azimuth: bool =
     d_az = math.degrees(math.atan2(sin_az, cos_az))
     if flip_azimuth:
         d_az = -d_az
-    return Camera(reference.polar + math.degrees(d_polar), reference.azimuth + d_az,
-                  reference.radius + d_radius, reference.fovy)
+    return Camera(
+        reference.polar + math.degrees(d_polar), reference.azimuth + d_az, reference.radius + d_radius, reference.fovy
+    )
 
 
 class GroundTruth:
@@ -86,17 +94,35 @@ class GroundTruth:
         if colours is None:
             from consistent123.errors import InputError
 
-            raise InputError(f"{path}: the oracle's ground truth needs vertex colours (write it with `consistent123 known-answer`)")
-        return cls(torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32),
-                   torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64), torch.as_tensor(colours), device, backend)
+            raise InputError(
+                f"{path}: the oracle's ground truth needs vertex colours (write it with `consistent123 known-answer`)"
+            )
+        return cls(
+            torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32),
+            torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64),
+            torch.as_tensor(colours),
+            device,
+            backend,
+        )
 
     @torch.no_grad()
     def render(self, cams: Sequence[Camera], size: int) -> torch.Tensor:
         """[B, 3, size, size] in [0, 1] on white."""
         from consistent123.render.rasterize import render_mesh
 
-        out = [render_mesh(self.verts, self.faces, cam, size, size, vertex_colors=self.colours, bg_color=(1.0, 1.0, 1.0),
-                           backend=self.backend)["rgb"] for cam in cams]
+        out = [
+            render_mesh(
+                self.verts,
+                self.faces,
+                cam,
+                size,
+                size,
+                vertex_colors=self.colours,
+                bg_color=(1.0, 1.0, 1.0),
+                backend=self.backend,
+            )["rgb"]
+            for cam in cams
+        ]
         return torch.stack(out).permute(0, 3, 1, 2).clamp(0, 1)
 
 
@@ -151,8 +177,10 @@ class OraclePrior:
             return list(cams)
         if self.reference_camera is None:
             raise RuntimeError("oracle 3D prior: sds called before set_reference")
-        return [camera_from_pose(zero123_embedding(c, self.reference_camera), self.reference_camera, self.flip_azimuth)
-                for c in cams]
+        return [
+            camera_from_pose(zero123_embedding(c, self.reference_camera), self.reference_camera, self.flip_azimuth)
+            for c in cams
+        ]
 
     def grad_scale(self, cams: Sequence[Camera]) -> Optional[torch.Tensor]:
         if self.grad_scale_mode == "angle":
@@ -161,7 +189,9 @@ class OraclePrior:
             return angle_grad_scale(cams, self.reference_camera).to(self.device)
         return None
 
-    def sds(self, rgb: torch.Tensor, cams: Sequence[Camera], t_range, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def sds(
+        self, rgb: torch.Tensor, cams: Sequence[Camera], t_range, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict]:
         """SDS loss of views ``rgb`` [B,3,H,W] in [0,1] seen from ``cams``; gradient flows to ``rgb``."""
         if len(cams) != rgb.shape[0]:
             raise ValueError(f"{rgb.shape[0]} images but {len(cams)} cameras")
@@ -173,9 +203,17 @@ class OraclePrior:
             return eps, eps
 
         scale = self.grad_scale(cams)
-        loss, info = score_distillation(x, predict, self.alphas_cumprod, t_range, self.guidance_scale, generator,
-                                        grad_scale=scale, grad_clip=self.grad_clip,
-                                        num_train_timesteps=self.num_train_timesteps)
+        loss, info = score_distillation(
+            x,
+            predict,
+            self.alphas_cumprod,
+            t_range,
+            self.guidance_scale,
+            generator,
+            grad_scale=scale,
+            grad_clip=self.grad_clip,
+            num_train_timesteps=self.num_train_timesteps,
+        )
         info["target"] = target.detach()
         if scale is not None:
             info["grad_scale"] = scale.cpu()

@@ -7,6 +7,7 @@ Every loaded part carries ``origin`` (where it was loaded from and whether its w
 pretrained or random), detected from the loaded files (priors.tiny.is_random_weight), so a run
 can say what it really used whatever its config names.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,7 +50,9 @@ def _source(cfg, key: str) -> str:
     if key not in sources:
         from consistent123.errors import ModelUnavailableError
 
-        raise ModelUnavailableError(f"{key}: no tiny model in {cfg.models.tiny_dir} (rebuild with `consistent123 tiny-models DIR --force`)")
+        raise ModelUnavailableError(
+            f"{key}: no tiny model in {cfg.models.tiny_dir} (rebuild with `consistent123 tiny-models DIR --force`)"
+        )
     return sources[key]
 
 
@@ -80,7 +83,7 @@ def origin_of(model) -> dict[str, str] | None:
 
 
 def priors_kind(origins) -> str:
-    """"random" when any model has random weights, "real" when all are pretrained, "none" without models."""
+    """ "random" when any model has random weights, "real" when all are pretrained, "none" without models."""
     weights = [o["weights"] for o in origins if o]
     if not weights:
         return NO_PRIORS
@@ -104,8 +107,12 @@ def loaded_models_record(models: dict) -> dict:
     origins = {name: origin_of(m) for name, m in models.items() if m is not None}
     kind = priors_kind(origins.values())
     tags = {"priors": kind}
-    tags.update({f"model.{name}": o["source"] + (" (random weights)" if o["weights"] == RANDOM else "")
-                 for name, o in origins.items()})
+    tags.update(
+        {
+            f"model.{name}": o["source"] + (" (random weights)" if o["weights"] == RANDOM else "")
+            for name, o in origins.items()
+        }
+    )
     return {"priors": kind, "models": origins, "tags": tags}
 
 
@@ -181,8 +188,9 @@ def load_captioner(cfg, device: torch.device | str):
 def load_depth_estimator(cfg, device: torch.device | str):
     from consistent123.priors import vision
 
-    return vision.load_depth_estimator(_source(cfg, "depth"), torch.device(device), cfg.models.cache_dir,
-                                       cfg.preprocess.depth_input_size)
+    return vision.load_depth_estimator(
+        _source(cfg, "depth"), torch.device(device), cfg.models.cache_dir, cfg.preprocess.depth_input_size
+    )
 
 
 def load_segmenter(cfg, device: torch.device | str):

@@ -13,6 +13,7 @@ gradient, the guidance combination and the timestep range exactly.
     grad = scale * w(t) (eps_hat - eps),  w(t) = 1 - ab_t,  non-finite -> 0, optional clamp
     loss = 0.5 * ||z - sg(z - grad)||^2 / B          => d loss / d z = grad / B
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Union
@@ -42,14 +43,17 @@ def timestep_range(t_range: Sequence[float], mode: str) -> tuple[float, float]:
     raise ValueError(f"unknown timestep mode {mode!r}; expected 'max' or 'uniform'")
 
 
-def sample_timesteps(batch: int, t_range: Sequence[float], num_train_timesteps: int,
-                     generator: torch.Generator) -> torch.Tensor:
+def sample_timesteps(
+    batch: int, t_range: Sequence[float], num_train_timesteps: int, generator: torch.Generator
+) -> torch.Tensor:
     """One integer timestep per sample, uniform over the configured range (on the generator's device)."""
     lo, hi = timestep_bounds(t_range, num_train_timesteps)
     return torch.randint(lo, hi + 1, (batch,), generator=generator, device=generator.device, dtype=torch.long)
 
 
-def add_noise(latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def add_noise(
+    latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor
+) -> torch.Tensor:
     """Forward diffusion q(z_t | z) (the DDPM formula every diffusers scheduler uses)."""
     ab = alphas_cumprod.to(latents.device, torch.float32)[t.to(latents.device)].view(-1, *([1] * (latents.dim() - 1)))
     return (ab.sqrt() * latents.float() + (1.0 - ab).sqrt() * noise.float()).to(latents.dtype)
@@ -64,9 +68,13 @@ def sds_weight(t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
     return 1.0 - alphas_cumprod.to(t.device, torch.float32)[t]
 
 
-def sds_gradient(eps_hat: torch.Tensor, noise: torch.Tensor, w: torch.Tensor,
-                 grad_scale: Union[float, torch.Tensor, None] = None,
-                 grad_clip: Optional[float] = None) -> torch.Tensor:
+def sds_gradient(
+    eps_hat: torch.Tensor,
+    noise: torch.Tensor,
+    w: torch.Tensor,
+    grad_scale: Union[float, torch.Tensor, None] = None,
+    grad_clip: Optional[float] = None,
+) -> torch.Tensor:
     """grad = scale * w * (eps_hat - eps); NaN/inf zeroed (a NaN step must not poison the field)."""
     shape = (-1,) + (1,) * (eps_hat.dim() - 1)
     grad = w.to(eps_hat.device, torch.float32).view(shape) * (eps_hat.float() - noise.float())
@@ -86,10 +94,17 @@ def sds_loss(latents: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((z - target) ** 2).sum() / latents.shape[0]
 
 
-def score_distillation(latents: torch.Tensor, predict_noise: NoisePredictor, alphas_cumprod: torch.Tensor,
-                       t_range: Sequence[float], guidance_scale: float, generator: torch.Generator,
-                       grad_scale: Union[float, torch.Tensor, None] = None, grad_clip: Optional[float] = None,
-                       num_train_timesteps: Optional[int] = None) -> tuple[torch.Tensor, dict]:
+def score_distillation(
+    latents: torch.Tensor,
+    predict_noise: NoisePredictor,
+    alphas_cumprod: torch.Tensor,
+    t_range: Sequence[float],
+    guidance_scale: float,
+    generator: torch.Generator,
+    grad_scale: Union[float, torch.Tensor, None] = None,
+    grad_clip: Optional[float] = None,
+    num_train_timesteps: Optional[int] = None,
+) -> tuple[torch.Tensor, dict]:
     """One SDS step on ``latents`` (which carry the autograd graph back to the rendered image).
 
     Returns ``(loss, info)`` with info = {t [B] (long), w [B], grad_norm (0-d), noise (the eps

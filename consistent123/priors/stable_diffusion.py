@@ -3,6 +3,7 @@
 Also home of the small pieces both latent-diffusion priors share (precision, scheduler,
 VAE encoding); the SDS maths itself lives in ``sds.py``.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -76,8 +77,10 @@ def require_epsilon_prediction(scheduler, name: str) -> None:
     """Both SDS terms read the UNet output as the noise: a v- or x0-predicting model is refused."""
     kind = getattr(scheduler, "config", {}).get("prediction_type", "epsilon")
     if kind != "epsilon":
-        raise ConfigError(f"{name}: its scheduler's prediction_type is {kind!r}; score distillation here "
-                          f"needs an epsilon-prediction model")
+        raise ConfigError(
+            f"{name}: its scheduler's prediction_type is {kind!r}; score distillation here "
+            f"needs an epsilon-prediction model"
+        )
 
 
 def view_text_embedding(azimuth: float, front: torch.Tensor, side: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
@@ -95,8 +98,16 @@ class LatentSDSPrior:
     """What both priors share: a frozen UNet and VAE, the scheduler's noise levels, and one SDS
     call (render -> resize -> latents -> ``score_distillation``); subclasses add their conditioning."""
 
-    def __init__(self, components: dict, device, dtype: torch.dtype, name: str, resolution: int,
-                 guidance_scale: float, grad_clip: Optional[float]):
+    def __init__(
+        self,
+        components: dict,
+        device,
+        dtype: torch.dtype,
+        name: str,
+        resolution: int,
+        guidance_scale: float,
+        grad_clip: Optional[float],
+    ):
         self.device, self.dtype, self.name = torch.device(device), dtype, name
         require_epsilon_prediction(components["scheduler"], name)
         self.unet = frozen(components["unet"], self.device, dtype)
@@ -105,20 +116,30 @@ class LatentSDSPrior:
         self.num_train_timesteps = int(components["scheduler"].config.num_train_timesteps)
         self.resolution, self.guidance_scale, self.grad_clip = resolution, guidance_scale, grad_clip
 
-    def distil(self, rgb: torch.Tensor, predict_noise, generator: torch.Generator, t_range,
-               grad_scale=None) -> tuple[torch.Tensor, dict]:
+    def distil(
+        self, rgb: torch.Tensor, predict_noise, generator: torch.Generator, t_range, grad_scale=None
+    ) -> tuple[torch.Tensor, dict]:
         latents = encode_latents(self.vae, resize(rgb.to(self.device), self.resolution), generator)
-        return score_distillation(latents, predict_noise, self.alphas_cumprod, t_range, self.guidance_scale,
-                                  generator, grad_scale=grad_scale, grad_clip=self.grad_clip,
-                                  num_train_timesteps=self.num_train_timesteps)
+        return score_distillation(
+            latents,
+            predict_noise,
+            self.alphas_cumprod,
+            t_range,
+            self.guidance_scale,
+            generator,
+            grad_scale=grad_scale,
+            grad_clip=self.grad_clip,
+            num_train_timesteps=self.num_train_timesteps,
+        )
 
 
 class StableDiffusionPrior(LatentSDSPrior):
     """Text-conditioned SDS: ``set_prompt`` once, then ``sds`` every iteration that uses the 2D prior."""
 
     def __init__(self, components: dict, cfg, device, dtype: torch.dtype, name: str):
-        super().__init__(components, device, dtype, name, cfg.sds.sd_resolution, cfg.sds.guidance_scale_2d,
-                         cfg.sds.grad_clip)
+        super().__init__(
+            components, device, dtype, name, cfg.sds.sd_resolution, cfg.sds.guidance_scale_2d, cfg.sds.grad_clip
+        )
         self.text_encoder = frozen(components["text_encoder"], self.device, dtype)
         self.tokenizer = components["tokenizer"]
         self.negative_prompt = cfg.sds.negative_prompt
@@ -130,14 +151,25 @@ class StableDiffusionPrior(LatentSDSPrior):
     def from_config(cls, cfg, device, source: Optional[str] = None) -> "StableDiffusionPrior":
         source = source or cfg.models.stable_diffusion
         dtype = prior_dtype(cfg, device)
-        parts = hub.load_pretrained(_load_components, source, f"Stable Diffusion {source}", "models.stable_diffusion",
-                                    cache_dir=cfg.models.cache_dir, dtype=dtype)
+        parts = hub.load_pretrained(
+            _load_components,
+            source,
+            f"Stable Diffusion {source}",
+            "models.stable_diffusion",
+            cache_dir=cfg.models.cache_dir,
+            dtype=dtype,
+        )
         return cls(parts, cfg, device, dtype, source)
 
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                                truncation=True, return_tensors="pt")
+        tokens = self.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
         return self.text_encoder(tokens.input_ids.to(self.device))[0]
 
     def set_prompt(self, text: str) -> None:
@@ -154,8 +186,11 @@ class StableDiffusionPrior(LatentSDSPrior):
         """(eps_uncond, eps_cond) in one UNet call; unconditional = the negative prompt."""
         b = noisy.shape[0]
         uncond, cond = self.text_embeddings[:1].expand(b, -1, -1), self.view_embeddings(cams)
-        eps = self.unet(torch.cat([noisy, noisy]).to(self.dtype), torch.cat([t, t]),
-                        encoder_hidden_states=torch.cat([uncond, cond]).to(self.dtype)).sample
+        eps = self.unet(
+            torch.cat([noisy, noisy]).to(self.dtype),
+            torch.cat([t, t]),
+            encoder_hidden_states=torch.cat([uncond, cond]).to(self.dtype),
+        ).sample
         return eps.chunk(2)
 
     def sds(self, rgb: torch.Tensor, cams: Sequence, t_range, generator: torch.Generator) -> tuple[torch.Tensor, dict]:

@@ -14,6 +14,7 @@ through exactly the loaders the real weights use:
 
 Seeded and deterministic; the whole build takes seconds and a few MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,9 +66,15 @@ def _tiny_vae():
 
     # Four blocks = three downsamplings: the same 8x latent factor as the real VAE.
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
-        block_out_channels=(8, 8, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, sample_size=TINY_CLIP_IMAGE,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=TINY_CLIP_IMAGE,
     )
 
 
@@ -75,10 +82,16 @@ def _tiny_unet(in_channels: int, cross_attention_dim: int):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=8, in_channels=in_channels, out_channels=4, layers_per_block=1,
-        block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8,
+        sample_size=8,
+        in_channels=in_channels,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        norm_num_groups=8,
+        attention_head_dim=8,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=cross_attention_dim,
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
     )
 
 
@@ -87,10 +100,12 @@ def _tiny_clip_tokenizer():
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
     from transformers import CLIPTokenizer
 
-    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:1 + TINY_MERGES]
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 1 + TINY_MERGES]
     merges = [tuple(line.split()) for line in lines]
     symbols = list(bytes_to_unicode().values())
-    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    tokens = (
+        symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    )
     vocab = {t: i for i, t in enumerate(tokens)}
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77), vocab, merges
 
@@ -114,31 +129,61 @@ def build_tiny_zero123(out: Path) -> Path:
     with _seeded(2):
         _tiny_vae().save_pretrained(out / "vae")
     with _seeded(3):
-        enc = CLIPVisionModelWithProjection(CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, projection_dim=TINY_DIM, num_hidden_layers=2,
-            num_attention_heads=4, image_size=TINY_CLIP_IMAGE, patch_size=8))
+        enc = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=32,
+                intermediate_size=64,
+                projection_dim=TINY_DIM,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                image_size=TINY_CLIP_IMAGE,
+                patch_size=8,
+            )
+        )
         enc.save_pretrained(out / "image_encoder")
-    CLIPImageProcessor(size={"shortest_edge": TINY_CLIP_IMAGE}, crop_size={"height": TINY_CLIP_IMAGE, "width": TINY_CLIP_IMAGE},
-                       image_mean=CLIP_MEAN, image_std=CLIP_STD).save_pretrained(out / "feature_extractor")
-    DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1).save_pretrained(out / "scheduler")
+    CLIPImageProcessor(
+        size={"shortest_edge": TINY_CLIP_IMAGE},
+        crop_size={"height": TINY_CLIP_IMAGE, "width": TINY_CLIP_IMAGE},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    ).save_pretrained(out / "feature_extractor")
+    DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1).save_pretrained(
+        out / "scheduler"
+    )
     # cc_projection: a diffusers-style folder holding one Linear(embedding_dim + 4 -> embedding_dim).
     with _seeded(4):
         proj = torch.nn.Linear(TINY_DIM + 4, TINY_DIM)
     (out / "clip_camera_projection").mkdir()
-    save_file({"proj.weight": proj.weight.detach().contiguous(), "proj.bias": proj.bias.detach().contiguous()},
-              str(out / "clip_camera_projection" / "diffusion_pytorch_model.safetensors"))
-    (out / "clip_camera_projection" / "config.json").write_text(json.dumps(
-        {"_class_name": "CLIPCameraProjection", "_diffusers_version": _diffusers_version(),
-         "embedding_dim": TINY_DIM, "additional_embeddings": 4}, indent=2))
-    (out / "model_index.json").write_text(json.dumps({
-        "_class_name": "Zero123Pipeline", "_diffusers_version": _diffusers_version(),
-        "clip_camera_projection": ["zero123", "CLIPCameraProjection"],
-        "feature_extractor": ["transformers", "CLIPImageProcessor"],
-        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
-        "scheduler": ["diffusers", "DDIMScheduler"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }, indent=2))
+    save_file(
+        {"proj.weight": proj.weight.detach().contiguous(), "proj.bias": proj.bias.detach().contiguous()},
+        str(out / "clip_camera_projection" / "diffusion_pytorch_model.safetensors"),
+    )
+    (out / "clip_camera_projection" / "config.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "CLIPCameraProjection",
+                "_diffusers_version": _diffusers_version(),
+                "embedding_dim": TINY_DIM,
+                "additional_embeddings": 4,
+            },
+            indent=2,
+        )
+    )
+    (out / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "Zero123Pipeline",
+                "_diffusers_version": _diffusers_version(),
+                "clip_camera_projection": ["zero123", "CLIPCameraProjection"],
+                "feature_extractor": ["transformers", "CLIPImageProcessor"],
+                "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+                "scheduler": ["diffusers", "DDIMScheduler"],
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+            },
+            indent=2,
+        )
+    )
     return out
 
 
@@ -153,14 +198,30 @@ def build_tiny_stable_diffusion(out: Path) -> Path:
     with _seeded(6):
         vae = _tiny_vae()
     with _seeded(7):
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(vocab), hidden_size=TINY_TEXT_DIM, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(vocab),
+                hidden_size=TINY_TEXT_DIM,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
     scheduler = PNDMScheduler(**SD_BETAS, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(out, safe_serialization=True)
     _save_tokenizer(tokenizer, vocab, merges, out / "tokenizer")
     return out
@@ -181,10 +242,20 @@ def build_tiny_clip(out: Path) -> Path:
         model = open_clip.CLIP(**model_cfg)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
-    (out / "open_clip_config.json").write_text(json.dumps({
-        "model_cfg": model_cfg,
-        "preprocess_cfg": {"mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic", "resize_mode": "shortest"},
-    }, indent=2))
+    (out / "open_clip_config.json").write_text(
+        json.dumps(
+            {
+                "model_cfg": model_cfg,
+                "preprocess_cfg": {
+                    "mean": CLIP_MEAN,
+                    "std": CLIP_STD,
+                    "interpolation": "bicubic",
+                    "resize_mode": "shortest",
+                },
+            },
+            indent=2,
+        )
+    )
     return out
 
 
@@ -228,8 +299,11 @@ def build_tiny_models(root: Path) -> dict[str, Path]:
     vision = _vision_builder()
     if vision is not None:
         paths.update({k: Path(v) for k, v in vision(root).items()})
-    manifest = {"format": FORMAT_VERSION, "weights": "random",
-                "models": {k: os.path.relpath(v, root) for k, v in paths.items()}}
+    manifest = {
+        "format": FORMAT_VERSION,
+        "weights": "random",
+        "models": {k: os.path.relpath(v, root) for k, v in paths.items()},
+    }
     atomic_write_json(root / MANIFEST, manifest)
     return paths
 
@@ -289,11 +363,18 @@ def is_random_weight(source: str | Path) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", help="folder to build the tiny models in")
     parser.add_argument("--force", action="store_true", help="rebuild even when DIR is already complete")
-    parser.add_argument("--size", choices=("tiny", "full"), default="tiny",
-                        help="full: the real architectures with random weights, built in memory (nothing is "
-                             "written to DIR) and loaded like the real models; prints each part's parameter count")
-    parser.add_argument("--device", default="meta",
-                        help="with --size full: where to build them (meta = no memory, counts only; cpu/cuda allocate ~10 GB)")
+    parser.add_argument(
+        "--size",
+        choices=("tiny", "full"),
+        default="tiny",
+        help="full: the real architectures with random weights, built in memory (nothing is "
+        "written to DIR) and loaded like the real models; prints each part's parameter count",
+    )
+    parser.add_argument(
+        "--device",
+        default="meta",
+        help="with --size full: where to build them (meta = no memory, counts only; cpu/cuda allocate ~10 GB)",
+    )
 
 
 def run(args, cfg) -> int:

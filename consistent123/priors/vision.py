@@ -26,6 +26,7 @@ channel and the segmenter is only the fallback for photos without one.
 weights, with its processor/tokenizer, in the same on-disk format as the hub repositories,
 so the same ``load_*`` functions load them (offline, in seconds).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from consistent123.errors import ConfigError
 from consistent123.device import resolve_device
+from consistent123.errors import ConfigError
 from consistent123.priors.hub import load_pretrained
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,12 @@ class Captioner:
 def load_captioner(source: str, device=None, cache_dir: str | None = None, max_new_tokens: int = 30) -> Captioner:
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
-    model = load_pretrained(BlipForConditionalGeneration.from_pretrained, source, "captioner", "models.captioner", cache_dir)
-    processor = load_pretrained(BlipProcessor.from_pretrained, source, "captioner processor", "models.captioner", cache_dir)
+    model = load_pretrained(
+        BlipForConditionalGeneration.from_pretrained, source, "captioner", "models.captioner", cache_dir
+    )
+    processor = load_pretrained(
+        BlipProcessor.from_pretrained, source, "captioner processor", "models.captioner", cache_dir
+    )
     return Captioner(model, processor, resolve_device(device), source, max_new_tokens)
 
 
@@ -93,20 +98,26 @@ class DepthEstimator:
         inputs = self.processor(images=image, return_tensors="pt", **self.resize).to(self.device)
         predicted = self.model(**inputs).predicted_depth  # (1, h, w) at the model's resolution
         # Back to the image's size with the library's own (bicubic) interpolation.
-        depth = torch.nn.functional.interpolate(predicted[:, None].float(), size=(image.height, image.width),
-                                                mode="bicubic", align_corners=False)[0, 0]
+        depth = torch.nn.functional.interpolate(
+            predicted[:, None].float(), size=(image.height, image.width), mode="bicubic", align_corners=False
+        )[0, 0]
         depth = depth.cpu().numpy().astype(np.float32)
         if self.metric:
             depth = 1.0 / np.maximum(depth, 1e-6)
         return depth
 
 
-def load_depth_estimator(source: str, device=None, cache_dir: str | None = None,
-                         input_size: int | None = None) -> DepthEstimator:
+def load_depth_estimator(
+    source: str, device=None, cache_dir: str | None = None, input_size: int | None = None
+) -> DepthEstimator:
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    model = load_pretrained(AutoModelForDepthEstimation.from_pretrained, source, "depth estimator", "models.depth", cache_dir)
-    processor = load_pretrained(AutoImageProcessor.from_pretrained, source, "depth processor", "models.depth", cache_dir)
+    model = load_pretrained(
+        AutoModelForDepthEstimation.from_pretrained, source, "depth estimator", "models.depth", cache_dir
+    )
+    processor = load_pretrained(
+        AutoImageProcessor.from_pretrained, source, "depth processor", "models.depth", cache_dir
+    )
     return DepthEstimator(model, processor, resolve_device(device), source, input_size)
 
 
@@ -123,36 +134,51 @@ class Segmenter:
         image = _rgb(image)
         text = (prompt or self.prompt).strip() or DEFAULT_SEGMENTER_PROMPT
         max_len = self.model.config.text_config.max_position_embeddings  # CLIP's text window (77)
-        inputs = self.processor(text=[text], images=[image], padding=True, truncation=True, max_length=max_len,
-                                return_tensors="pt").to(self.device)
+        inputs = self.processor(
+            text=[text], images=[image], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+        ).to(self.device)
         logits = self.model(**inputs).logits.float()
         logits = logits.reshape(1, 1, *logits.shape[-2:])  # batch of one may come back squeezed
-        prob = torch.sigmoid(torch.nn.functional.interpolate(logits, size=(image.height, image.width),
-                                                             mode="bilinear", align_corners=False))[0, 0]
+        prob = torch.sigmoid(
+            torch.nn.functional.interpolate(
+                logits, size=(image.height, image.width), mode="bilinear", align_corners=False
+            )
+        )[0, 0]
         return prob.clamp(0.0, 1.0).cpu().numpy().astype(np.float32)
 
 
-def load_segmenter(source: str, device=None, cache_dir: str | None = None,
-                   prompt: str = DEFAULT_SEGMENTER_PROMPT) -> Segmenter:
+def load_segmenter(
+    source: str, device=None, cache_dir: str | None = None, prompt: str = DEFAULT_SEGMENTER_PROMPT
+) -> Segmenter:
     from transformers import AutoConfig, CLIPSegForImageSegmentation, CLIPSegProcessor
 
     if source in _REMOTE_CODE_SEGMENTERS:
-        raise ConfigError(f"models.segmenter: {source!r} only loads with remote code, which is never enabled; "
-                          "use a CLIPSeg model such as 'CIDAS/clipseg-rd64-refined'")
+        raise ConfigError(
+            f"models.segmenter: {source!r} only loads with remote code, which is never enabled; "
+            "use a CLIPSeg model such as 'CIDAS/clipseg-rd64-refined'"
+        )
     config = load_pretrained(AutoConfig.from_pretrained, source, "segmenter", "models.segmenter", cache_dir)
     if config.model_type != "clipseg":
-        raise ConfigError(f"models.segmenter: {source!r} is a {config.model_type!r} model; supported: clipseg "
-                          "(e.g. 'CIDAS/clipseg-rd64-refined')")
-    model = load_pretrained(CLIPSegForImageSegmentation.from_pretrained, source, "segmenter", "models.segmenter", cache_dir)
-    processor = load_pretrained(CLIPSegProcessor.from_pretrained, source, "segmenter processor", "models.segmenter", cache_dir)
+        raise ConfigError(
+            f"models.segmenter: {source!r} is a {config.model_type!r} model; supported: clipseg "
+            "(e.g. 'CIDAS/clipseg-rd64-refined')"
+        )
+    model = load_pretrained(
+        CLIPSegForImageSegmentation.from_pretrained, source, "segmenter", "models.segmenter", cache_dir
+    )
+    processor = load_pretrained(
+        CLIPSegProcessor.from_pretrained, source, "segmenter processor", "models.segmenter", cache_dir
+    )
     return Segmenter(model, processor, resolve_device(device), source, prompt)
 
 
 # ------------------------------------------------------------------------- tiny models
 # Words for the tiny captioner's vocabulary: enough for a random model to emit "captions".
-_TINY_WORDS = ("a an the of on in with and photo picture object toy statue figure shoe cake teapot bird cat dog "
-               "fish banana flower plant pot cup chair red green blue yellow brown black white pink grey small "
-               "large wooden metal sitting standing").split()
+_TINY_WORDS = (
+    "a an the of on in with and photo picture object toy statue figure shoe cake teapot bird cat dog "
+    "fish banana flower plant pot cup chair red green blue yellow brown black white pink grey small "
+    "large wooden metal sitting standing"
+).split()
 _TINY_SEED = 0
 
 
@@ -164,11 +190,26 @@ def _tiny_blip(root: Path) -> None:
     tokenizer = BertTokenizer(vocab=vocab, bos_token="[DEC]")
     processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer)
     config = BlipConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=vocab["[DEC]"],
-                         pad_token_id=vocab["[PAD]"], sep_token_id=vocab["[SEP]"], eos_token_id=vocab["[SEP]"]),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=vocab["[DEC]"],
+            pad_token_id=vocab["[PAD]"],
+            sep_token_id=vocab["[SEP]"],
+            eos_token_id=vocab["[SEP]"],
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=32,
     )
     model = BlipForConditionalGeneration(config).eval()
@@ -181,9 +222,18 @@ def _tiny_blip(root: Path) -> None:
 def _tiny_dpt(root: Path) -> None:
     from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
 
-    config = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-                       image_size=32, patch_size=8, backbone_out_indices=[0, 1, 2, 3],
-                       neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, is_hybrid=False)
+    config = DPTConfig(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        is_hybrid=False,
+    )
     model = DPTForDepthEstimation(config).eval()
     # Plain (non-hybrid) DPT reassembles a square token grid: square input, like Intel/dpt-large.
     processor = DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False)
@@ -193,24 +243,49 @@ def _tiny_dpt(root: Path) -> None:
 
 def _tiny_clipseg(root: Path) -> None:
     from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer, ViTImageProcessor
+    from transformers import (
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPSegProcessor,
+        CLIPTokenizer,
+        ViTImageProcessor,
+    )
 
     # Byte-level BPE vocabulary with no merges: every character is a token, as in CLIP's base alphabet.
     chars = sorted(ByteLevel.alphabet())
     tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(tokens)}
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    image_processor = ViTImageProcessor(size={"height": 32, "width": 32},
-                                        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    image_processor = ViTImageProcessor(
+        size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+    )
     processor = CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
     config = CLIPSegConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=32, extract_layers=[0, 1, 2], reduce_dim=16, decoder_num_attention_heads=2,
-        decoder_intermediate_size=32, use_complex_transposed_convolution=True,
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=32,
+        extract_layers=[0, 1, 2],
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+        use_complex_transposed_convolution=True,
     )
     model = CLIPSegForImageSegmentation(config).eval()
     model.save_pretrained(root)

@@ -13,6 +13,7 @@ the camera projection, stored as a diffusers-style folder (``clip_camera_project
 ashawkey/bennyguo's repos, ``cc_projection/`` in kxic's) holding a single Linear. It is read
 into a plain ``nn.Linear`` (dims from the weights); no remote code, no pickles.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,9 @@ def _read_state_dict(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
 
 
-def load_camera_projection(source: str, cache_dir: Optional[str] = None, variant: Optional[str] = None) -> torch.nn.Linear:
+def load_camera_projection(
+    source: str, cache_dir: Optional[str] = None, variant: Optional[str] = None
+) -> torch.nn.Linear:
     """cc_projection as an ``nn.Linear(embedding_dim + 4, embedding_dim)`` (772 -> 768 for the real one)."""
     stem = "diffusion_pytorch_model" + (f".{variant}" if variant else "")
     for folder in _projection_folders(source, cache_dir):
@@ -77,12 +80,16 @@ def load_camera_projection(source: str, cache_dir: Optional[str] = None, variant
             weights = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
             biases = [v for k, v in state.items() if k.endswith("bias") and v.dim() == 1]
             if len(weights) != 1 or len(biases) != 1:
-                raise ValueError(f"{path}: expected one Linear layer in the camera projection, found keys {sorted(state)}")
+                raise ValueError(
+                    f"{path}: expected one Linear layer in the camera projection, found keys {sorted(state)}"
+                )
             out_dim, in_dim = weights[0].shape
             linear = torch.nn.Linear(in_dim, out_dim)
             linear.load_state_dict({"weight": weights[0].float(), "bias": biases[0].float()})
             return linear
-    raise FileNotFoundError(f"no camera projection weights ({'/'.join(PROJECTION_FOLDERS)}/{stem}.safetensors) in {source}")
+    raise FileNotFoundError(
+        f"no camera projection weights ({'/'.join(PROJECTION_FOLDERS)}/{stem}.safetensors) in {source}"
+    )
 
 
 def _load_components(source: str, cache_dir: Optional[str] = None, dtype=torch.float32, variant: Optional[str] = None):
@@ -93,7 +100,9 @@ def _load_components(source: str, cache_dir: Optional[str] = None, dtype=torch.f
     return dict(
         unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, variant=variant, **kw),
         vae=AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, variant=variant, **kw),
-        image_encoder=CLIPVisionModelWithProjection.from_pretrained(source, subfolder="image_encoder", variant=variant, **kw),
+        image_encoder=CLIPVisionModelWithProjection.from_pretrained(
+            source, subfolder="image_encoder", variant=variant, **kw
+        ),
         feature_extractor=CLIPImageProcessor.from_pretrained(source, subfolder="feature_extractor", **kw),
         scheduler=load_scheduler(source, cache_dir=cache_dir),
         cc_projection=load_camera_projection(source, cache_dir=cache_dir, variant=variant),
@@ -131,8 +140,9 @@ class Zero123Prior(LatentSDSPrior):
     """Image- and camera-conditioned SDS: ``set_reference`` once, ``sds`` for novel views."""
 
     def __init__(self, components: dict, cfg, device, dtype: torch.dtype, name: str):
-        super().__init__(components, device, dtype, name, cfg.sds.zero123_resolution, cfg.sds.guidance_scale_3d,
-                         cfg.sds.grad_clip)
+        super().__init__(
+            components, device, dtype, name, cfg.sds.zero123_resolution, cfg.sds.guidance_scale_3d, cfg.sds.grad_clip
+        )
         self.image_encoder = frozen(components["image_encoder"], self.device, dtype)
         self.cc_projection = frozen(components["cc_projection"], self.device, dtype)
         fe = components["feature_extractor"]
@@ -148,9 +158,15 @@ class Zero123Prior(LatentSDSPrior):
     def from_config(cls, cfg, device, source: Optional[str] = None) -> "Zero123Prior":
         source = source or cfg.models.zero123
         dtype = prior_dtype(cfg, device)
-        parts = hub.load_pretrained(_load_components, source, f"Zero-1-to-3 {source}", "models.zero123",
-                                    cache_dir=cfg.models.cache_dir, dtype=dtype,
-                                    variant=getattr(cfg.models, "zero123_variant", None))
+        parts = hub.load_pretrained(
+            _load_components,
+            source,
+            f"Zero-1-to-3 {source}",
+            "models.zero123",
+            cache_dir=cfg.models.cache_dir,
+            dtype=dtype,
+            variant=getattr(cfg.models, "zero123_variant", None),
+        )
         return cls(parts, cfg, device, dtype, source)
 
     @torch.no_grad()
@@ -175,7 +191,9 @@ class Zero123Prior(LatentSDSPrior):
         return self.cc_projection(torch.cat([emb, pose[:, None, :]], dim=-1))
 
     @torch.no_grad()
-    def predict_noise(self, noisy: torch.Tensor, t: torch.Tensor, cams: Sequence[Camera]) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_noise(
+        self, noisy: torch.Tensor, t: torch.Tensor, cams: Sequence[Camera]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(eps_uncond, eps_cond) in one UNet call; unconditional = both conditionings zeroed."""
         cond = self.camera_conditioning(cams)
         ref = self.reference_latent.expand(len(cams), -1, -1, -1)
@@ -188,7 +206,9 @@ class Zero123Prior(LatentSDSPrior):
             return angle_grad_scale(cams, self.reference_camera).to(self.device)
         return None
 
-    def sds(self, rgb: torch.Tensor, cams: list[Camera], t_range, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def sds(
+        self, rgb: torch.Tensor, cams: list[Camera], t_range, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict]:
         """SDS loss of views ``rgb`` [B,3,H,W] in [0,1] seen from ``cams``; gradient flows to ``rgb``."""
         if self.reference_latent is None:
             raise RuntimeError("Zero123Prior.sds called before set_reference")

@@ -1,2 +1,1 @@
 """Pure-PyTorch and CUDA renderers, and the one camera convention."""
-

@@ -9,6 +9,7 @@ has its centre at (col + 0.5, row + 0.5); row 0 is the top of the image.
 Everything that places a camera (training views, the 8 boundary-check views, the 18 GSO
 views, turntables, the Zero-1-to-3 conditioning) goes through this module.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,9 @@ def look_at_origin(position: torch.Tensor) -> torch.Tensor:
     right = torch.linalg.cross(world_up, back, dim=-1)
     # At the poles "up" is undefined: fall back to +z as the reference direction.
     degenerate = right.norm(dim=-1, keepdim=True) < 1e-6
-    right = torch.where(degenerate, torch.linalg.cross(torch.tensor([0.0, 0.0, -1.0]).expand_as(back), back, dim=-1), right)
+    right = torch.where(
+        degenerate, torch.linalg.cross(torch.tensor([0.0, 0.0, -1.0]).expand_as(back), back, dim=-1), right
+    )
     right = torch.nn.functional.normalize(right, dim=-1)
     up = torch.linalg.cross(back, right, dim=-1)
     c2w = torch.zeros(*position.shape[:-1], 4, 4)
@@ -69,7 +72,9 @@ def get_rays(cam: Camera, height: int, width: int | None = None) -> tuple[torch.
     """World-space ray origins and unit directions, shape (H, W, 3) each."""
     width = width or height
     f = focal_length(cam.fovy, height)
-    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+    )
     dirs_cam = torch.stack([(cols + 0.5 - width / 2) / f, -(rows + 0.5 - height / 2) / f, -torch.ones_like(cols)], -1)
     c2w = camera_to_world(cam)
     dirs = torch.nn.functional.normalize(dirs_cam @ c2w[:3, :3].T, dim=-1)
@@ -77,7 +82,9 @@ def get_rays(cam: Camera, height: int, width: int | None = None) -> tuple[torch.
     return origins, dirs
 
 
-def project(points: torch.Tensor, cam: Camera, height: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def project(
+    points: torch.Tensor, cam: Camera, height: int, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """World points (N, 3) -> pixel coordinates (N, 2) as (col, row) and view depth (N,)."""
     width = width or height
     f = focal_length(cam.fovy, height)
@@ -121,8 +128,12 @@ def sample_novel_camera(ranges, generator: torch.Generator) -> Camera:
     def lerp(rng: Sequence[float], x: float) -> float:
         return float(rng[0] + (rng[1] - rng[0]) * x)
 
-    return Camera(lerp(cams_cfg.polar_range, u[0]), lerp(cams_cfg.azimuth_range, u[1]),
-                  lerp(cams_cfg.radius_range, u[2]), lerp(cams_cfg.fovy_range, u[3]))
+    return Camera(
+        lerp(cams_cfg.polar_range, u[0]),
+        lerp(cams_cfg.azimuth_range, u[1]),
+        lerp(cams_cfg.radius_range, u[2]),
+        lerp(cams_cfg.fovy_range, u[3]),
+    )
 
 
 def ring_cameras(n: int, polar: float, radius: float, fovy: float, start_azimuth: float = 0.0) -> list[Camera]:
@@ -150,4 +161,6 @@ def zero123_embedding(target: Camera, reference: Camera) -> torch.Tensor:
     """
     d_polar = math.radians(target.polar - reference.polar)
     d_az = math.radians(target.azimuth - reference.azimuth)
-    return torch.tensor([d_polar, math.sin(d_az), math.cos(d_az), target.radius - reference.radius], dtype=torch.float32)
+    return torch.tensor(
+        [d_polar, math.sin(d_az), math.cos(d_az), target.radius - reference.radius], dtype=torch.float32
+    )

@@ -20,6 +20,7 @@ reference for the CUDA one:
 ``render_mesh`` is the high-level call used by DMTet training, the turntable and the
 evaluation renders. Pixel centres are at (i + 0.5) as in ``consistent123.render.cameras``.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -234,7 +235,9 @@ def _silhouette_edges(scr: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
     """
     with torch.no_grad():
         p = scr[tri][..., :2]
-        area = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1])
+        area = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (
+            p[:, 1, 1] - p[:, 0, 1]
+        )
         facing = torch.sign(area).long()
         edges = torch.sort(torch.stack([tri, tri.roll(-1, dims=1)], -1).reshape(-1, 2), dim=1).values
         # 1-D keys: torch.unique(dim=0) is far slower than unique on a flat int64 tensor.
@@ -402,5 +405,11 @@ def render_mesh(
     def img(t):  # drop the batch axis; OpenGL's bottom row first -> image top row first
         return torch.flip(t[0], dims=[0])
 
-    return dict(rgb=img(rgb), alpha=img(alpha), depth=img(depth * mask), normals=img(normals),
-                mask=img(mask), position=img(position))
+    return dict(
+        rgb=img(rgb),
+        alpha=img(alpha),
+        depth=img(depth * mask),
+        normals=img(normals),
+        mask=img(mask),
+        position=img(position),
+    )

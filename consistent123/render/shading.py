@@ -10,6 +10,7 @@ As in stable-dreamfusion / Magic123 (which Consistent123's code builds on):
 The light is a direction (unit vector from the surface towards the light), sampled around
 the camera position so the visible side is lit ("avoid dark faces").
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional

@@ -13,6 +13,7 @@ A field is anything with ``bound``, ``forward(x) -> (sigma, albedo)``, ``density
 ``depth`` is the Euclidean distance from the camera centre along the (unit) ray, composited
 with the weights (what R uses for its depth loss), not the view-space z.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -39,8 +40,9 @@ def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, bound: float, min_near: 
 
 
 @torch.no_grad()
-def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n: int, deterministic: bool,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def sample_pdf(
+    bins: torch.Tensor, weights: torch.Tensor, n: int, deterministic: bool, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """Inverse-CDF samples [R, n] from piecewise-constant pdfs (weights [R, B]) over bins [R, B+1]."""
     weights = weights + 1e-5  # rays with no mass fall back to uniform
     pdf = weights / weights.sum(-1, keepdim=True)
@@ -147,7 +149,11 @@ def render_nerf(
     step = (far - near) / num_steps
 
     # Stratified samples: one per equal bin, jittered inside it during training.
-    offsets = torch.rand(ray_ids.numel(), num_steps, generator=generator, device=_draw_device(generator)).to(device) if perturb else torch.full((ray_ids.numel(), num_steps), 0.5, device=device)
+    offsets = (
+        torch.rand(ray_ids.numel(), num_steps, generator=generator, device=_draw_device(generator)).to(device)
+        if perturb
+        else torch.full((ray_ids.numel(), num_steps), 0.5, device=device)
+    )
     t = near.unsqueeze(-1) + (torch.arange(num_steps, device=device) + offsets) * step.unsqueeze(-1)
 
     def points(tv):

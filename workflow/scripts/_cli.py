@@ -4,6 +4,7 @@ A failed job ends its log with one ``FAILED:`` line: the command's own marked er
 (``consistent123 COMMAND: error: ...``), or how the process died. Snakemake shows that line,
 and ``failure_summary`` (the workflow's ``onerror``) lists it for every failed job.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,6 +71,6 @@ def failure_summary(snakemake_log: str) -> list[str]:
         line = "(no log)"
         if job_log and Path(job_log).is_file():
             lines = [x for x in Path(job_log).read_text(errors="replace").splitlines() if x.startswith(FAILED)]
-            line = lines[-1][len(FAILED):] if lines else "no error line in the log"
+            line = lines[-1][len(FAILED) :] if lines else "no error line in the log"
         rows.append(f"{rule}  {job_log or '-'}  {line}")
     return rows

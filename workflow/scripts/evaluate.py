@@ -1,4 +1,5 @@
 """Snakemake adapter: `consistent123 evaluate OUT --case DIR [--gt-mesh MESH]`."""
+
 import sys
 
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821

@@ -1,5 +1,6 @@
 """Put one benchmark file in place, from a local mirror or its source URL, only if its sha256
 matches the manifest. A mismatch fails with both checksums and writes nothing."""
+
 import hashlib
 import shutil
 import sys
@@ -33,8 +34,10 @@ with open(sm.log[0], "w") as log, atomic_path(target) as tmp:
             shutil.copyfileobj(response, handle)
     got = sha256(Path(tmp))
     if got != entry["sha256"]:
-        message = (f"fetch: sha256 mismatch for {source}: expected {entry['sha256']}, got {got} "
-                   f"(corrupt or changed file; nothing written to {target})")
+        message = (
+            f"fetch: sha256 mismatch for {source}: expected {entry['sha256']}, got {got} "
+            f"(corrupt or changed file; nothing written to {target})"
+        )
         print(message, file=log, flush=True)
         sys.exit(message)  # atomic_path discards the temporary file
     print(f"ok {source} sha256 {got}", file=log)

@@ -1,4 +1,5 @@
 """Snakemake adapter: the known-answer table (eval/known_answer_table.py)."""
+
 import contextlib
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Write the sweep's `method:` mapping as the YAML that `consistent123 --config` reads."""
+
 import yaml
 
 from consistent123.io import atomic_write_text

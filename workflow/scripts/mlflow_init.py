@@ -1,4 +1,5 @@
 """Create the MLflow experiment and the sweep's parent run once, before jobs start."""
+
 import logging
 
 from consistent123.io import atomic_write_json
@@ -10,5 +11,13 @@ uri = resolve_uri(sm.params.uri)
 experiment_id = ensure_experiment(uri, sm.params.experiment)
 run_id = start_parent_run(uri, sm.params.experiment, sm.params.sweep)
 logging.info("experiment %s (%s), parent run %s at %s", sm.params.experiment, experiment_id, run_id, uri)
-atomic_write_json(sm.output[0], {"run_id": run_id, "experiment": sm.params.experiment,
-                                 "experiment_id": experiment_id, "sweep": sm.params.sweep, "tracking_uri": uri})
+atomic_write_json(
+    sm.output[0],
+    {
+        "run_id": run_id,
+        "experiment": sm.params.experiment,
+        "experiment_id": experiment_id,
+        "sweep": sm.params.sweep,
+        "tracking_uri": uri,
+    },
+)

@@ -1,4 +1,5 @@
 """Snakemake adapter: `consistent123 preprocess IMAGE --out DIR [--caption] [--depth] --config`."""
+
 import sys
 from pathlib import Path
 

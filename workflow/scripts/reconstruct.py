@@ -1,4 +1,5 @@
 """Snakemake adapter: `consistent123 reconstruct DIR --out OUT ...` under the sweep's parent run."""
+
 import json
 import sys
 
@@ -7,8 +8,19 @@ from _cli import run_cli  # noqa: E402
 
 sm = snakemake  # noqa: F821
 parent = json.loads(open(sm.input.parent).read())["run_id"]
-args = ["reconstruct", sm.params.case_dir, "--out", sm.params.out, "--config", sm.input.config,
-        "--run-name", sm.params.run_name, "--parent-run-id", parent, "--no-progress"]
+args = [
+    "reconstruct",
+    sm.params.case_dir,
+    "--out",
+    sm.params.out,
+    "--config",
+    sm.input.config,
+    "--run-name",
+    sm.params.run_name,
+    "--parent-run-id",
+    parent,
+    "--no-progress",
+]
 for override in sm.params.overrides:
     args += ["--set", override]
 args += ["--tags", *sm.params.tags]

@@ -1,4 +1,5 @@
 """Snakemake adapter: `consistent123 tiny-models DIR` (no-op when DIR is already complete)."""
+
 import sys
 from pathlib import Path
 

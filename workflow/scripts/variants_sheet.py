@@ -1,4 +1,5 @@
 """variants.tsv: variant, table, setting (the paper's label), overrides. One row per table use."""
+
 import csv
 import io
 
