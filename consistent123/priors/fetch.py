@@ -30,17 +30,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".ms
 
 def configured_sources(cfg) -> dict[str, str]:
     """The real ids of every part (``models.tiny_dir`` is ignored: there is nothing to fetch for it)."""
-    m = cfg.models
-    return {
-        "zero123": m.zero123,
-        "stable_diffusion": m.stable_diffusion,
-        "clip_judge": m.clip_judge,
-        "clip_metric": cfg.eval.clip_model,
-        "captioner": m.captioner,
-        "depth": m.depth,
-        "segmenter": m.segmenter,
-        "lpips": cfg.eval.lpips_net,
-    }
+    from consistent123.priors.registry import hub_sources
+
+    return {**hub_sources(cfg), "lpips": cfg.eval.lpips_net}
 
 
 def select_files(files: list[str], variant: Optional[str] = None) -> list[str]:

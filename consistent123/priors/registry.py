@@ -34,6 +34,12 @@ def model_sources(cfg) -> dict[str, str]:
 
         built = ensure_tiny_models(Path(m.tiny_dir))
         return {key: str(built[tiny]) for key, tiny in _TINY_KEYS.items() if tiny in built}
+    return hub_sources(cfg)
+
+
+def hub_sources(cfg) -> dict[str, str]:
+    """The configured hub ids or local paths of the pretrained parts (``tiny_dir`` aside)."""
+    m = cfg.models
     return {
         "zero123": m.zero123,
         "stable_diffusion": m.stable_diffusion,
