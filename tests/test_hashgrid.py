@@ -117,6 +117,25 @@ def test_table_gradient_only_at_touched_entries_and_matches_reference():
     assert touched < enc.table.shape[0]
 
 
+def test_table_gradient_is_the_same_on_one_thread_and_several():
+    # Several CPU threads scatter the features' gradients side by side: bit-identical to one.
+    enc = TorchHashEncoding(SMALL, BOUND)
+    x = _points(4000, seed=5)
+    upstream = torch.randn(4000, enc.output_dim, generator=torch.Generator().manual_seed(6))
+    threads = torch.get_num_threads()
+    grads = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            enc.table.grad = None
+            (enc(x) * upstream).sum().backward()
+            grads[n] = enc.table.grad.clone()
+    finally:
+        torch.set_num_threads(threads)
+    assert grads[1].abs().sum() > 0
+    assert torch.equal(grads[1], grads[2])
+
+
 @pytest.mark.parametrize("interpolation", ["smoothstep", "linear"])
 def test_input_gradient_matches_reference(interpolation):
     cfg = SMALL.model_copy(update={"interpolation": interpolation})

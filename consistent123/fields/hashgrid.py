@@ -30,6 +30,7 @@ import ctypes
 import ctypes.util
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -133,6 +134,27 @@ def interpolation_weights(frac: torch.Tensor, smoothstep: bool) -> tuple[torch.T
     return frac * frac * (3.0 - 2.0 * frac), 6.0 * frac * (1.0 - frac)
 
 
+@functools.cache
+def _feature_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hashgrid-grad")
+
+
+def _for_each_feature(fn, features: int, device: torch.device) -> None:
+    """Run ``fn(f)`` for every feature, on CPU threads side by side when torch has them.
+
+    A 1-D ``scatter_add_`` runs on one CPU thread, and the table gradient is one such scatter
+    per feature into its own row: scattering the features concurrently uses the other cores
+    (about 1.8x faster on 2) and is bit-identical, as each scatter stays sequential.
+    """
+    workers = min(features, torch.get_num_threads())
+    if device.type != "cpu" or workers < 2:
+        for f in range(features):
+            fn(f)
+        return
+    for future in [_feature_pool(workers).submit(fn, f) for f in range(features)]:
+        future.result()
+
+
 class _TorchHashGrid(torch.autograd.Function):
     """Forward without an autograd graph; backward recomputes indices and weights.
 
@@ -176,8 +198,11 @@ class _TorchHashGrid(torch.autograd.Function):
             idx, w = ctx.corners[chunk] if ctx.corners is not None else enc._corners(u[s : s + CHUNK])
             if need_table:
                 rows = idx.reshape(-1).to(torch.int64)
-                for f in range(F):
+
+                def accumulate(f, rows=rows, w=w, g=g):
                     grad_by_feature[f].scatter_add_(0, rows, (w * g[:, :, f : f + 1]).reshape(-1).to(table.dtype))
+
+                _for_each_feature(accumulate, F, table.device)
             if need_u:
                 # d out / d u_k = sum_corners (feat . g) * dw/dfrac_k * scale_l
                 gf = (table[idx] * g.unsqueeze(2)).sum(-1)  # [n, L, 8]
@@ -224,7 +249,6 @@ class TorchHashEncoding(nn.Module):
         wrapped = [p - (1 << 32) if p >= 1 << 31 else p for p in PRIMES[:input_dim]]
         self.register_buffer("primes32", torch.tensor(wrapped, dtype=torch.int32), persistent=False)
         self.register_buffer("hash_mask32", self.sizes32[self.num_dense :] - 1, persistent=False)
-        self.register_buffer("corner_step", torch.arange(2, dtype=torch.int32), persistent=False)
         assert all(dense[: self.num_dense]), "dense levels must be the coarse prefix"
         if sum(sizes) >= 2**31:
             raise ValueError("hash tables larger than 2^31 entries are not supported")
@@ -243,49 +267,47 @@ class TorchHashEncoding(nn.Module):
         return lower.to(torch.int32), pos - lower
 
     def _corners(self, u: torch.Tensor):
-        """Table rows (int32) and trilinear weights, both [n, L, 2^d]; corner c has bit k = axis k.
+        """Table rows (int32) and interpolation weights, both [n, L, 2^d]; corner c has bit k = axis k.
 
-        Per-axis terms are built on the small [n, L, 2] tensors and combined by broadcasting,
-        so the big [n, L, 2^d] tensors see only d-1 adds/xors, one modulo and one offset add.
+        Per-axis terms are built on small [L, 2, n] tensors and combined by broadcasting, with the
+        points innermost so that every elementwise op runs over long contiguous rows (a 2-wide
+        corner axis innermost made them ~1.3x slower); the last op of each combination writes
+        straight into the [n, L, 2^d] result through a permuted view.
         """
-        lower, frac = self._cell(u)
-        frac = interpolation_weights(frac, self.smoothstep)[0]
-        d = self.input_dim
-        nd = self.num_dense
-        ends = lower.unsqueeze(-1) + self.corner_step  # [n, L, d, 2]: lower, upper vertex (int32)
-        parts_w = []
-        for k in range(d):
-            f = frac[:, :, k].unsqueeze(-1)
-            parts_w.append(torch.cat([1.0 - f, f], -1))
+        d, nd, n = self.input_dim, self.num_dense, u.shape[0]
+        pos = u.t().unsqueeze(0) * self.scales.view(-1, 1, 1) + 0.5  # [L, d, n]
+        lower = torch.floor(pos)
+        frac = interpolation_weights(pos - lower, self.smoothstep)[0]
+        lower = lower.to(torch.int32)
+        ends = torch.stack([lower, lower + 1], 2)  # [L, d, 2, n]: lower, upper vertex per axis
+        weights = torch.stack([1.0 - frac, frac], 2)  # [L, d, 2, n]
 
-        def combine(parts, op, out=None):
-            # Axis k varies along dim -(k+1) of [n, L, 2, ..., 2], so the flattened corner
-            # index is sum_k bit_k 2^k, matching ``corner_bits``. ``out`` ([n, L, 2^d]) takes
-            # the last op's result directly.
+        def combine(parts, op, out):
+            # Axis k varies along corner dim d-1-k of [l, 2, ..., 2, n], so the flattened corner
+            # index is sum_k bit_k 2^k, matching ``corner_bits``; ``out`` is [n, l, 2^d].
             def spread(t, k):
-                return t.reshape(*t.shape[:2], *([1] * (d - 1 - k)), 2, *([1] * k))
+                return t.reshape(t.shape[0], *([1] * (d - 1 - k)), 2, *([1] * k), n)
 
+            target = out.permute(1, 2, 0).view(out.shape[1], *([2] * d), n)
             acc = spread(parts[0], 0)
-            for k in range(1, d):
-                if out is not None and k == d - 1:
-                    return op(acc, spread(parts[k], k), out=out.view(*out.shape[:2], *([2] * d)))
+            for k in range(1, d - 1):
                 acc = op(acc, spread(parts[k], k))
-            if out is not None:
-                return out.copy_(acc.reshape(out.shape))
-            return acc.reshape(*acc.shape[:2], -1)
+            if d == 1:
+                return target.copy_(acc)
+            return op(acc, spread(parts[d - 1], d - 1), out=target)
 
-        w = combine(parts_w, torch.mul)
-        # Dense levels are the coarse prefix (R grows with the level), hashed ones the rest;
-        # each group's per-axis terms are built on the small [n, L, 2] tensors only.
+        w = u.new_empty(n, self.num_levels, 1 << d)
+        combine([weights[:, k] for k in range(d)], torch.mul, w)
+        # Dense levels are the coarse prefix (R grows with the level), hashed ones the rest.
         idx = torch.empty(w.shape, dtype=torch.int32, device=u.device)
         if nd:
-            v = ends[:, :nd]
-            dense = combine([v[:, :, k] * self.dense_strides[:, k].view(1, -1, 1) for k in range(d)], torch.add)
-            torch.remainder(dense, self.sizes32[:nd].view(1, -1, 1), out=idx[:, :nd])  # tcnn's "mod T"
+            v = ends[:nd]
+            combine([v[:, k] * self.dense_strides[:, k].view(-1, 1, 1) for k in range(d)], torch.add, idx[:, :nd])
+            idx[:, :nd] %= self.sizes32[:nd].view(1, -1, 1)  # tcnn's "mod T"
         if nd < self.num_levels:
             # "mod T" is "& (T-1)" for the power-of-two tables and commutes with xor.
-            v, mask = ends[:, nd:], self.hash_mask32.view(1, -1, 1)
-            combine([(v[:, :, k] * self.primes32[k]) & mask for k in range(d)], torch.bitwise_xor, out=idx[:, nd:])
+            v, mask = ends[nd:], self.hash_mask32.view(-1, 1, 1)
+            combine([(v[:, k] * self.primes32[k]) & mask for k in range(d)], torch.bitwise_xor, idx[:, nd:])
         idx += self.offsets32.view(1, -1, 1)
         return idx, w
 
