@@ -287,6 +287,10 @@ class EvalConfig(Section):
     # Not LPIPS: a random-weight ImageNet trunk under the real v0.1 linear layers, for offline
     # demos only; results are labelled "-RANDOM-BACKBONE" and never comparable to the paper.
     lpips_random_backbone: bool = False
+    # Frame of the geometry metrics and the 18 views (eval/mesh_metrics.normalise_pair): each
+    # mesh normalised into the unit cube by its own bbox (the benchmark protocol), or both by the
+    # ground truth's (runs in the ground truth's own frame: the known-answer benchmark).
+    normalise: Literal["each", "ground_truth"] = "each"
     # 18-view GSO render (not given in the paper): both meshes normalised into the unit cube,
     # seen from this distance with this field of view so the cube's bounding sphere fits.
     gso_render_radius: float = 2.5

@@ -149,7 +149,9 @@ def evaluate_run(
             pred, details["alignment"] = align_to(gt, pred, cfg.eval)
         else:
             details["alignment"] = {"enabled": False}
-        geo = compare_meshes(gt, pred, cfg.eval.chamfer_points, cfg.eval.iou_resolution, cfg.eval.seed)
+        geo = compare_meshes(
+            gt, pred, cfg.eval.chamfer_points, cfg.eval.iou_resolution, cfg.eval.seed, cfg.eval.normalise
+        )
         metrics.update(chamfer_distance=geo.pop("chamfer_distance"), volumetric_iou=geo.pop("volumetric_iou"))
         details.update(geo)
         mv = multiview_metrics(

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from consistent123.render.cameras import gso_cameras
 from eval.image_metrics import psnr
-from eval.mesh_metrics import normalise_mesh
+from eval.mesh_metrics import normalise_pair
 
 
 def _colour_inputs(mesh: trimesh.Trimesh) -> dict:
@@ -71,8 +71,9 @@ def multiview_metrics(
     """{"mv_psnr", "mv_lpips", per-view lists, the views used} for two meshes."""
     cams = gso_cameras(eval_cfg, eval_cfg.gso_render_radius, eval_cfg.gso_render_fovy)
     size = eval_cfg.render_size
-    gt_views = render_views(normalise_mesh(gt), cams, size, backend, device)
-    pred_views = render_views(normalise_mesh(pred), cams, size, backend, device)
+    gt_n, pred_n = normalise_pair(gt, pred, eval_cfg.normalise)
+    gt_views = render_views(gt_n, cams, size, backend, device)
+    pred_views = render_views(pred_n, cams, size, backend, device)
     psnrs, lpipss = [], []
     for g, p in tqdm(list(zip(gt_views, pred_views)), desc="GSO views", disable=not progress, leave=False):
         psnrs.append(psnr(p, g))

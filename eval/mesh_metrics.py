@@ -50,14 +50,30 @@ def check_mesh(mesh: trimesh.Trimesh, name: str = "mesh") -> trimesh.Trimesh:
 
 
 # ---------------------------------------------------------------- normalisation
-def normalise_mesh(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
-    """Copy of ``mesh`` with its bbox centre at the origin and its longest bbox side = 1."""
-    lo, hi = mesh.bounds
+def normalise_mesh(mesh: trimesh.Trimesh, frame: trimesh.Trimesh | None = None) -> trimesh.Trimesh:
+    """Copy of ``mesh`` moved so that ``frame``'s bbox (``mesh``'s own by default) has its centre
+    at the origin and its longest side = 1."""
+    lo, hi = (mesh if frame is None else frame).bounds
     centre = (lo + hi) / 2.0
     scale = float((hi - lo).max())
     out = mesh.copy()
     out.vertices = (np.asarray(mesh.vertices, dtype=np.float64) - centre) / scale
     return out
+
+
+def normalise_pair(gt: trimesh.Trimesh, pred: trimesh.Trimesh, mode: str = "each"):
+    """(gt, pred) in the unit-cube frame the metrics compare in.
+
+    ``each``: every mesh by its own bbox (the benchmark protocol: a reconstruction's scale and
+    position are arbitrary). ``ground_truth``: both by the ground truth's bbox, for runs whose
+    frame is the ground truth's (known-answer): a scale error then counts, and a few stray
+    faces far from the object cannot rescale the whole reconstruction.
+    """
+    if mode == "each":
+        return normalise_mesh(gt), normalise_mesh(pred)
+    if mode == "ground_truth":
+        return normalise_mesh(gt), normalise_mesh(pred, frame=gt)
+    raise ValueError(f"eval.normalise must be 'each' or 'ground_truth', not {mode!r}")
 
 
 # ---------------------------------------------------------------- Chamfer distance (Eq. 10)
@@ -162,10 +178,15 @@ def volumetric_iou(vox_a: np.ndarray, vox_b: np.ndarray) -> float:
 
 # ---------------------------------------------------------------- both metrics
 def compare_meshes(
-    gt: trimesh.Trimesh, pred: trimesh.Trimesh, points: int = 2000, resolution: int = 64, seed: int = 0
+    gt: trimesh.Trimesh,
+    pred: trimesh.Trimesh,
+    points: int = 2000,
+    resolution: int = 64,
+    seed: int = 0,
+    normalise: str = "each",
 ) -> dict:
-    """Chamfer distance and volumetric IoU of two meshes, each normalised on its own."""
-    gt_n, pred_n = normalise_mesh(gt), normalise_mesh(pred)
+    """Chamfer distance and volumetric IoU of two meshes, normalised as ``normalise_pair`` says."""
+    gt_n, pred_n = normalise_pair(gt, pred, normalise)
     cd = chamfer_distance(sample_points(gt_n, points, seed), sample_points(pred_n, points, seed))
     iou = volumetric_iou(solid_voxels(gt_n, resolution), solid_voxels(pred_n, resolution))
     return {
@@ -174,10 +195,11 @@ def compare_meshes(
         "chamfer_points": int(points),
         "iou_resolution": int(resolution),
         "seed": int(seed),
+        "normalise": normalise,
     }
 
 
 def compare_mesh_files(gt_path: str | Path, pred_path: str | Path, eval_cfg) -> dict:
     """``compare_meshes`` on two files, with the counts from the config's eval section."""
     gt, pred = load_mesh(gt_path), load_mesh(pred_path)
-    return compare_meshes(gt, pred, eval_cfg.chamfer_points, eval_cfg.iou_resolution, eval_cfg.seed)
+    return compare_meshes(gt, pred, eval_cfg.chamfer_points, eval_cfg.iou_resolution, eval_cfg.seed, eval_cfg.normalise)

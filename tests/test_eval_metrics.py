@@ -195,3 +195,26 @@ def test_load_mesh_errors(tmp_path):
     empty.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
     with pytest.raises(InputError, match="empty"):
         mm.load_mesh(empty)
+
+
+def test_ground_truth_frame_counts_scale_and_resists_stray_faces():
+    # A reconstruction in the ground truth's own frame (the known-answer benchmark).
+    gt = trimesh.creation.icosphere(subdivisions=4, radius=0.4)
+    # 1. The object 20 % too large: its own bbox hides the error, the ground truth's shows it.
+    big = gt.copy().apply_scale(1.2)
+    each = mm.compare_meshes(gt, big, 2000, 32, normalise="each")
+    shared = mm.compare_meshes(gt, big, 2000, 32, normalise="ground_truth")
+    assert each["volumetric_iou"] > 0.97 and each["chamfer_distance"] < 1e-3
+    # 1/1.2³ = 0.58 in free space; the voxel grid spans the unit cube, which clips the larger sphere.
+    assert 0.5 < shared["volumetric_iou"] < 0.75
+    assert shared["chamfer_distance"] > 10 * each["chamfer_distance"]
+    # 2. The exact object plus one small stray triangle far away: its own bbox shrinks the object
+    #    (a wrong score for a right shape); the ground truth's leaves the object in place.
+    stray = trimesh.Trimesh([[0.9, 0.9, 0.9], [0.92, 0.9, 0.9], [0.9, 0.92, 0.9]], [[0, 1, 2]])
+    with_stray = trimesh.util.concatenate([gt, stray])
+    each = mm.compare_meshes(gt, with_stray, 2000, 32, normalise="each")
+    shared = mm.compare_meshes(gt, with_stray, 2000, 32, normalise="ground_truth")
+    assert shared["volumetric_iou"] > 0.97 and shared["chamfer_distance"] < 2e-3
+    assert each["volumetric_iou"] < 0.5
+    with pytest.raises(ValueError, match="eval.normalise"):
+        mm.compare_meshes(gt, gt, 100, 8, normalise="bbox")
