@@ -199,7 +199,7 @@ class _TorchHashGrid(torch.autograd.Function):
             if need_table:
                 rows = idx.reshape(-1).to(torch.int64)
 
-                def accumulate(f, rows=rows, w=w, g=g):
+                def accumulate(f):  # finished before the next chunk rebinds rows, w, g
                     grad_by_feature[f].scatter_add_(0, rows, (w * g[:, :, f : f + 1]).reshape(-1).to(table.dtype))
 
                 _for_each_feature(accumulate, F, table.device)
@@ -262,7 +262,8 @@ class TorchHashEncoding(nn.Module):
         return out
 
     def _cell(self, u: torch.Tensor):
-        pos = u.unsqueeze(1) * self.scales.view(1, -1, 1) + 0.5  # [n, L, d]
+        """Vertex below each point (int32) and the fraction past it, both [L, d, n] (points innermost)."""
+        pos = u.t().unsqueeze(0) * self.scales.view(-1, 1, 1) + 0.5
         lower = torch.floor(pos)
         return lower.to(torch.int32), pos - lower
 
@@ -275,10 +276,8 @@ class TorchHashEncoding(nn.Module):
         straight into the [n, L, 2^d] result through a permuted view.
         """
         d, nd, n = self.input_dim, self.num_dense, u.shape[0]
-        pos = u.t().unsqueeze(0) * self.scales.view(-1, 1, 1) + 0.5  # [L, d, n]
-        lower = torch.floor(pos)
-        frac = interpolation_weights(pos - lower, self.smoothstep)[0]
-        lower = lower.to(torch.int32)
+        lower, frac = self._cell(u)
+        frac = interpolation_weights(frac, self.smoothstep)[0]
         ends = torch.stack([lower, lower + 1], 2)  # [L, d, 2, n]: lower, upper vertex per axis
         weights = torch.stack([1.0 - frac, frac], 2)  # [L, d, 2, n]
 
@@ -313,8 +312,7 @@ class TorchHashEncoding(nn.Module):
 
     def _weight_slopes(self, u: torch.Tensor) -> torch.Tensor:
         """d w_c / d frac_k for every corner c and axis k: [n, L, 2^d, d]."""
-        _, frac = self._cell(u)
-        frac, slope = interpolation_weights(frac, self.smoothstep)
+        frac, slope = interpolation_weights(self._cell(u)[1].permute(2, 0, 1), self.smoothstep)  # [n, L, d]
         bits = self.corner_bits.to(u.dtype)  # [2^d, d]
         f = frac.unsqueeze(2)
         per_dim = torch.where(bits.bool(), f, 1.0 - f)  # [n, L, 2^d, d]
