@@ -79,7 +79,7 @@ def finish_sweep(status):
     """End the sweep's MLflow parent run (FINISHED / FAILED) holding the tables and the report.
 
     When the sweep's tables exist (the whole DAG ran), the report is written first
-    (`snakemake --report`, same config files)."""
+    (`snakemake --report`, same config files and `--config` values)."""
     from consistent123.tracking import finish_parent_run
 
     artifacts = {"tables": sorted(p for p in Path(TABLES_DIR).glob("*") if not p.name.startswith("."))}
@@ -87,6 +87,9 @@ def finish_sweep(status):
         args = [sys.executable, "-m", "snakemake", "--report", REPORT_HTML, "--nolock"]
         for path in workflow.overwrite_configfiles or []:
             args += ["--configfile", str(path)]
+        # `--config k=v` too (e.g. another results folder), in the form Snakemake hands its own jobs.
+        if workflow.config_settings.config_args:
+            args += ["--config", *workflow.config_settings.config_args]
         made = subprocess.run(args, capture_output=True, text=True)
         if made.returncode == 0:
             artifacts["report"] = [REPORT_HTML]
