@@ -230,7 +230,7 @@ def test_int32_indices_equal_int64_formula_at_full_size():
     u = torch.cat(
         [torch.rand(4000, 3, generator=g), torch.tensor([[0.0, 0, 0], [1, 1, 1], [1, 0, 1], [0.99999, 1, 0]])]
     )
-    idx, w = enc._corners(u)
+    idx, w = enc._corners(u)  # level-major: [L, n, 8]
     assert idx.dtype == torch.int32
-    torch.testing.assert_close(idx.to(torch.int64), _int64_indices(enc, u), rtol=0, atol=0)
-    torch.testing.assert_close(w.sum(-1), torch.ones(u.shape[0], enc.num_levels))
+    torch.testing.assert_close(idx.transpose(0, 1).to(torch.int64), _int64_indices(enc, u), rtol=0, atol=0)
+    torch.testing.assert_close(w.sum(-1), torch.ones(enc.num_levels, u.shape[0]))
