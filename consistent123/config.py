@@ -267,6 +267,15 @@ class TrainConfig(Section):
 class ExportConfig(Section):
     texture_size: int = 1024
     marching_cubes_resolution: int = 256
+    # Mesh clean-up before the texture bake, on the DMTet and the NeRF mesh alike (the authors'
+    # nerf/renderer.py export_mesh -> meshutils.clean_mesh): unreferenced vertices, duplicate and
+    # zero-area faces, and connected components whose bounding-box diagonal is under
+    # `clean_min_component_diag_percent` % of the mesh's (min_d=5) or that have fewer than
+    # `clean_min_component_faces` faces (min_f=8) are removed. Its close-vertex merge, non-manifold
+    # repair and isotropic remeshing (pymeshlab filters) are not reproduced.
+    clean_mesh: bool = True
+    clean_min_component_diag_percent: float = 5.0
+    clean_min_component_faces: int = 8
     turntable_views: int = 60
     turntable_size: int = 512
     turntable_fps: int = 24

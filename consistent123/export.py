@@ -61,6 +61,31 @@ def extract_nerf_mesh(
 
 
 # ---------------------------------------------------------------- texture baking
+def clean_mesh(verts: np.ndarray, faces: np.ndarray, min_diag_percent: float, min_faces: int):
+    """(verts, faces) without unreferenced vertices, duplicate or zero-area faces and small pieces.
+
+    A piece (faces connected through shared edges) is dropped when the diagonal of its bounding
+    box is under ``min_diag_percent`` % of the whole mesh's or it has fewer than ``min_faces``
+    faces, as the authors' pymeshlab clean-up does: stray specks of a DMTet surface would
+    otherwise be textured, exported and counted by every geometry metric.
+    """
+    import trimesh
+
+    mesh = trimesh.Trimesh(_numpy(verts), _numpy(faces), process=False)
+    mesh.update_faces(mesh.unique_faces() & mesh.nondegenerate_faces())
+    if len(mesh.faces):
+        pieces = trimesh.graph.connected_components(mesh.face_adjacency, nodes=np.arange(len(mesh.faces)))
+        diag = np.linalg.norm(np.ptp(mesh.vertices[mesh.faces].reshape(-1, 3), axis=0))
+        keep = np.zeros(len(mesh.faces), dtype=bool)
+        for piece in pieces:
+            corners = mesh.vertices[mesh.faces[piece]].reshape(-1, 3)
+            if len(piece) >= min_faces and np.linalg.norm(np.ptp(corners, axis=0)) >= diag * min_diag_percent / 100:
+                keep[piece] = True
+        mesh.update_faces(keep)
+    mesh.remove_unreferenced_vertices()
+    return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int64)
+
+
 def _fill_gutters(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
     """Give every empty texel the colour of its nearest covered texel, so bilinear lookups and
     mipmaps near chart borders never pick up the background."""

@@ -153,6 +153,16 @@ def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
         verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=trainer.device)
         faces = torch.as_tensor(mesh.faces, dtype=torch.int64, device=trainer.device)
         color_fn = lambda x: trainer.nerf(x)[1]  # noqa: E731  (albedo of the NeRF)
+    if cfg.export.clean_mesh:
+        before = faces.shape[0]
+        v, f = export.clean_mesh(
+            verts.detach(), faces, cfg.export.clean_min_component_diag_percent, cfg.export.clean_min_component_faces
+        )
+        if len(f) or not before:
+            verts, faces = torch.from_numpy(v).to(trainer.device), torch.from_numpy(f).to(trainer.device)
+            log.info("mesh clean-up: %d of %d faces kept", len(f), before)
+        else:  # all specks (e.g. an untrained surface): export what there is rather than nothing
+            log.warning("mesh clean-up would remove all %d faces; the mesh is exported as it is", before)
     with torch.no_grad():
         uv, uv_faces, texture = export.bake_texture(
             verts.detach(),

@@ -9,6 +9,7 @@ from PIL import Image
 
 from consistent123.export import (
     bake_texture,
+    clean_mesh,
     extract_nerf_mesh,
     load_textured_mesh,
     render_turntable,
@@ -35,6 +36,24 @@ def test_marching_cubes_of_a_density_blob():
 
 def _colour_of_position(points):
     return (points * 0.8 + 0.5).clamp(0, 1)
+
+
+def test_clean_up_drops_specks_and_keeps_every_real_piece():
+    body = trimesh.creation.icosphere(subdivisions=3)
+    second = trimesh.creation.icosphere(subdivisions=2, radius=0.4).apply_translation([1.6, 0, 0])
+    speck = trimesh.creation.icosphere(subdivisions=1, radius=0.02).apply_translation([0, 1.5, 0])  # 80 faces, tiny
+    sliver = trimesh.Trimesh([[0, 0, 2.5], [2, 0, 2.5], [0, 2, 2.5]], [[0, 1, 2]])  # large but one face
+    mesh = trimesh.util.concatenate([body, second, speck, sliver])
+    faces = np.concatenate([mesh.faces, mesh.faces[:5], [[0, 0, 1]]])  # duplicates and a zero-area face
+
+    verts, kept = clean_mesh(mesh.vertices, faces, min_diag_percent=5.0, min_faces=8)
+
+    assert len(kept) == len(body.faces) + len(second.faces)
+    assert len(verts) == len(body.vertices) + len(second.vertices)  # unreferenced vertices gone
+    cleaned = trimesh.Trimesh(verts, kept)
+    assert len(cleaned.split(only_watertight=False)) == 2 and cleaned.is_watertight
+    # Without the thresholds only the duplicate and zero-area faces go.
+    assert len(clean_mesh(mesh.vertices, faces, 0.0, 0)[1]) == len(mesh.faces)
 
 
 def test_baked_texture_reproduces_the_colour_function():
