@@ -190,6 +190,26 @@ def _live_run(client, run_id: str) -> bool:
         return False
 
 
+# The tag naming the output folder a run belongs to (absolute path).
+FOLDER_TAG = "output_folder"
+
+
+def end_orphaned_runs(client, experiment_id: str, folder: str) -> int:
+    """Mark KILLED the runs of ``folder`` left RUNNING by a job killed before it wrote run.json.
+
+    Called only by the holder of the folder's lock (consistent123.locks), so no live job is
+    logging to them. Returns how many were ended."""
+    if "'" in folder:  # cannot be quoted in a search filter; such a folder keeps its orphans
+        return 0
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.{FOLDER_TAG} = '{folder}' and attributes.status = 'RUNNING'"
+    )
+    for run in found:
+        client.set_terminated(run.info.run_id, status="KILLED")
+        log.warning("MLflow run %s of %s was left RUNNING by a killed job: marked KILLED", run.info.run_id, folder)
+    return len(found)
+
+
 class RunTracker:
     """One MLflow run bound to an output folder; buffered metrics; resumable."""
 
@@ -235,7 +255,9 @@ class RunTracker:
                 log.info("resuming MLflow run %s", run_id)
         if run_id is None:
             exp_id = ensure_experiment(uri, experiment)
-            all_tags = dict(tags or {})
+            folder = str(Path(out_dir).resolve())
+            end_orphaned_runs(client, exp_id, folder)
+            all_tags = {FOLDER_TAG: folder, **(tags or {})}
             if parent_run_id:
                 all_tags["mlflow.parentRunId"] = parent_run_id
             run = client.create_run(exp_id, run_name=run_name, tags=all_tags)

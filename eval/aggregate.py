@@ -28,6 +28,10 @@ under ``"tags"``):
                ``unknown`` (not recorded); set by ``reconstruct`` and ``evaluate`` from the models
                they loaded. Only ``real`` runs are compared with the paper's numbers.
 
+``output_folder``  the run's output folder (absolute path), set when the run is created; a run
+               of that folder still RUNNING when the next job starts it afresh was left by a
+               killed job and is marked KILLED.
+
 Parent runs of sweeps (tag ``role=parent``) are skipped.
 
 Metric names (MLflow metrics and ``metrics.json["metrics"]``): ``clip_similarity``, ``psnr``,

@@ -58,7 +58,10 @@ def _tracked_tags(run: Optional[dict]) -> dict[str, str]:
     except Exception as exc:  # tracking store unreachable: metrics.json still gets --tags
         log.warning("could not read the MLflow run's tags (%s)", exc.__class__.__name__)
         return {}
-    return {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
+    from consistent123.tracking import FOLDER_TAG
+
+    # MLflow's own tags and the folder bookkeeping describe the store, not the run.
+    return {k: v for k, v in tags.items() if not k.startswith("mlflow.") and k != FOLDER_TAG}
 
 
 def prediction_mesh_path(out_dir: Path) -> Path:

@@ -579,3 +579,21 @@ def test_tables_validates_before_writing_and_reads_a_good_table(tmp_path):
         "table1.csv",
         "table1.html",
     }
+
+
+def test_a_run_orphaned_before_run_json_is_marked_killed_by_the_next_job(tmp_path):
+    """A job killed between creating its MLflow run and writing run.json leaves a RUNNING run;
+    the next job of that folder ends it as KILLED and starts its own. Other folders' runs stay."""
+    from consistent123 import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out, other = tmp_path / "out", tmp_path / "other"
+    orphan = tracking.RunTracker.open(out, uri, "orphans", "case")
+    neighbour = tracking.RunTracker.open(other, uri, "orphans", "case")
+    (out / "run.json").unlink()  # as if killed before run.json was written
+
+    fresh = tracking.RunTracker.open(out, uri, "orphans", "case")
+
+    status = {r: fresh.client.get_run(r).info.status for r in (orphan.run_id, neighbour.run_id, fresh.run_id)}
+    assert status == {orphan.run_id: "KILLED", neighbour.run_id: "RUNNING", fresh.run_id: "RUNNING"}
+    assert fresh.client.get_run(fresh.run_id).data.tags[tracking.FOLDER_TAG] == str(out.resolve())
