@@ -282,11 +282,17 @@ def test_export_runs_on_the_trainers_device_and_backend(phase, monkeypatch, tmp_
         calls["extract"] = device
         return types.SimpleNamespace(vertices=verts.numpy(), faces=faces.numpy())
 
+    def clean(v, f, min_diag_percent, min_faces):  # the clean-up works on the host
+        calls["clean"] = (v.device, f.device)
+        return verts.numpy(), faces.numpy()
+
     def bake(v, f, color_fn, size, device=None, backend="auto"):
         calls["bake"] = (device, backend)
+        calls["baked_on"] = (v.device, f.device)
         return None, None, None
 
     monkeypatch.setattr(export, "extract_nerf_mesh", extract)
+    monkeypatch.setattr(export, "clean_mesh", clean)
     monkeypatch.setattr(export, "bake_texture", bake)
     monkeypatch.setattr(export, "save_textured_mesh", lambda *a, **k: {})
     monkeypatch.setattr(export, "render_turntable", lambda *a, **k: tmp_path / "turntable.mp4")
@@ -295,5 +301,6 @@ def test_export_runs_on_the_trainers_device_and_backend(phase, monkeypatch, tmp_
     trainer = types.SimpleNamespace(cfg=cfg, device=device, mesh=mesh, nerf=types.SimpleNamespace(density=None))
     reconstruct.export_outputs(trainer, tmp_path)
     assert calls["bake"] == (device, "nvdiffrast")
+    assert "clean" in calls and calls["baked_on"] == (device, device)  # cleaned mesh back on the run's device
     if phase == "nerf":
         assert calls["extract"] == device
