@@ -18,7 +18,7 @@ from typing import Optional
 from consistent123.device import resolve_device
 from consistent123.errors import InputError
 from consistent123.io import atomic_write_json, check_writable
-from consistent123.tracking import parse_tags
+from consistent123.tracking import FOLDER_TAG, parse_tags
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,6 @@ def _tracked_tags(run: Optional[dict]) -> dict[str, str]:
     except Exception as exc:  # tracking store unreachable: metrics.json still gets --tags
         log.warning("could not read the MLflow run's tags (%s)", exc.__class__.__name__)
         return {}
-    from consistent123.tracking import FOLDER_TAG
-
     # MLflow's own tags and the folder bookkeeping describe the store, not the run.
     return {k: v for k, v in tags.items() if not k.startswith("mlflow.") and k != FOLDER_TAG}
 
@@ -106,7 +104,7 @@ def evaluate_run(
     """
     from eval import figures
     from eval.image_metrics import load_lpips
-    from eval.mesh_metrics import compare_meshes, load_mesh
+    from eval.mesh_metrics import compare_as_configured, load_mesh
     from eval.reference_view import clip_metrics, reference_view_metrics
 
     out_dir, case_dir = Path(out_dir), Path(case_dir)
@@ -152,9 +150,7 @@ def evaluate_run(
             pred, details["alignment"] = align_to(gt, pred, cfg.eval)
         else:
             details["alignment"] = {"enabled": False}
-        geo = compare_meshes(
-            gt, pred, cfg.eval.chamfer_points, cfg.eval.iou_resolution, cfg.eval.seed, cfg.eval.normalise
-        )
+        geo = compare_as_configured(gt, pred, cfg.eval)
         metrics.update(chamfer_distance=geo.pop("chamfer_distance"), volumetric_iou=geo.pop("volumetric_iou"))
         details.update(geo)
         mv = multiview_metrics(

@@ -199,7 +199,11 @@ def compare_meshes(
     }
 
 
-def compare_mesh_files(gt_path: str | Path, pred_path: str | Path, eval_cfg) -> dict:
-    """``compare_meshes`` on two files, with the counts from the config's eval section."""
-    gt, pred = load_mesh(gt_path), load_mesh(pred_path)
+def compare_as_configured(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg) -> dict:
+    """``compare_meshes`` with the counts, seed and frame from the config's eval section."""
     return compare_meshes(gt, pred, eval_cfg.chamfer_points, eval_cfg.iou_resolution, eval_cfg.seed, eval_cfg.normalise)
+
+
+def compare_mesh_files(gt_path: str | Path, pred_path: str | Path, eval_cfg) -> dict:
+    """``compare_as_configured`` on two files."""
+    return compare_as_configured(load_mesh(gt_path), load_mesh(pred_path), eval_cfg)

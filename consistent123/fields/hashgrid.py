@@ -325,7 +325,7 @@ class TorchHashEncoding(nn.Module):
         frac, slope = interpolation_weights(self._cell(u)[1].transpose(1, 2), self.smoothstep)  # [L, n, d]
         bits = self.corner_bits.to(u.dtype)  # [2^d, d]
         f = frac.unsqueeze(2)
-        per_dim = torch.where(bits.bool(), f, 1.0 - f)  # [n, L, 2^d, d]
+        per_dim = torch.where(bits.bool(), f, 1.0 - f)  # [L, n, 2^d, d]
         sign = bits * 2.0 - 1.0
         return torch.stack(
             [
