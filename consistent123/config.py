@@ -477,26 +477,29 @@ ORDERED = (  # (low, high) pairs
 ORDERED_FIELDS = (("boundary.least_3d_only", "boundary.most_3d_only"),)
 
 
-def _get(cfg: "Config", dotted: str):
-    section, key = dotted.split(".")
-    return getattr(getattr(cfg, section), key)
+def get_field(cfg: "Config", dotted: str) -> Any:
+    """The value of a dotted setting (``"nerf.iters"``); the one reader of dotted names."""
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
 
 
 def check_bounds(cfg: "Config") -> None:
     """Raise ValueError naming the first setting out of bounds."""
     for name in POSITIVE:
-        if not _get(cfg, name) > 0:
-            raise ValueError(f"{name} must be > 0 (got {_get(cfg, name)})")
+        if not get_field(cfg, name) > 0:
+            raise ValueError(f"{name} must be > 0 (got {get_field(cfg, name)})")
     for name in NON_NEGATIVE:
-        if not _get(cfg, name) >= 0:
-            raise ValueError(f"{name} must be >= 0 (got {_get(cfg, name)})")
+        if not get_field(cfg, name) >= 0:
+            raise ValueError(f"{name} must be >= 0 (got {get_field(cfg, name)})")
     for name in ORDERED:
-        low, high = _get(cfg, name)
+        low, high = get_field(cfg, name)
         if not low <= high:
             raise ValueError(f"{name} must be ordered low <= high (got [{low}, {high}])")
     for low_name, high_name in ORDERED_FIELDS:
-        if not _get(cfg, low_name) <= _get(cfg, high_name):
-            raise ValueError(f"{low_name} must be <= {high_name} (got {_get(cfg, low_name)} > {_get(cfg, high_name)})")
+        if not get_field(cfg, low_name) <= get_field(cfg, high_name):
+            raise ValueError(f"{low_name} must be <= {high_name} (got {get_field(cfg, low_name)} > {get_field(cfg, high_name)})")
     if cfg.total_iters <= 0:
         raise ValueError(f"train.nerf_iters + train.mesh_iters must be > 0 (got {cfg.total_iters})")
 
