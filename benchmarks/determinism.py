@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    from consistent123.priors.tiny import ensure_tiny_models
+    from consistent123.priors.standins.tiny import ensure_tiny_models
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

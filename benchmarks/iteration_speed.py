@@ -4,7 +4,7 @@
     python benchmarks/iteration_speed.py --models tiny            # the tiny priors, seconds
 
 ``--models full`` uses the real prior architectures with random weights
-(``consistent123.priors.full_size``: Stable Diffusion 2.1-base, Zero-1-to-3 XL, CLIP ViT-B/16),
+(``consistent123.priors.standins.full_size``: Stable Diffusion 2.1-base, Zero-1-to-3 XL, CLIP ViT-B/16),
 which cost what the real checkpoints cost. Per phase (stage 1: Zero-1-to-3 only; stage 2: both
 priors; mesh: DMTet with both priors) it times ``--iters`` novel-view iterations and
 ``--ref-iters`` reference-view iterations and mixes them at the configured reference-view rate,
@@ -47,8 +47,8 @@ sys.path.insert(0, str(REPO))
 
 from consistent123.case import Case  # noqa: E402
 from consistent123.config import load_config  # noqa: E402
-from consistent123.schedule import BoundaryJudge  # noqa: E402
-from consistent123.trainer import Priors, Trainer, load_priors  # noqa: E402
+from consistent123.training.schedule import BoundaryJudge  # noqa: E402
+from consistent123.training.trainer import Priors, Trainer, load_priors  # noqa: E402
 
 PARTS = ["render", "zero123_unet", "sd_unet", "vae_enc_bwd", "field_bwd", "optimiser", "boundary", "other"]
 HEAD = {
@@ -388,7 +388,7 @@ def main(argv=None) -> int:
     if args.models == "tiny":
         import tempfile
 
-        from consistent123.priors.tiny import ensure_tiny_models
+        from consistent123.priors.standins.tiny import ensure_tiny_models
 
         tiny = Path(tempfile.mkdtemp(prefix="c123-tiny-")) / "tiny"
         ensure_tiny_models(tiny)
@@ -409,7 +409,7 @@ def main(argv=None) -> int:
     )
     start = time.perf_counter()
     if args.models == "full":
-        from consistent123.priors.full_size import load_full_size_priors, parameter_counts
+        from consistent123.priors.standins.full_size import load_full_size_priors, parameter_counts
 
         priors = load_full_size_priors(cfg, device)
         counts = parameter_counts(priors)

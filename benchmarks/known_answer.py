@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from consistent123.config import load_config  # noqa: E402
-from consistent123.known_answer import known_answer  # noqa: E402
+from consistent123.experiments.known_answer import known_answer  # noqa: E402
 
 OBJECTS = "Android_Figure_Panda,CHICKEN_RACER,CITY_TAXI_POLICE_CAR"
 VARIANTS = {"oracle": [], "priors_off": ["train.use_priors=false"], "wrong_azimuth": ["oracle.flip_azimuth=true"]}

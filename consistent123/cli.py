@@ -24,18 +24,21 @@ from consistent123.io import describe_os_error
 # name -> (module, one-line help). Modules are imported only when their command runs, so
 # `consistent123 preprocess` never pays for importing the renderer, and so on.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "preprocess": ("consistent123.preprocess.command", "mask, recentre, depth and caption one image"),
-    "tiny-models": ("consistent123.priors.tiny", "build every pretrained part at tiny size with random weights"),
+    "preprocess": ("consistent123.commands.preprocess", "mask, recentre, depth and caption one image"),
+    "tiny-models": (
+        "consistent123.priors.standins.tiny",
+        "build every pretrained part at tiny size with random weights",
+    ),
     "fetch-models": ("consistent123.priors.fetch", "download the real weights into the Hugging Face cache"),
-    "reconstruct": ("consistent123.reconstruct", "run the two-stage optimisation on a preprocessed case"),
-    "evaluate": ("eval.command", "metrics of one reconstruction (writes OUT/metrics.json)"),
-    "eval-mesh": ("eval.mesh_command", "Chamfer distance and volumetric IoU of two meshes"),
-    "tables": ("eval.tables_command", "the paper's tables from tracked runs"),
+    "reconstruct": ("consistent123.pipeline.reconstruct", "run the two-stage optimisation on a preprocessed case"),
+    "evaluate": ("consistent123.commands.evaluate", "metrics of one reconstruction (writes OUT/metrics.json)"),
+    "eval-mesh": ("consistent123.commands.eval_mesh", "Chamfer distance and volumetric IoU of two meshes"),
+    "tables": ("consistent123.commands.tables", "the paper's tables from tracked runs"),
     "known-answer": (
-        "consistent123.known_answer",
+        "consistent123.experiments.known_answer",
         "reconstruct a mesh through the oracle prior and score it against the mesh",
     ),
-    "config": ("consistent123.config_command", "print the resolved configuration"),
+    "config": ("consistent123.commands.config", "print the resolved configuration"),
 }
 
 
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             print(error_line(args.command, f"internal error: {exc.__class__.__name__}: {exc}"), file=sys.stderr)
             return 1
         # An MLflow store that refuses (read-only database, locked, unreachable): its first line.
-        from consistent123.tracking import resolve_uri
+        from consistent123.tracking.run import resolve_uri
 
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
         uri = resolve_uri(cfg.tracking.uri if cfg else None, create=False)

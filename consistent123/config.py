@@ -499,7 +499,9 @@ def check_bounds(cfg: "Config") -> None:
             raise ValueError(f"{name} must be ordered low <= high (got [{low}, {high}])")
     for low_name, high_name in ORDERED_FIELDS:
         if not get_field(cfg, low_name) <= get_field(cfg, high_name):
-            raise ValueError(f"{low_name} must be <= {high_name} (got {get_field(cfg, low_name)} > {get_field(cfg, high_name)})")
+            raise ValueError(
+                f"{low_name} must be <= {high_name} (got {get_field(cfg, low_name)} > {get_field(cfg, high_name)})"
+            )
     if cfg.total_iters <= 0:
         raise ValueError(f"train.nerf_iters + train.mesh_iters must be > 0 (got {cfg.total_iters})")
 

@@ -30,7 +30,7 @@ KILLED = 137
 
 
 def _at_iteration(n: int, action) -> None:
-    from consistent123 import trainer
+    from consistent123.training import trainer
 
     step = trainer.Trainer.step
 
@@ -92,7 +92,7 @@ def install(fault: str) -> None:
 
         _nth_call(torch, "save", n, _torn_save)
     elif kind == "die_after_flush":
-        from consistent123.tracking import RunTracker
+        from consistent123.tracking.run import RunTracker
 
         original = RunTracker.flush
         calls = [0]
@@ -106,11 +106,11 @@ def install(fault: str) -> None:
 
         RunTracker.flush = flush
     elif kind == "die_in_export":
-        from consistent123 import export
+        from consistent123.pipeline import export
 
         _nth_call(export, "save_textured_mesh", n, _torn_mesh)
     elif kind == "die_in_finish":
-        from consistent123.tracking import RunTracker
+        from consistent123.tracking.run import RunTracker
 
         def finish(self, status="FINISHED"):
             self.flush()
@@ -124,7 +124,7 @@ def install(fault: str) -> None:
 def store_writer(uri: str, out: str, barrier: str, role: str) -> int:
     import mlflow.tracking  # noqa: F401  (imported before the barrier: the race is the store's)
 
-    from consistent123 import tracking
+    from consistent123.tracking import run as tracking
 
     open(os.path.join(barrier, f"ready-{os.getpid()}"), "w").close()
     while not os.path.exists(os.path.join(barrier, "go")):

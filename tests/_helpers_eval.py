@@ -19,7 +19,7 @@ def real_rgba(name: str = "banana") -> Path:
 def tiny_clip(root: Path):
     """The project's tiny random-weight open_clip model, loaded through the real loader."""
     from consistent123.priors.clip import load_clip
-    from consistent123.priors.tiny import build_tiny_clip
+    from consistent123.priors.standins.tiny import build_tiny_clip
 
     return load_clip(str(build_tiny_clip(root / "tiny_clip")), "cpu")
 

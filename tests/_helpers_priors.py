@@ -14,7 +14,7 @@ from consistent123.config import Config
 @functools.lru_cache(maxsize=None)
 def tiny_models_dir() -> Path:
     """Build every tiny model once (through the real builder) into a session temp folder."""
-    from consistent123.priors.tiny import ensure_tiny_models
+    from consistent123.priors.standins.tiny import ensure_tiny_models
 
     root = Path(tempfile.mkdtemp(prefix="c123-tiny-models-"))
     atexit.register(shutil.rmtree, root, True)

@@ -8,7 +8,7 @@ import numpy as np
 import trimesh
 
 from consistent123.config import load_config
-from consistent123.known_answer import prepare_ground_truth
+from consistent123.experiments.known_answer import prepare_ground_truth
 from eval.alignment import align_to, rotation
 from eval.mesh_metrics import compare_meshes
 

@@ -101,17 +101,17 @@ def test_chosen_backends_become_params_and_replace_auto():
         "torch",
     )
     assert cfg.hashgrid.backend == "auto"  # the saved config keeps "auto"
-    from consistent123.trainer import config_hash
+    from consistent123.training.trainer import config_hash
 
     assert config_hash(run_cfg) == config_hash(cfg)  # a checkpoint resumes whatever a node resolves
 
 
 def test_reconstruct_logs_backends_to_mlflow_and_the_run_log(tmp_path, caplog):
-    from consistent123.reconstruct import log_backends
-    from consistent123.tracking import RunTracker
+    from consistent123.pipeline.reconstruct import log_backends
+    from consistent123.tracking.run import RunTracker
 
     tracker = RunTracker.open(tmp_path / "out", f"sqlite:///{tmp_path}/mlflow.db", "backends", "case")
-    with caplog.at_level(logging.INFO, logger="consistent123.reconstruct"):
+    with caplog.at_level(logging.INFO, logger="consistent123.pipeline.reconstruct"):
         log_backends(Config(), torch.device("cpu"), tracker)
     assert any("device and backends: device=cpu, hashgrid=torch" in r.getMessage() for r in caplog.records)
     params = tracker.client.get_run(tracker.run_id).data.params
@@ -120,7 +120,7 @@ def test_reconstruct_logs_backends_to_mlflow_and_the_run_log(tmp_path, caplog):
 
 
 def test_trainer_builds_the_backends_resolved_for_its_device():
-    from consistent123.trainer import Priors, Trainer
+    from consistent123.training.trainer import Priors, Trainer
 
     cfg = load_config(
         None, ["hashgrid.num_levels=2", "hashgrid.log2_hashmap_size=8", "nerf.hidden_dim=8", "train.use_priors=false"]

@@ -66,7 +66,7 @@ def test_eval_mesh_bad_inputs(tmp_path, capsys):
 # ---------------------------------------------------------------- evaluate
 @pytest.fixture(scope="module")
 def tiny_clip_dir(tmp_path_factory):
-    from consistent123.priors.tiny import build_tiny_clip
+    from consistent123.priors.standins.tiny import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("models") / "clip")
 
@@ -125,7 +125,7 @@ def settings(tiny_clip_dir, size=48):
 
 
 def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, tiny_clip_dir):
-    from consistent123.tracking import RunTracker
+    from consistent123.tracking.run import RunTracker
     from eval.aggregate import runs_from_mlflow
 
     case, out = make_run(tmp_path)

@@ -164,7 +164,7 @@ def mixed_runs(tmp_path):
 
 
 def test_random_weight_runs_get_a_banner_and_no_difference(mixed_runs, tmp_path):
-    from eval.tables_command import write_tables
+    from consistent123.commands.tables import write_tables
 
     assert sorted(mixed_runs["priors"]) == ["random", "real", "real", "real"]
     cmp = tables.compare(mixed_runs, tables=[1])

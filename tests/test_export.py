@@ -7,7 +7,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from consistent123.export import (
+from consistent123.pipeline.export import (
     bake_texture,
     clean_mesh,
     extract_nerf_mesh,
@@ -140,7 +140,7 @@ def test_turntable_writes_all_frames(tmp_path, suffix, monkeypatch):
 
 
 def test_turntable_falls_back_to_gif_without_ffmpeg(tmp_path, monkeypatch):
-    import consistent123.export as export
+    import consistent123.pipeline.export as export
 
     monkeypatch.setattr(export, "ffmpeg_available", lambda: False)
     cams = ring_cameras(3, 90.0, 3.0, 30.0)

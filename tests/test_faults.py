@@ -52,7 +52,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from consistent123.priors.tiny import ensure_tiny_models
+    from consistent123.priors.standins.tiny import ensure_tiny_models
 
     root = tmp_path_factory.mktemp("faults")
     ensure_tiny_models(root / "models")
@@ -450,10 +450,10 @@ def test_a_jobs_failure_line_is_its_own_error_not_the_logs_last_line():
 
     log = (
         "consistent123 reconstruct: error: /x/last.pt: no space left on device\n"
-        "INFO consistent123.trainer: stage 2 forced at iteration 100\n"
+        "INFO consistent123.training.trainer: stage 2 forced at iteration 100\n"
     )
     assert job_error_line(log, 2) == "consistent123 reconstruct: error: /x/last.pt: no space left on device"
-    assert job_error_line("INFO consistent123.trainer: stage 2 forced at iteration 100\n", -9).startswith(
+    assert job_error_line("INFO consistent123.training.trainer: stage 2 forced at iteration 100\n", -9).startswith(
         "killed by SIGKILL"
     )
 
@@ -473,8 +473,8 @@ def test_read_only_folders_and_store_fail_with_one_line_before_models_load(
     for name in ("load_captioner", "load_depth_estimator", "load_segmenter", "load_clip_metric"):
         monkeypatch.setattr(registry, name, boom)
     monkeypatch.setattr("eval.image_metrics.load_lpips", boom)
-    monkeypatch.setattr("consistent123.trainer.load_priors", boom)
-    monkeypatch.setattr("consistent123.reconstruct.load_priors", boom)
+    monkeypatch.setattr("consistent123.training.trainer.load_priors", boom)
+    monkeypatch.setattr("consistent123.pipeline.reconstruct.load_priors", boom)
 
     def refused(args: list[str], folder: Path, cause: str) -> None:
         nonlocal tried, handled
@@ -496,7 +496,7 @@ def test_read_only_folders_and_store_fail_with_one_line_before_models_load(
             cause,
         )
     store = tmp_path / "store"
-    from consistent123.tracking import ensure_experiment
+    from consistent123.tracking.run import ensure_experiment
 
     ensure_experiment(f"sqlite:///{store}/mlflow.db", "consistent123")
     with read_only(store) as cause:
@@ -584,7 +584,7 @@ def test_tables_validates_before_writing_and_reads_a_good_table(tmp_path):
 def test_a_run_orphaned_before_run_json_is_marked_killed_by_the_next_job(tmp_path):
     """A job killed between creating its MLflow run and writing run.json leaves a RUNNING run;
     the next job of that folder ends it as KILLED and starts its own. Other folders' runs stay."""
-    from consistent123 import tracking
+    from consistent123.tracking import run as tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out, other = tmp_path / "out", tmp_path / "other"

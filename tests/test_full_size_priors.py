@@ -7,8 +7,8 @@ import torch
 
 from consistent123.config import Config
 from consistent123.priors.clip import ClipModel
-from consistent123.priors.full_size import PUBLISHED_PARAMS, load_full_size_priors, parameter_counts
 from consistent123.priors.stable_diffusion import StableDiffusionPrior
+from consistent123.priors.standins.full_size import PUBLISHED_PARAMS, load_full_size_priors, parameter_counts
 from consistent123.priors.zero123 import Zero123Prior
 
 

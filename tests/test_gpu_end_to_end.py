@@ -31,7 +31,7 @@ def _sets(overrides):
 
 @pytest.fixture(scope="module")
 def gpu_run(tmp_path_factory):
-    from consistent123.priors.tiny import build_tiny_clip, ensure_tiny_models
+    from consistent123.priors.standins.tiny import build_tiny_clip, ensure_tiny_models
 
     tmp = tmp_path_factory.mktemp("gpu")
     models = tmp / "tiny"

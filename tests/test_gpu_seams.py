@@ -272,7 +272,7 @@ def test_mesh_checkpoint_leaves_out_the_tet_grid():
 def test_export_runs_on_the_trainers_device_and_backend(phase, monkeypatch, tmp_path):
     """Both export paths hand the run's device and resolved rasteriser to the export functions
     (they used to fall back to CPU and the torch rasteriser while the field lived on CUDA)."""
-    from consistent123 import export, reconstruct
+    from consistent123.pipeline import export, reconstruct
 
     calls = {}
     cfg = Config().model_copy(update={"dmtet": Config().dmtet.model_copy(update={"rasteriser_backend": "nvdiffrast"})})

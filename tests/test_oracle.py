@@ -12,7 +12,7 @@ import torch
 import trimesh
 
 from consistent123.config import load_config
-from consistent123.known_answer import Z_UP_TO_Y_UP, prepare_ground_truth, write_case
+from consistent123.experiments.known_answer import Z_UP_TO_Y_UP, prepare_ground_truth, write_case
 from consistent123.priors.oracle import (
     GroundTruth,
     OraclePrior,

@@ -312,7 +312,7 @@ def test_stable_diffusion_prompt_interpolates_front_side_back_by_azimuth(stable_
 
 def test_zero123_timestep_is_t_max_in_fixed_mode(zero123):
     from consistent123.config import Config
-    from consistent123.schedule import plan
+    from consistent123.training.schedule import plan
 
     cfg = Config()
     for t, t_max in ((1, 600), (cfg.train.nerf_iters + 1, 500)):  # NeRF run, mesh run

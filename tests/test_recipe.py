@@ -11,7 +11,7 @@ import yaml
 
 from consistent123.config import Config, load_config
 from consistent123.fields.common import active_levels
-from consistent123.schedule import draw_novel_view, draw_reference_view, plan, run_plan
+from consistent123.training.schedule import draw_novel_view, draw_reference_view, plan, run_plan
 
 CFG = Config()
 
@@ -143,7 +143,7 @@ def test_adan_at_five_lr_with_grid_at_ten_times():
 
     from consistent123.config import HashGridConfig
     from consistent123.fields.nerf import NeRFField
-    from consistent123.trainer import make_optimizer
+    from consistent123.training.trainer import make_optimizer
 
     field = NeRFField(CFG.nerf, HashGridConfig(num_levels=4, log2_hashmap_size=10, backend="torch"))
     opt = make_optimizer(field, CFG.train)
@@ -170,7 +170,7 @@ def test_mesh_phase_grid_at_ten_times():
 def test_adan_step_clips_the_global_gradient_norm_at_five():
     from timm.optim import Adan
 
-    from consistent123.trainer import optimizer_step
+    from consistent123.training.trainer import optimizer_step
 
     a = [torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(3))]
     b = [torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(3))]

@@ -12,7 +12,7 @@ import trimesh
 
 from consistent123.cli import main as cli_main
 from consistent123.config import load_config
-from consistent123.schedule import prior_weights
+from consistent123.training.schedule import prior_weights
 from tests._tiny_run import TINY_OVERRIDES, make_case
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from consistent123.priors.tiny import ensure_tiny_models
+    from consistent123.priors.standins.tiny import ensure_tiny_models
 
     root = tmp_path_factory.mktemp("tiny-models")
     ensure_tiny_models(root)

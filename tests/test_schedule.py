@@ -5,7 +5,7 @@ import math
 import pytest
 
 from consistent123.config import BoundaryConfig, DynamicConfig
-from consistent123.schedule import (
+from consistent123.training.schedule import (
     BoundaryJudge,
     blend_weights,
     fixed_switch_iteration,

@@ -7,7 +7,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from consistent123.priors import sds
-from consistent123.priors.tiny import SD_BETAS, _seeded, _tiny_unet
+from consistent123.priors.standins.tiny import SD_BETAS, _seeded, _tiny_unet
 
 T_NERF = (0.2, 0.6)
 

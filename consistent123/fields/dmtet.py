@@ -15,15 +15,15 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..config import DMTetConfig, HashGridConfig
-from ..errors import Consistent123Error
-from ..losses import laplacian_smooth, normal_consistency
-from ..render.cameras import Camera, orbit_position
-from ..render.rasterize import render_mesh
-from .common import MLP, mask_finer_levels
-from .hashgrid import HashGridEncoding
-from .marching_tets import marching_tetrahedra
-from .tets import cells_for_grid_size, make_tet_grid
+from consistent123.config import DMTetConfig, HashGridConfig
+from consistent123.errors import Consistent123Error
+from consistent123.fields.common import MLP, mask_finer_levels
+from consistent123.fields.hashgrid import HashGridEncoding
+from consistent123.fields.marching_tets import marching_tetrahedra
+from consistent123.fields.tets import cells_for_grid_size, make_tet_grid
+from consistent123.losses import laplacian_smooth, normal_consistency
+from consistent123.render.cameras import Camera, orbit_position
+from consistent123.render.rasterize import render_mesh
 
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class DMTetField(nn.Module):
 
         ``shading`` = (mode, ambient, light_dir) as in ``consistent123.render.shading.shade``.
         """
-        from ..render.shading import shade
+        from consistent123.render.shading import shade
 
         mode, ambient, light_dir = shading
         if light_dir is None:  # a headlight, as the volume renderer

@@ -30,7 +30,7 @@ def model_sources(cfg) -> dict[str, str]:
     """Where each part comes from: {zero123, stable_diffusion, clip_judge, clip_metric, captioner, depth, segmenter}."""
     m = cfg.models
     if m.tiny_dir:
-        from consistent123.priors.tiny import ensure_tiny_models
+        from consistent123.priors.standins.tiny import ensure_tiny_models
 
         built = ensure_tiny_models(Path(m.tiny_dir))
         return {key: str(built[tiny]) for key, tiny in _TINY_KEYS.items() if tiny in built}
@@ -68,7 +68,7 @@ RANDOM, REAL, NO_PRIORS, UNKNOWN = "random", "real", "none", "unknown"
 
 def origin(source: str) -> dict[str, str]:
     """{"source", "weights": "random" | "pretrained"} of one model, from its files."""
-    from consistent123.priors.tiny import is_random_weight
+    from consistent123.priors.standins.tiny import is_random_weight
 
     return {"source": str(source), "weights": "random" if is_random_weight(source) else "pretrained"}
 

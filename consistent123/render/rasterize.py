@@ -28,7 +28,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from .cameras import Camera, mvp_matrix
+from consistent123.render.cameras import Camera, mvp_matrix
 
 _CACHE: dict = {}
 

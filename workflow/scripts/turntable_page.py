@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from consistent123.io import atomic_write_text
-from consistent123.progress_images import upscale_for_display
+from consistent123.training.progress_images import upscale_for_display
 
 sm = snakemake  # noqa: F821
 out_dir = Path(sm.input.glb).parent

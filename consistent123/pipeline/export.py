@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .io import atomic_path
-from .render.cameras import Camera
+from consistent123.io import atomic_path
+from consistent123.render.cameras import Camera
 
 
 def _numpy(x) -> np.ndarray:
@@ -116,7 +116,7 @@ def bake_texture(
     """
     import xatlas
 
-    from .render.rasterize import make_rasteriser
+    from consistent123.render.rasterize import make_rasteriser
 
     if device is None:
         device = verts.device if isinstance(verts, torch.Tensor) else "cpu"

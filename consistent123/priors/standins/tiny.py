@@ -379,7 +379,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args, cfg) -> int:
     if args.size == "full":
-        from consistent123.priors.full_size import print_parameter_counts
+        from consistent123.priors.standins.full_size import print_parameter_counts
 
         print_parameter_counts(cfg, args.device)
         return 0

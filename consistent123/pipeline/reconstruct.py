@@ -36,10 +36,10 @@ from consistent123.io import (
 )
 from consistent123.locks import folder_lock
 from consistent123.priors.registry import loaded_models_record, params_naming_loaded_models
-from consistent123.progress_images import ProgressImages
 from consistent123.render.cameras import Camera, reference_camera, ring_cameras
-from consistent123.tracking import RunTracker, parse_tags
-from consistent123.trainer import Trainer, config_hash, load_priors
+from consistent123.tracking.run import RunTracker, parse_tags
+from consistent123.training.progress_images import ProgressImages
+from consistent123.training.trainer import Trainer, config_hash, load_priors
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def write_schedule_csv(records: list[dict], path: Path) -> None:
 
 def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
     """Textured mesh (.glb and .obj) and the turntable video of the final model."""
-    from consistent123 import export
+    from consistent123.pipeline import export
 
     cfg = trainer.cfg
     if trainer.mesh is not None:

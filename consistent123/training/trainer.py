@@ -30,7 +30,7 @@ from consistent123.errors import ConfigError
 from consistent123.io import atomic_path
 from consistent123.losses import reference_losses
 from consistent123.render.cameras import Camera, check_cameras, reference_camera
-from consistent123.schedule import (
+from consistent123.training.schedule import (
     BoundaryJudge,
     IterationPlan,
     ViewDraw,
@@ -189,8 +189,8 @@ class Trainer:
         self._apply_perf()
 
     def _apply_perf(self) -> None:
-        """cfg.perf's speed switches (none changes what is optimised; see consistent123.perf)."""
-        from consistent123 import perf
+        """cfg.perf's speed switches (none changes what is optimised; see consistent123.training.perf)."""
+        from consistent123.training import perf
 
         perf.configure_backends(self.cfg.perf, self.device)
         perf.optimise_priors(self.priors, self.cfg.perf)
@@ -359,7 +359,7 @@ class Trainer:
         from consistent123.fields.dmtet import DMTetField
 
         self.nerf.eval()
-        from consistent123.perf import optimise_field
+        from consistent123.training.perf import optimise_field
 
         self.field = DMTetField.from_nerf(self.nerf, self.cfg.dmtet, self.cfg.hashgrid)
         optimise_field(self.field, self.cfg.perf)
@@ -368,7 +368,7 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
     def host_records(self) -> list[dict]:
         """The records with any loss still on the device read back (one transfer for all)."""
-        from consistent123.perf import host_values
+        from consistent123.training.perf import host_values
 
         host_values(self.records)
         return self.records

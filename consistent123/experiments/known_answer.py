@@ -31,7 +31,7 @@ from PIL import Image
 from consistent123.config import Config, config_from_dict
 from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
 from consistent123.render.cameras import reference_camera
-from consistent123.tracking import parse_tags
+from consistent123.tracking.run import parse_tags
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ def known_answer(
     tags: Optional[dict] = None,
     progress: bool = True,
 ) -> dict:
-    from consistent123.reconstruct import reconstruct
-    from eval.command import evaluate_run
+    from consistent123.commands.evaluate import evaluate_run
+    from consistent123.pipeline.reconstruct import reconstruct
     from eval.mesh_metrics import load_mesh
 
     mesh_path, out_dir = Path(mesh_path), Path(out_dir)
@@ -168,7 +168,7 @@ def known_answer(
     atomic_write_json(out_dir / "metrics.json", summary)
     if record.get("run"):
         try:
-            from consistent123.tracking import log_to_run
+            from consistent123.tracking.run import log_to_run
 
             log_to_run(run_dir / "run.json", {"time_s": seconds}, artifacts=[out_dir / "metrics.json"])
         except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror

@@ -27,7 +27,7 @@ def upscale_for_display(image: np.ndarray, min_size: int = MIN_DISPLAY_SIZE) -> 
 def check_view_strip(trainer, size: int) -> np.ndarray:
     """The 8 check views of the current model side by side on white, uint8 [size, 8*size, 3]."""
     from consistent123.render.cameras import check_cameras
-    from consistent123.trainer import WHITE
+    from consistent123.training.trainer import WHITE
 
     gen_state = trainer.gen.get_state()
     gen_device_state = trainer.gen_device.get_state()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from consistent123.priors.tiny import CLIP_MEAN, CLIP_STD, SD_BETAS, _seeded
+from consistent123.priors.standins.tiny import CLIP_MEAN, CLIP_STD, SD_BETAS, _seeded
 
 CONFIGS = Path(__file__).with_name("full_size")
 # Published parameter counts of the parts whose sizes the papers and model cards quote.
@@ -136,7 +136,7 @@ def load_full_size_priors(cfg, device, parts=("zero123", "stable_diffusion", "cl
     """``trainer.Priors`` holding the full-size random priors, loaded like the real ones."""
     from consistent123.priors.stable_diffusion import StableDiffusionPrior, prior_dtype
     from consistent123.priors.zero123 import Zero123Prior
-    from consistent123.trainer import Priors
+    from consistent123.training.trainer import Priors
 
     device = torch.device(device)
     dtype = prior_dtype(cfg, device)

@@ -18,7 +18,7 @@ from typing import Optional
 from consistent123.device import resolve_device
 from consistent123.errors import InputError
 from consistent123.io import atomic_write_json, check_writable
-from consistent123.tracking import FOLDER_TAG, parse_tags
+from consistent123.tracking.run import FOLDER_TAG, parse_tags
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def evaluate_run(
     written = figures.run_figures(out_dir)
     if log_mlflow and run:
         try:
-            from consistent123.tracking import log_to_run
+            from consistent123.tracking.run import log_to_run
 
             log_to_run(
                 out_dir / "run.json", metrics, artifacts=[metrics_path, *written], tags={"priors": priors["priors"]}
