@@ -47,8 +47,9 @@ sys.path.insert(0, str(REPO))
 
 from consistent123.case import Case  # noqa: E402
 from consistent123.config import load_config  # noqa: E402
+from consistent123.priors.registry import Priors, load_priors  # noqa: E402
 from consistent123.training.schedule import BoundaryJudge  # noqa: E402
-from consistent123.training.trainer import Priors, Trainer, load_priors  # noqa: E402
+from consistent123.training.trainer import Trainer  # noqa: E402
 
 PARTS = ["render", "zero123_unet", "sd_unet", "vae_enc_bwd", "field_bwd", "optimiser", "boundary", "other"]
 HEAD = {

@@ -179,3 +179,11 @@ def resolve_all(cfg, device) -> Backends:
         field_dtype="float32",
         fallbacks="; ".join(fallbacks),
     )
+
+
+def prior_dtype(cfg, device: torch.device) -> torch.dtype:
+    """The priors' precision: fp16 on CUDA when configured (spec §7); fp32 everywhere else; ``perf.prior_dtype`` overrides."""
+    choice = getattr(getattr(cfg, "perf", None), "prior_dtype", "auto")
+    if choice != "auto":
+        return getattr(torch, choice)
+    return torch.float16 if torch.device(device).type == "cuda" and cfg.models.half_precision_on_gpu else torch.float32

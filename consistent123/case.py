@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -15,7 +16,14 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from consistent123.errors import InputError
-from consistent123.preprocess.depth import read_depth_png
+from consistent123.io import atomic_files
+from consistent123.preprocess.depth import depth_to_png16, read_depth_png
+
+# The case folder's files: the one place that names them.
+RGBA = "rgba.png"
+DEPTH = "depth.png"
+CAPTION = "caption.txt"
+CASE_FILES = (RGBA, DEPTH, CAPTION)
 
 
 @dataclass
@@ -48,7 +56,7 @@ class Case:
 def _read(path: Path, reader):
     """Run ``reader(path)``; a missing or unreadable file becomes one InputError line."""
     if not path.is_file():
-        raise InputError(f"{path}: missing (expected a preprocessed case folder with rgba.png, depth.png, caption.txt)")
+        raise InputError(f"{path}: missing (expected a preprocessed case folder with {', '.join(CASE_FILES)})")
     try:
         return reader(path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -65,19 +73,19 @@ def load_case(case_dir: str | Path) -> Case:
     case_dir = Path(case_dir)
     if not case_dir.is_dir():
         raise InputError(f"{case_dir}: case folder not found")
-    rgba = _read(case_dir / "rgba.png", _read_rgba)
+    rgba = _read(case_dir / RGBA, _read_rgba)
     if rgba.shape[0] != rgba.shape[1]:
         raise InputError(
-            f"{case_dir / 'rgba.png'}: must be square (got {rgba.shape[1]}x{rgba.shape[0]}); run `consistent123 preprocess`"
+            f"{case_dir / RGBA}: must be square (got {rgba.shape[1]}x{rgba.shape[0]}); run `consistent123 preprocess`"
         )
     if rgba[..., 3].max() < 0.5:
-        raise InputError(f"{case_dir / 'rgba.png'}: fully transparent, no object")
-    depth = _read(case_dir / "depth.png", read_depth_png)
+        raise InputError(f"{case_dir / RGBA}: fully transparent, no object")
+    depth = _read(case_dir / DEPTH, read_depth_png)
     if depth.shape != rgba.shape[:2]:
         raise InputError(
-            f"{case_dir / 'depth.png'}: size {depth.shape[1]}x{depth.shape[0]} does not match rgba.png {rgba.shape[1]}x{rgba.shape[0]}"
+            f"{case_dir / DEPTH}: size {depth.shape[1]}x{depth.shape[0]} does not match {RGBA} {rgba.shape[1]}x{rgba.shape[0]}"
         )
-    caption_path = case_dir / "caption.txt"
+    caption_path = case_dir / CAPTION
     if not caption_path.is_file():
         raise InputError(f"{caption_path}: missing")
     caption = caption_path.read_text(encoding="utf-8", errors="replace").strip()
@@ -89,3 +97,27 @@ def load_case(case_dir: str | Path) -> Case:
         torch.from_numpy(depth)[None].contiguous(),
         caption,
     )
+
+
+def write_case(
+    case_dir: str | Path,
+    rgba: np.ndarray,
+    depth: np.ndarray,
+    caption: str,
+    extra: dict[str, Callable[[Path], None]] | None = None,
+) -> Path:
+    """Write a case folder as one set (``load_case`` reads it back).
+
+    ``rgba`` is uint8 [S, S, 4] with straight alpha, ``depth`` float in [0, 1] (larger = farther,
+    0 outside the mask), ``extra`` maps further file names to writers. Every file is written
+    aside and moved in together, ``rgba.png`` last, so its presence means the set is complete.
+    """
+    extra = dict(extra or {})
+    names = (*sorted(extra), CAPTION, DEPTH, RGBA)
+    with atomic_files(case_dir, names) as staging:
+        for name, writer in extra.items():
+            writer(staging / name)
+        (staging / CAPTION).write_text(caption + "\n", encoding="utf-8")
+        depth_to_png16(depth).save(staging / DEPTH, format="PNG")
+        Image.fromarray(rgba, "RGBA").save(staging / RGBA, format="PNG")
+    return Path(case_dir)

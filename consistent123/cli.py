@@ -26,7 +26,7 @@ from consistent123.io import describe_os_error
 COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("consistent123.commands.preprocess", "mask, recentre, depth and caption one image"),
     "tiny-models": (
-        "consistent123.priors.standins.tiny",
+        "consistent123.commands.tiny_models",
         "build every pretrained part at tiny size with random weights",
     ),
     "fetch-models": ("consistent123.priors.fetch", "download the real weights into the Hugging Face cache"),

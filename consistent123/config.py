@@ -236,6 +236,11 @@ class DynamicConfig(Section):
     magic123_w2d: float = 1.0
     magic123_w3d: float = 40.0
 
+    @property
+    def uses_boundary_judgement(self) -> bool:
+        """Strategies whose stage switch comes from the CLIP boundary judgement (paper §3.2)."""
+        return self.strategy in ("consistent123", "w2d_one")
+
 
 # ---------------------------------------------------------------- optimisation (spec §7)
 class TrainConfig(Section):

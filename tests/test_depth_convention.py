@@ -38,7 +38,8 @@ def test_estimated_depth_is_stored_far_larger(tmp_path):
 
 
 def test_depth_model_input_size_follows_the_config(tmp_path):
-    from consistent123.priors.vision import build_tiny_vision_models, load_depth_estimator
+    from consistent123.priors.standins.vision import build_tiny_vision_models
+    from consistent123.priors.vision import load_depth_estimator
 
     folder = build_tiny_vision_models(tmp_path)["depth"]
     image = Image.open(C10 / "29.jpg")

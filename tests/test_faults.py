@@ -473,7 +473,7 @@ def test_read_only_folders_and_store_fail_with_one_line_before_models_load(
     for name in ("load_captioner", "load_depth_estimator", "load_segmenter", "load_clip_metric"):
         monkeypatch.setattr(registry, name, boom)
     monkeypatch.setattr("eval.image_metrics.load_lpips", boom)
-    monkeypatch.setattr("consistent123.training.trainer.load_priors", boom)
+    monkeypatch.setattr("consistent123.priors.registry.load_priors", boom)
     monkeypatch.setattr("consistent123.pipeline.reconstruct.load_priors", boom)
 
     def refused(args: list[str], folder: Path, cause: str) -> None:

@@ -12,7 +12,7 @@ import torch
 import trimesh
 
 from consistent123.config import load_config
-from consistent123.experiments.known_answer import Z_UP_TO_Y_UP, prepare_ground_truth, write_case
+from consistent123.experiments.known_answer import Z_UP_TO_Y_UP, prepare_ground_truth, render_case
 from consistent123.priors.oracle import (
     GroundTruth,
     OraclePrior,
@@ -138,7 +138,7 @@ def test_reference_case_follows_the_preprocess_conventions(cfg, tmp_path):
 
     gt = prepare_ground_truth(trimesh.load(PANDA, process=False), "z", cfg.oracle)
     small = cfg.model_copy(update={"preprocess": cfg.preprocess.model_copy(update={"size": 64})})
-    case = load_case(write_case(gt, tmp_path / "panda", small, "a panda"))
+    case = load_case(render_case(gt, tmp_path / "panda", small, "a panda"))
     mask = case.rgba[3] > 0.5
     assert 0.15 < float(mask.float().mean()) < 0.6 and case.caption == "a panda"
     inside = case.depth[0][mask]

@@ -9,9 +9,10 @@ import torch
 
 from consistent123.case import Case
 from consistent123.config import load_config
+from consistent123.priors.registry import Priors, load_priors
 from consistent123.render.cameras import Camera
 from consistent123.training.perf import TargetCache, host_values, optimise_field, optimise_priors
-from consistent123.training.trainer import Priors, Trainer, load_priors
+from consistent123.training.trainer import Trainer
 from tests._helpers_priors import tiny_config, tiny_models_dir
 from tests._tiny_run import TINY_OVERRIDES
 

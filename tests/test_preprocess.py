@@ -19,7 +19,8 @@ from consistent123.config import load_config
 from consistent123.errors import InputError
 from consistent123.preprocess.mask import drop_specks
 from consistent123.preprocess.pipeline import OUTPUT_FILES, preprocess_image
-from consistent123.priors.vision import build_tiny_vision_models, load_captioner, load_depth_estimator, load_segmenter
+from consistent123.priors.standins.vision import build_tiny_vision_models
+from consistent123.priors.vision import load_captioner, load_depth_estimator, load_segmenter
 from tests._helpers_preprocess import C10, RF15, bbox_centre, bbox_fill, benchmark_cases, read_depth, read_rgba
 
 CFG = load_config()

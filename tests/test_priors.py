@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from consistent123.errors import ModelUnavailableError
-from consistent123.priors import registry, tiny
+from consistent123.priors import provenance, registry
 from consistent123.priors.fetch import select_files
+from consistent123.priors.standins import tiny
+from consistent123.priors.standins.constants import MANIFEST
 from consistent123.priors.zero123 import angle_grad_scale, load_camera_projection
 from consistent123.render.cameras import Camera, orbit_position, zero123_embedding
 from tests._data import RF15
@@ -57,7 +59,7 @@ def test_tiny_models_load_through_the_registry():
     sources = registry.model_sources(cfg)
     for key in ("zero123", "stable_diffusion", "clip_judge", "clip_metric"):
         assert Path(sources[key]).is_dir() and Path(sources[key]).parent == tiny_models_dir()
-    manifest = json.loads((tiny_models_dir() / tiny.MANIFEST).read_text())
+    manifest = json.loads((tiny_models_dir() / MANIFEST).read_text())
     assert manifest["format"] == tiny.FORMAT_VERSION
     # the tiny Zero123 is laid out like the real diffusers repo
     z = Path(sources["zero123"])
@@ -72,19 +74,19 @@ def test_loaded_models_say_whether_their_weights_are_random(zero123, stable_diff
     sources = registry.model_sources(tiny_config())
     for model, key in ((zero123, "zero123"), (stable_diffusion, "stable_diffusion"), (clip, "clip_judge")):
         assert model.origin == {"source": sources[key], "weights": "random"}
-    record = registry.loaded_models_record({"zero123": zero123, "stable_diffusion": None, "clip_judge": clip})
+    record = provenance.loaded_models_record({"zero123": zero123, "stable_diffusion": None, "clip_judge": clip})
     assert record["priors"] == "random" and set(record["models"]) == {"zero123", "clip_judge"}
     assert record["tags"]["model.zero123"] == sources["zero123"] + " (random weights)"
     # A copy of a tiny model outside its manifest's folder, or a hub id, counts as pretrained.
     import shutil
 
     shutil.copytree(sources["clip_judge"], tmp_path / "clip")
-    assert not tiny.is_random_weight(tmp_path / "clip")
-    assert registry.origin("ViT-B-16/openai") == {"source": "ViT-B-16/openai", "weights": "pretrained"}
-    assert registry.priors_kind([registry.origin(str(tmp_path / "clip"))]) == "real"
-    assert registry.priors_kind([]) == "none"
-    assert registry.evaluation_kind("real", "random") == "random"
-    assert registry.evaluation_kind("unknown", "real") == "unknown"
+    assert not provenance.is_random_weight(tmp_path / "clip")
+    assert provenance.origin("ViT-B-16/openai") == {"source": "ViT-B-16/openai", "weights": "pretrained"}
+    assert provenance.priors_kind([provenance.origin(str(tmp_path / "clip"))]) == "real"
+    assert provenance.priors_kind([]) == "none"
+    assert provenance.evaluation_kind("real", "random") == "random"
+    assert provenance.evaluation_kind("unknown", "real") == "unknown"
     # MLflow params name the folders loaded, never the hub ids the config also holds.
     params = registry.params_naming_loaded_models(tiny_config())
     assert params["models"]["zero123"] == sources["zero123"] and params["eval"]["clip_model"] == sources["clip_metric"]
@@ -114,9 +116,9 @@ def test_ensure_is_idempotent_and_safe_under_a_race(tmp_path, monkeypatch):
     for th in threads:
         th.join()
     assert len(calls) == 1 and results[0] == results[1]
-    stamp = (tmp_path / "m" / tiny.MANIFEST).stat().st_mtime_ns
+    stamp = (tmp_path / "m" / MANIFEST).stat().st_mtime_ns
     assert tiny.ensure_tiny_models(tmp_path / "m") == results[0]
-    assert len(calls) == 1 and (tmp_path / "m" / tiny.MANIFEST).stat().st_mtime_ns == stamp
+    assert len(calls) == 1 and (tmp_path / "m" / MANIFEST).stat().st_mtime_ns == stamp
     assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".") and p.is_dir()]  # no temp leftovers
 
 

@@ -7,7 +7,8 @@ import torch
 from diffusers import DDIMScheduler
 
 from consistent123.priors import sds
-from consistent123.priors.standins.tiny import SD_BETAS, _seeded, _tiny_unet
+from consistent123.priors.standins.constants import SD_BETAS, seeded
+from consistent123.priors.standins.tiny import _tiny_unet
 
 T_NERF = (0.2, 0.6)
 
@@ -19,7 +20,7 @@ def scheduler():
 
 @pytest.fixture(scope="module")
 def unet():
-    with _seeded(11):
+    with seeded(11):
         return _tiny_unet(4, 32).eval().requires_grad_(False)
 
 

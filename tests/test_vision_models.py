@@ -11,11 +11,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from consistent123.errors import ConfigError, ModelUnavailableError
+from consistent123.priors.standins.vision import build_tiny_vision_models
 from consistent123.priors.vision import (
     Captioner,
     DepthEstimator,
     Segmenter,
-    build_tiny_vision_models,
     load_captioner,
     load_depth_estimator,
     load_segmenter,

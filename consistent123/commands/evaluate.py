@@ -73,16 +73,16 @@ def prediction_mesh_path(out_dir: Path) -> Path:
 def _priors_record(out_dir: Path, clip_model, lpips_metric) -> dict:
     """The reconstruction's models (OUT/priors.json) and the metric models, each pretrained or
     random-weight as detected at load; ``priors`` sums them up (random | real | none | unknown)."""
-    from consistent123.priors import registry
+    from consistent123.priors import provenance
 
     recorded = out_dir / "priors.json"
-    run = json.loads(recorded.read_text()) if recorded.is_file() else {"priors": registry.UNKNOWN, "models": {}}
+    run = json.loads(recorded.read_text()) if recorded.is_file() else {"priors": provenance.UNKNOWN, "models": {}}
     lpips_origin = {
         "source": lpips_metric.name,
-        "weights": registry.RANDOM if lpips_metric.random_backbone else "pretrained",
+        "weights": provenance.RANDOM if lpips_metric.random_backbone else "pretrained",
     }
-    metric_models = {"clip_metric": registry.origin_of(clip_model), "lpips": lpips_origin}
-    kind = registry.evaluation_kind(run["priors"], registry.priors_kind(metric_models.values()))
+    metric_models = {"clip_metric": provenance.origin_of(clip_model), "lpips": lpips_origin}
+    kind = provenance.evaluation_kind(run["priors"], provenance.priors_kind(metric_models.values()))
     return {"priors": kind, "run_priors": run["priors"], "models": {**run["models"], **metric_models}}
 
 

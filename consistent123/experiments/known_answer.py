@@ -26,10 +26,10 @@ from typing import Optional
 import numpy as np
 import torch
 import trimesh
-from PIL import Image
 
+from consistent123.case import DEPTH, write_case
 from consistent123.config import Config, config_from_dict
-from consistent123.io import atomic_path, atomic_write_json, atomic_write_text
+from consistent123.io import atomic_write_json
 from consistent123.render.cameras import reference_camera
 from consistent123.tracking.run import parse_tags
 
@@ -85,9 +85,9 @@ def caption_of(mesh_path: Path) -> str:
 
 
 @torch.no_grad()
-def write_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) -> Path:
-    """rgba.png, depth.png and caption.txt of the reference view, as ``consistent123 preprocess`` writes them."""
-    from consistent123.preprocess.depth import depth_to_png16, normalise_in_mask
+def render_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) -> Path:
+    """The case folder of the reference view, as ``consistent123 preprocess`` writes it, plus the truth."""
+    from consistent123.preprocess.depth import normalise_in_mask
     from consistent123.priors.oracle import mesh_vertex_colours
     from consistent123.render.rasterize import render_mesh
 
@@ -105,16 +105,10 @@ def write_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) -
     straight = torch.where(alpha > 1e-4, out["rgb"] / alpha.clamp(min=1e-4), torch.zeros_like(out["rgb"])).clamp(0, 1)
     rgba = (torch.cat([straight, alpha], -1).numpy() * 255.0 + 0.5).astype(np.uint8)
     mask = (alpha[..., 0].numpy() > 0.5) & (out["depth"][..., 0].numpy() > 0)  # the object mask of rgba.png
-    depth = normalise_in_mask(out["depth"][..., 0].numpy(), mask, str(case_dir / "depth.png"))
-    case_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(case_dir / "rgba.png") as tmp:
-        Image.fromarray(rgba, "RGBA").save(tmp, format="PNG")
-    with atomic_path(case_dir / "depth.png") as tmp:
-        depth_to_png16(depth).save(tmp, format="PNG")
-    atomic_write_text(case_dir / "caption.txt", caption + "\n")
-    with atomic_path(case_dir / GROUND_TRUTH) as tmp:
-        gt.export(tmp, file_type="ply")
-    return case_dir
+    depth = normalise_in_mask(out["depth"][..., 0].numpy(), mask, str(case_dir / DEPTH))
+    return write_case(
+        case_dir, rgba, depth, caption, extra={GROUND_TRUTH: lambda path: gt.export(path, file_type="ply")}
+    )
 
 
 def oracle_config(cfg: Config, gt_path: Path) -> Config:
@@ -143,7 +137,7 @@ def known_answer(
     source = load_mesh(mesh_path)  # one clear line when the file is missing or not a mesh
     case_dir, run_dir = out_dir / "case", out_dir / "run"
     gt = prepare_ground_truth(source, up_axis, cfg.oracle)
-    write_case(gt, case_dir, cfg, caption_of(mesh_path))
+    render_case(gt, case_dir, cfg, caption_of(mesh_path))
     cfg = oracle_config(cfg, case_dir / GROUND_TRUTH)
     all_tags = {"benchmark": "known_answer", "case": mesh_path.stem, "prior": "oracle", **(tags or {})}
     start = time.perf_counter()

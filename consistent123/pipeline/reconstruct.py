@@ -35,11 +35,12 @@ from consistent123.io import (
     remove_partial_files,
 )
 from consistent123.locks import folder_lock
-from consistent123.priors.registry import loaded_models_record, params_naming_loaded_models
+from consistent123.priors.provenance import loaded_models_record
+from consistent123.priors.registry import load_priors, params_naming_loaded_models
 from consistent123.render.cameras import Camera, reference_camera, ring_cameras
 from consistent123.tracking.run import RunTracker, parse_tags
 from consistent123.training.progress_images import ProgressImages
-from consistent123.training.trainer import Trainer, config_hash, load_priors
+from consistent123.training.trainer import Trainer, config_hash
 
 log = logging.getLogger(__name__)
 

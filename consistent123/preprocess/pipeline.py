@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from PIL import Image
 
+from consistent123.case import CASE_FILES, write_case
 from consistent123.config import Config
 from consistent123.device import resolve_device
 from consistent123.errors import InputError
-from consistent123.io import atomic_files, check_writable
+from consistent123.io import check_writable
 from consistent123.preprocess import depth as depth_ops
 from consistent123.preprocess.image_io import clean_caption, load_depth_map, load_image
 from consistent123.preprocess.mask import (
@@ -38,7 +38,8 @@ from consistent123.preprocess.recentre import crop_window, recentre_map, recentr
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FILES = ("rgba.png", "depth.png", "caption.txt", "preprocess.json")
+PREPROCESS_RECORD = "preprocess.json"
+OUTPUT_FILES = (*CASE_FILES, PREPROCESS_RECORD)
 
 
 class _Models:
@@ -152,10 +153,12 @@ def preprocess_image(
         log.info("%s: %s from %s", image_path.name, what, source)
 
     # 5. outputs, as one set; rgba.png last
-    with atomic_files(out_dir, tuple(sorted(OUTPUT_FILES, key=lambda name: name == "rgba.png"))) as staging:
-        (staging / "caption.txt").write_text(caption + "\n")
-        depth_ops.depth_to_png16(depth_out).save(staging / "depth.png", format="PNG")
-        (staging / "preprocess.json").write_text(json.dumps(record, indent=2) + "\n")
-        Image.fromarray(rgba_out, "RGBA").save(staging / "rgba.png", format="PNG")
+    write_case(
+        out_dir,
+        rgba_out,
+        depth_out,
+        caption,
+        extra={PREPROCESS_RECORD: lambda path: path.write_text(json.dumps(record, indent=2) + "\n")},
+    )
     log.info("%s: wrote %s (crop window %s)", image_path.name, out_dir, window.as_dict())
     return record

@@ -32,8 +32,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from consistent123.priors.base import resize
 from consistent123.priors.sds import score_distillation
-from consistent123.priors.stable_diffusion import resize
 from consistent123.render.cameras import Camera, zero123_embedding
 
 

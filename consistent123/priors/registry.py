@@ -4,15 +4,19 @@
 use); otherwise the configured hub ids / local folders. Real or tiny, the same loaders run.
 
 Every loaded part carries ``origin`` (where it was loaded from and whether its weights are
-pretrained or random), detected from the loaded files (priors.tiny.is_random_weight), so a run
+pretrained or random), detected from the loaded files (consistent123.priors.provenance), so a run
 can say what it really used whatever its config names.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
+
+from consistent123.priors.provenance import with_origin
 
 # config key of each part -> key of the tiny-models manifest
 _TINY_KEYS = {
@@ -62,66 +66,6 @@ def _source(cfg, key: str) -> str:
     return sources[key]
 
 
-# ---------------------------------------------------------------- what was really loaded
-RANDOM, REAL, NO_PRIORS, UNKNOWN = "random", "real", "none", "unknown"
-
-
-def origin(source: str) -> dict[str, str]:
-    """{"source", "weights": "random" | "pretrained"} of one model, from its files."""
-    from consistent123.priors.standins.tiny import is_random_weight
-
-    return {"source": str(source), "weights": "random" if is_random_weight(source) else "pretrained"}
-
-
-def _with_origin(model, source: str):
-    model.origin = origin(source)
-    return model
-
-
-def origin_of(model) -> dict[str, str] | None:
-    """The origin recorded at load; a CLIP loaded outside the registry is read from its source."""
-    if model is None:
-        return None
-    found = getattr(model, "origin", None)
-    if found is None and isinstance(getattr(model, "name", None), str):
-        found = origin(model.name)
-    return found
-
-
-def priors_kind(origins) -> str:
-    """ "random" when any model has random weights, "real" when all are pretrained, "none" without models."""
-    weights = [o["weights"] for o in origins if o]
-    if not weights:
-        return NO_PRIORS
-    return RANDOM if RANDOM in weights else REAL
-
-
-def evaluation_kind(run_kind: str, metric_kind: str) -> str:
-    """A scored run's kind: random when the run's priors or the metric models are random-weight;
-    a run without priors ("none") or without a record ("unknown") keeps that; else real."""
-    if RANDOM in (run_kind, metric_kind):
-        return RANDOM
-    return run_kind if run_kind != REAL else metric_kind
-
-
-def loaded_models_record(models: dict) -> dict:
-    """What a run really used: {"priors": kind, "models": {key: origin}, "tags": {MLflow tags}}.
-
-    ``models`` maps a name to a loaded model or None (not needed by this run). Tags: ``priors``
-    (random | real | none) and ``model.<name>`` = its source, "(random weights)" appended.
-    """
-    origins = {name: origin_of(m) for name, m in models.items() if m is not None}
-    kind = priors_kind(origins.values())
-    tags = {"priors": kind}
-    tags.update(
-        {
-            f"model.{name}": o["source"] + (" (random weights)" if o["weights"] == RANDOM else "")
-            for name, o in origins.items()
-        }
-    )
-    return {"priors": kind, "models": origins, "tags": tags}
-
-
 def params_naming_loaded_models(cfg) -> dict:
     """The config as MLflow params, each model entry naming the source the registry loads (the
     tiny model's folder when ``models.tiny_dir`` is set, never a hub id that was not used)."""
@@ -139,14 +83,14 @@ def load_zero123(cfg, device: torch.device | str):
     from consistent123.priors.zero123 import Zero123Prior
 
     source = _source(cfg, "zero123")
-    return _with_origin(Zero123Prior.from_config(cfg, torch.device(device), source=source), source)
+    return with_origin(Zero123Prior.from_config(cfg, torch.device(device), source=source), source)
 
 
 def load_stable_diffusion(cfg, device: torch.device | str):
     from consistent123.priors.stable_diffusion import StableDiffusionPrior
 
     source = _source(cfg, "stable_diffusion")
-    return _with_origin(StableDiffusionPrior.from_config(cfg, torch.device(device), source=source), source)
+    return with_origin(StableDiffusionPrior.from_config(cfg, torch.device(device), source=source), source)
 
 
 def load_oracle(cfg, device: torch.device | str, role: str):
@@ -174,14 +118,14 @@ def load_clip_judge(cfg, device: torch.device | str):
     from consistent123.priors.clip import load_clip
 
     source = _source(cfg, "clip_judge")
-    return _with_origin(load_clip(source, device, cfg.models.cache_dir, config_key="models.clip_judge"), source)
+    return with_origin(load_clip(source, device, cfg.models.cache_dir, config_key="models.clip_judge"), source)
 
 
 def load_clip_metric(cfg, device: torch.device | str):
     from consistent123.priors.clip import load_clip
 
     source = _source(cfg, "clip_metric")
-    return _with_origin(load_clip(source, device, cfg.models.cache_dir, config_key="eval.clip_model"), source)
+    return with_origin(load_clip(source, device, cfg.models.cache_dir, config_key="eval.clip_model"), source)
 
 
 # Captioner, depth and segmenter loaders live in consistent123.priors.vision (imported lazily).
@@ -203,3 +147,26 @@ def load_segmenter(cfg, device: torch.device | str):
     from consistent123.priors import vision
 
     return vision.load_segmenter(_source(cfg, "segmenter"), torch.device(device), cfg.models.cache_dir)
+
+
+# ---------------------------------------------------------------- what a run loads
+@dataclass
+class Priors:
+    """The pretrained parts a run needs; any may be None when the strategy never uses it."""
+
+    zero123: Optional[object] = None
+    stable_diffusion: Optional[object] = None
+    clip_judge: Optional[object] = None
+
+
+def load_priors(cfg, device: torch.device) -> Priors:
+    """Load only what the configured strategy uses (3d_only never loads Stable Diffusion)."""
+    if not cfg.train.use_priors:
+        return Priors()
+    dyn = cfg.dynamic
+    needs_2d = dyn.strategy != "3d_only"
+    return Priors(
+        zero123=load_prior_3d(cfg, device),
+        stable_diffusion=load_prior_2d(cfg, device) if needs_2d else None,
+        clip_judge=load_clip_judge(cfg, device) if dyn.uses_boundary_judgement else None,
+    )

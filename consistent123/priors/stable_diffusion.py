@@ -1,7 +1,6 @@
 """The 2D prior: Stable Diffusion (2.1-base by default) SDS on the caption (spec §4, P Eq. 7).
 
-Also home of the small pieces both latent-diffusion priors share (precision, scheduler,
-VAE encoding); the SDS maths itself lives in ``sds.py``.
+What it shares with Zero-1-to-3 (scheduler, VAE encoding, the SDS call) is in ``base.py``.
 """
 
 from __future__ import annotations
@@ -9,54 +8,10 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from consistent123.errors import ConfigError
+from consistent123.backends import prior_dtype
 from consistent123.priors import hub
-from consistent123.priors.sds import score_distillation
-
-
-# ---------------------------------------------------------------- shared by both priors
-def prior_dtype(cfg, device: torch.device) -> torch.dtype:
-    """fp16 on CUDA when configured (spec §7); fp32 everywhere else; ``perf.prior_dtype`` overrides."""
-    choice = getattr(getattr(cfg, "perf", None), "prior_dtype", "auto")
-    if choice != "auto":
-        return getattr(torch, choice)
-    return torch.float16 if torch.device(device).type == "cuda" and cfg.models.half_precision_on_gpu else torch.float32
-
-
-def load_scheduler(source: str, cache_dir: Optional[str] = None):
-    """The scheduler class the repo names (DDIM, PNDM, ...); only its alphas_cumprod is used."""
-    import diffusers
-    from diffusers import DDIMScheduler
-
-    config = DDIMScheduler.load_config(source, subfolder="scheduler", cache_dir=cache_dir)
-    cls = getattr(diffusers, str(config.get("_class_name", "")), None)
-    if cls is None or not hasattr(cls, "from_config"):
-        cls = DDIMScheduler
-    scheduler = cls.from_config(config)
-    if not hasattr(scheduler, "alphas_cumprod"):  # e.g. a sampler without a training schedule
-        scheduler = DDIMScheduler.from_config(config)
-    return scheduler
-
-
-def frozen(module: torch.nn.Module, device, dtype) -> torch.nn.Module:
-    module = module.to(device)
-    if next(module.parameters()).dtype != dtype:  # already right when loaded with torch_dtype
-        module = module.to(dtype=dtype)
-    return module.eval().requires_grad_(False)
-
-
-def encode_latents(vae, rgb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """[B,3,H,W] in [0,1] -> scaled latents, differentiable (SDS flows back through the encoder)."""
-    posterior = vae.encode(rgb.to(vae.dtype) * 2.0 - 1.0).latent_dist
-    return posterior.sample(generator=generator) * vae.config.scaling_factor
-
-
-def resize(rgb: torch.Tensor, size: int) -> torch.Tensor:
-    if tuple(rgb.shape[-2:]) == (size, size):
-        return rgb
-    return F.interpolate(rgb, (size, size), mode="bilinear", align_corners=False)
+from consistent123.priors.base import LatentSDSPrior, frozen, load_scheduler
 
 
 # ---------------------------------------------------------------- the 2D prior
@@ -73,16 +28,6 @@ def _load_components(source: str, cache_dir: Optional[str] = None, dtype=torch.f
     )
 
 
-def require_epsilon_prediction(scheduler, name: str) -> None:
-    """Both SDS terms read the UNet output as the noise: a v- or x0-predicting model is refused."""
-    kind = getattr(scheduler, "config", {}).get("prediction_type", "epsilon")
-    if kind != "epsilon":
-        raise ConfigError(
-            f"{name}: its scheduler's prediction_type is {kind!r}; score distillation here "
-            f"needs an epsilon-prediction model"
-        )
-
-
 def view_text_embedding(azimuth: float, front: torch.Tensor, side: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
     """R's view-dependent prompt (nerf/utils.py train_step, perp-neg off): linear in |azimuth|
     between front (0) and side (90) for azimuth in [-90, 90), else between side and back (180)."""
@@ -92,45 +37,6 @@ def view_text_embedding(azimuth: float, front: torch.Tensor, side: torch.Tensor,
         return r * front + (1.0 - r) * side
     r = 1.0 - (abs(a) - 90.0) / 90.0
     return r * side + (1.0 - r) * back
-
-
-class LatentSDSPrior:
-    """What both priors share: a frozen UNet and VAE, the scheduler's noise levels, and one SDS
-    call (render -> resize -> latents -> ``score_distillation``); subclasses add their conditioning."""
-
-    def __init__(
-        self,
-        components: dict,
-        device,
-        dtype: torch.dtype,
-        name: str,
-        resolution: int,
-        guidance_scale: float,
-        grad_clip: Optional[float],
-    ):
-        self.device, self.dtype, self.name = torch.device(device), dtype, name
-        require_epsilon_prediction(components["scheduler"], name)
-        self.unet = frozen(components["unet"], self.device, dtype)
-        self.vae = frozen(components["vae"], self.device, dtype)
-        self.alphas_cumprod = components["scheduler"].alphas_cumprod.to(self.device, torch.float32)
-        self.num_train_timesteps = int(components["scheduler"].config.num_train_timesteps)
-        self.resolution, self.guidance_scale, self.grad_clip = resolution, guidance_scale, grad_clip
-
-    def distil(
-        self, rgb: torch.Tensor, predict_noise, generator: torch.Generator, t_range, grad_scale=None
-    ) -> tuple[torch.Tensor, dict]:
-        latents = encode_latents(self.vae, resize(rgb.to(self.device), self.resolution), generator)
-        return score_distillation(
-            latents,
-            predict_noise,
-            self.alphas_cumprod,
-            t_range,
-            self.guidance_scale,
-            generator,
-            grad_scale=grad_scale,
-            grad_clip=self.grad_clip,
-            num_train_timesteps=self.num_train_timesteps,
-        )
 
 
 class StableDiffusionPrior(LatentSDSPrior):

@@ -24,8 +24,9 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from consistent123.backends import prior_dtype
 from consistent123.priors import hub
-from consistent123.priors.stable_diffusion import LatentSDSPrior, frozen, load_scheduler, prior_dtype, resize
+from consistent123.priors.base import LatentSDSPrior, frozen, load_scheduler, resize
 from consistent123.render.cameras import Camera, orbit_position, zero123_embedding
 
 PROJECTION_FOLDERS = ("clip_camera_projection", "cc_projection")

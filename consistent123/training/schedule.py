@@ -93,10 +93,6 @@ def fixed_switch_iteration(dyn) -> Optional[int]:
     }.get(dyn.strategy)
 
 
-def uses_boundary_judgement(dyn) -> bool:
-    return dyn.strategy in ("consistent123", "w2d_one")
-
-
 # ---------------------------------------------------------------- boundary judgement
 @dataclass
 class Check:

@@ -29,6 +29,7 @@ from consistent123.config import Config
 from consistent123.errors import ConfigError
 from consistent123.io import atomic_path
 from consistent123.losses import reference_losses
+from consistent123.priors.registry import Priors
 from consistent123.render.cameras import Camera, check_cameras, reference_camera
 from consistent123.training.schedule import (
     BoundaryJudge,
@@ -39,7 +40,6 @@ from consistent123.training.schedule import (
     fixed_switch_iteration,
     plan,
     prior_weights,
-    uses_boundary_judgement,
 )
 
 log = logging.getLogger(__name__)
@@ -103,30 +103,6 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler, train_cfg) -> None:
         torch.nn.utils.clip_grad_norm_(params, train_cfg.adan_max_grad_norm)
     scaler.step(optimizer)
     scaler.update()
-
-
-@dataclass
-class Priors:
-    """The pretrained parts a run needs; any may be None when the strategy never uses it."""
-
-    zero123: Optional[object] = None
-    stable_diffusion: Optional[object] = None
-    clip_judge: Optional[object] = None
-
-
-def load_priors(cfg: Config, device: torch.device) -> Priors:
-    """Load only what the configured strategy uses (3d_only never loads Stable Diffusion)."""
-    if not cfg.train.use_priors:
-        return Priors()
-    from consistent123.priors import registry
-
-    dyn = cfg.dynamic
-    needs_2d = dyn.strategy != "3d_only"
-    return Priors(
-        zero123=registry.load_prior_3d(cfg, device),
-        stable_diffusion=registry.load_prior_2d(cfg, device) if needs_2d else None,
-        clip_judge=registry.load_clip_judge(cfg, device) if uses_boundary_judgement(dyn) else None,
-    )
 
 
 @dataclass
@@ -274,7 +250,7 @@ class Trainer:
 
     def _judge_boundary(self, t: int) -> None:
         """The boundary judgement (paper §3.2): may set ``t_switch`` at this iteration."""
-        if not (self.cfg.train.use_priors and uses_boundary_judgement(self.cfg.dynamic) and self.t_switch is None):
+        if not (self.cfg.train.use_priors and self.cfg.dynamic.uses_boundary_judgement and self.t_switch is None):
             return
         if self.judge.must_force(t):
             self.judge.force(t)
@@ -445,5 +421,5 @@ class Trainer:
         self.host_records()
         if checkpoint_path is not None:
             self.save_checkpoint(checkpoint_path)  # the final state, for inspection and exact comparisons
-        if self.t_switch is None and uses_boundary_judgement(self.cfg.dynamic) and self.cfg.train.use_priors:
+        if self.t_switch is None and self.cfg.dynamic.uses_boundary_judgement and self.cfg.train.use_priors:
             log.warning("the boundary judgement never switched (the run ended before most_3d_only)")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from consistent123.priors.standins.tiny import CLIP_MEAN, CLIP_STD, SD_BETAS, _seeded
+from consistent123.priors.standins.constants import CLIP_MEAN, CLIP_STD, SD_BETAS, seeded
 
 CONFIGS = Path(__file__).with_name("full_size")
 # Published parameter counts of the parts whose sizes the papers and model cards quote.
@@ -47,7 +47,7 @@ def architecture(name: str) -> dict:
 
 def _build(device, seed: int, make):
     """``make()`` with its parameters created directly on ``device`` (meta: no memory at all)."""
-    with _seeded(seed), torch.device(device):
+    with seeded(seed), torch.device(device):
         return make()
 
 
@@ -134,7 +134,8 @@ def clip_judge(device="meta"):
 
 def load_full_size_priors(cfg, device, parts=("zero123", "stable_diffusion", "clip_judge")):
     """``trainer.Priors`` holding the full-size random priors, loaded like the real ones."""
-    from consistent123.priors.stable_diffusion import StableDiffusionPrior, prior_dtype
+    from consistent123.backends import prior_dtype
+    from consistent123.priors.stable_diffusion import StableDiffusionPrior
     from consistent123.priors.zero123 import Zero123Prior
     from consistent123.training.trainer import Priors
 

@@ -1,4 +1,4 @@
-"""``consistent123 tiny-models DIR``: every pretrained part at tiny size with random weights.
+"""Every pretrained part at tiny size with random weights.
 
 Same classes, same on-disk formats as the real checkpoints, so the CPU demo and the tests go
 through exactly the loaders the real weights use:
@@ -8,17 +8,15 @@ through exactly the loaders the real weights use:
     DIR/stable_diffusion/   StableDiffusionPipeline.save_pretrained (unet, vae, text_encoder,
                             tokenizer, scheduler)
     DIR/clip/               open_clip folder: open_clip_config.json + open_clip_model.safetensors
-    DIR/...                 captioner, depth estimator, segmenter (consistent123.priors.vision)
+    DIR/...                 captioner, depth estimator, segmenter (consistent123.priors.standins.vision)
     DIR/tiny_models.json    manifest, written last: its presence means the folder is complete;
-                            it also marks every model it lists as random-weight (is_random_weight)
+                            it also marks every model it lists as random-weight (consistent123.priors.provenance.is_random_weight)
 
 Seeded and deterministic; the whole build takes seconds and a few MB.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import fcntl
 import gzip
 import json
@@ -30,28 +28,17 @@ from pathlib import Path
 import torch
 
 from consistent123.io import atomic_dir, atomic_write_json
+from consistent123.priors.standins.constants import CLIP_MEAN, CLIP_STD, MANIFEST, SD_BETAS, seeded
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-MANIFEST = "tiny_models.json"
-SEED = 0
 # Tiny sizes. The real Zero-1-to-3 uses CLIP ViT-L/14 (projection 768, cc_projection 772 -> 768);
 # here the image-embedding / cross-attention width is TINY_DIM and cc_projection TINY_DIM+4 -> TINY_DIM.
 TINY_DIM = 32
 TINY_TEXT_DIM = 32
 TINY_CLIP_IMAGE = 32
 TINY_MERGES = 1000  # BPE merges kept from CLIP's own vocabulary (open_clip ships it)
-SD_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-
-
-@contextlib.contextmanager
-def _seeded(seed: int = SEED):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def _diffusers_version() -> str:
@@ -124,11 +111,11 @@ def build_tiny_zero123(out: Path) -> Path:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     out.mkdir(parents=True, exist_ok=True)
-    with _seeded(1):
+    with seeded(1):
         _tiny_unet(8, TINY_DIM).save_pretrained(out / "unet")
-    with _seeded(2):
+    with seeded(2):
         _tiny_vae().save_pretrained(out / "vae")
-    with _seeded(3):
+    with seeded(3):
         enc = CLIPVisionModelWithProjection(
             CLIPVisionConfig(
                 hidden_size=32,
@@ -151,7 +138,7 @@ def build_tiny_zero123(out: Path) -> Path:
         out / "scheduler"
     )
     # cc_projection: a diffusers-style folder holding one Linear(embedding_dim + 4 -> embedding_dim).
-    with _seeded(4):
+    with seeded(4):
         proj = torch.nn.Linear(TINY_DIM + 4, TINY_DIM)
     (out / "clip_camera_projection").mkdir()
     save_file(
@@ -193,11 +180,11 @@ def build_tiny_stable_diffusion(out: Path) -> Path:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer, vocab, merges = _tiny_clip_tokenizer()
-    with _seeded(5):
+    with seeded(5):
         unet = _tiny_unet(4, TINY_TEXT_DIM)
-    with _seeded(6):
+    with seeded(6):
         vae = _tiny_vae()
-    with _seeded(7):
+    with seeded(7):
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
                 vocab_size=len(vocab),
@@ -238,7 +225,7 @@ def build_tiny_clip(out: Path) -> Path:
         # The text tower keeps CLIP's full 49408-token vocabulary: open_clip's bundled tokenizer emits it.
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 2},
     }
-    with _seeded(8):
+    with seeded(8):
         model = open_clip.CLIP(**model_cfg)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
@@ -269,9 +256,11 @@ BUILDERS = {
 
 def _vision_builder():
     try:
-        from consistent123.priors.vision import build_tiny_vision_models
+        from consistent123.priors.standins.vision import build_tiny_vision_models
     except ImportError as exc:  # built by another module; the diffusion priors do not need it
-        warnings.warn(f"tiny captioner/depth/segmenter not built: consistent123.priors.vision unavailable ({exc})")
+        warnings.warn(
+            f"tiny captioner/depth/segmenter not built: consistent123.priors.standins.vision unavailable ({exc})"
+        )
         return None
     return build_tiny_vision_models
 
@@ -333,58 +322,7 @@ def _complete(models: dict) -> bool:
     if not all(k in models for k in BUILDERS):
         return False
     try:
-        import consistent123.priors.vision  # noqa: F401
+        import consistent123.priors.standins.vision  # noqa: F401
     except ImportError:
         return True
     return all(k in models for k in ("captioner", "depth", "segmenter"))
-
-
-def is_random_weight(source: str | Path) -> bool:
-    """True when ``source`` is a model folder listed in a tiny-models manifest beside it.
-
-    Read from the files actually loaded, not from any config name: a folder counts as a random-
-    weight model exactly when the manifest that built it (``DIR/tiny_models.json``) lists it.
-    """
-    path = Path(source).expanduser()
-    if not path.exists():
-        return False  # a hub id: the real weights
-    path = path.resolve()
-    for root in (path.parent, path.parent.parent):
-        try:
-            listed = json.loads((root / MANIFEST).read_text()).get("models", {})
-        except (OSError, ValueError):
-            continue
-        if any((root / rel).resolve() in (path, *path.parents) for rel in listed.values()):
-            return True
-    return False
-
-
-# ---------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", metavar="DIR", help="folder to build the tiny models in")
-    parser.add_argument("--force", action="store_true", help="rebuild even when DIR is already complete")
-    parser.add_argument(
-        "--size",
-        choices=("tiny", "full"),
-        default="tiny",
-        help="full: the real architectures with random weights, built in memory (nothing is "
-        "written to DIR) and loaded like the real models; prints each part's parameter count",
-    )
-    parser.add_argument(
-        "--device",
-        default="meta",
-        help="with --size full: where to build them (meta = no memory, counts only; cpu/cuda allocate ~10 GB)",
-    )
-
-
-def run(args, cfg) -> int:
-    if args.size == "full":
-        from consistent123.priors.standins.full_size import print_parameter_counts
-
-        print_parameter_counts(cfg, args.device)
-        return 0
-    root = Path(args.dir)
-    paths = build_tiny_models(root) if args.force else ensure_tiny_models(root)
-    for name, path in paths.items():
-        print(f"{name}\t{path}")
-    return 0
