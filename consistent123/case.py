@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from consistent123.errors import InputError
+from consistent123.images import composite
 from consistent123.io import atomic_files
 from consistent123.preprocess.depth import depth_to_png16, read_depth_png
 
@@ -44,7 +45,7 @@ class Case:
         ]
         depth = F.interpolate(self.depth[None], size=(size, size), mode="nearest")[0]
         mask = rgba[3:4]
-        rgb = rgba[:3] * mask + bg.view(3, 1, 1) * (1 - mask)
+        rgb = composite(rgba, bg.view(3, 1, 1), channel_axis=0)
         return {
             "rgb": rgb.permute(1, 2, 0),
             "mask": mask.permute(1, 2, 0),

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             print(error_line(args.command, f"internal error: {exc.__class__.__name__}: {exc}"), file=sys.stderr)
             return 1
         # An MLflow store that refuses (read-only database, locked, unreachable): its first line.
-        from consistent123.tracking.run import resolve_uri
+        from consistent123.tracking.store import resolve_uri
 
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
         uri = resolve_uri(cfg.tracking.uri if cfg else None, create=False)

@@ -10,9 +10,9 @@ import torch
 import trimesh
 from tqdm import tqdm
 
+from consistent123.meshes import normalise_pair
 from consistent123.render.cameras import gso_cameras
 from eval.image_metrics import psnr
-from eval.mesh_metrics import normalise_pair
 
 
 def _colour_inputs(mesh: trimesh.Trimesh) -> dict:

@@ -17,20 +17,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from skimage.metrics import peak_signal_noise_ratio
 
-from consistent123.errors import InputError, ModelUnavailableError
+from consistent123.errors import InputError
+from consistent123.images import on_white
+from consistent123.priors.lpips_backbone import ensure_backbone
 
 log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- loading
-def composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """[H, W, 4] (or [H, W, 3]) in [0, 1] -> [H, W, 3] over a white background."""
-    if rgba.shape[-1] == 3:
-        return rgba
-    rgb, alpha = rgba[..., :3], rgba[..., 3:4]
-    return rgb * alpha + (1.0 - alpha)
-
-
 def load_image_on_white(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
     """Read an image as float32 [H, W, 3] in [0, 1], alpha composited on white, optionally resized.
 
@@ -46,7 +40,7 @@ def load_image_on_white(path: str | Path, size: int | tuple[int, int] | None = N
             im = im.convert("RGBA")
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
-    rgb = composite_on_white(np.asarray(im, dtype=np.float32) / 255.0)
+    rgb = on_white(np.asarray(im, dtype=np.float32) / 255.0)
     if size is not None:
         h, w = (size, size) if isinstance(size, int) else size
         if rgb.shape[:2] != (h, w):
@@ -72,39 +66,6 @@ def psnr(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- LPIPS
-def _backbone_weights_url(net: str) -> str:
-    from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights
-
-    return {"alex": AlexNet_Weights, "vgg": VGG16_Weights, "squeeze": SqueezeNet1_1_Weights}[net].IMAGENET1K_V1.url
-
-
-def lpips_backbone_path(net: str) -> Path:
-    """Where torchvision keeps the ImageNet backbone LPIPS needs (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(_backbone_weights_url(net)).name
-
-
-def ensure_backbone(net: str, allow_download: bool = True) -> Path:
-    """The backbone file in the torch cache; fetched once when allowed, else ModelUnavailableError."""
-    weights = lpips_backbone_path(net)
-    if weights.is_file():
-        return weights
-    url = _backbone_weights_url(net)
-    hint = (
-        f"on a connected machine run `python -c \"import lpips; lpips.LPIPS(net='{net}')\"` (or download {url}) "
-        f"and copy the file into {weights.parent}"
-    )
-    if not allow_download:
-        raise ModelUnavailableError(f"{weights}: LPIPS {net} backbone weights not in the torch cache; {hint}")
-    try:
-        torch.hub.load_state_dict_from_url(url, progress=False, weights_only=True)
-    except Exception as exc:  # offline: URLError, socket errors, HTTP errors...
-        raise ModelUnavailableError(
-            f"{weights}: LPIPS {net} backbone weights not in the torch cache and the download failed "
-            f"({exc.__class__.__name__}); {hint}"
-        ) from None
-    return weights
-
-
 class LpipsMetric:
     """LPIPS v0.1 (linear layers shipped inside the `lpips` package) on an ImageNet backbone.
 

@@ -13,67 +13,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from consistent123.errors import InputError
-
-
-# ---------------------------------------------------------------- loading
-def load_mesh(path: str | Path) -> trimesh.Trimesh:
-    """Read a triangle mesh (OBJ, GLB, PLY, STL, OFF...); a scene is merged into one mesh.
-
-    Raises InputError naming the file when it is missing, is not a mesh, or has no faces.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: mesh file not found")
-    try:
-        mesh = trimesh.load(str(path), force="mesh", process=False)
-    except Exception as exc:  # trimesh raises many types for unreadable files
-        raise InputError(
-            f"{path}: not a readable mesh ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
-    if not isinstance(mesh, trimesh.Trimesh):
-        raise InputError(f"{path}: not a triangle mesh (got {type(mesh).__name__})")
-    return check_mesh(mesh, str(path))
-
-
-def check_mesh(mesh: trimesh.Trimesh, name: str = "mesh") -> trimesh.Trimesh:
-    """A usable mesh has faces, finite vertices and a non-degenerate bounding box."""
-    if len(mesh.faces) == 0 or len(mesh.vertices) == 0:
-        raise InputError(f"{name}: empty mesh (no faces)")
-    if not np.isfinite(mesh.vertices).all():
-        raise InputError(f"{name}: mesh has non-finite vertex coordinates")
-    if float(np.ptp(mesh.vertices, axis=0).max()) <= 0.0:
-        raise InputError(f"{name}: mesh is a single point (zero-size bounding box)")
-    if float(mesh.area) <= 0.0:
-        raise InputError(f"{name}: mesh has zero surface area (all faces degenerate)")
-    return mesh
-
-
-# ---------------------------------------------------------------- normalisation
-def normalise_mesh(mesh: trimesh.Trimesh, frame: trimesh.Trimesh | None = None) -> trimesh.Trimesh:
-    """Copy of ``mesh`` moved so that ``frame``'s bbox (``mesh``'s own by default) has its centre
-    at the origin and its longest side = 1."""
-    lo, hi = (mesh if frame is None else frame).bounds
-    centre = (lo + hi) / 2.0
-    scale = float((hi - lo).max())
-    out = mesh.copy()
-    out.vertices = (np.asarray(mesh.vertices, dtype=np.float64) - centre) / scale
-    return out
-
-
-def normalise_pair(gt: trimesh.Trimesh, pred: trimesh.Trimesh, mode: str = "each"):
-    """(gt, pred) in the unit-cube frame the metrics compare in.
-
-    ``each``: every mesh by its own bbox (the benchmark protocol: a reconstruction's scale and
-    position are arbitrary). ``ground_truth``: both by the ground truth's bbox, for runs whose
-    frame is the ground truth's (known-answer): a scale error then counts, and a few stray
-    faces far from the object cannot rescale the whole reconstruction.
-    """
-    if mode == "each":
-        return normalise_mesh(gt), normalise_mesh(pred)
-    if mode == "ground_truth":
-        return normalise_mesh(gt), normalise_mesh(pred, frame=gt)
-    raise ValueError(f"eval.normalise must be 'each' or 'ground_truth', not {mode!r}")
+from consistent123.meshes import load_mesh, normalise_pair
 
 
 # ---------------------------------------------------------------- Chamfer distance (Eq. 10)

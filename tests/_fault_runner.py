@@ -125,12 +125,13 @@ def store_writer(uri: str, out: str, barrier: str, role: str) -> int:
     import mlflow.tracking  # noqa: F401  (imported before the barrier: the race is the store's)
 
     from consistent123.tracking import run as tracking
+    from consistent123.tracking.sweep import start_parent_run
 
     open(os.path.join(barrier, f"ready-{os.getpid()}"), "w").close()
     while not os.path.exists(os.path.join(barrier, "go")):
         time.sleep(0.005)
     if role == "parent":
-        tracking.start_parent_run(uri, "faults", "sweep")
+        start_parent_run(uri, "faults", "sweep")
         return 0
     tracker = tracking.RunTracker.open(out, uri, "faults", os.path.basename(out), params={"a": {"b": 1}})
     for step in range(20):

@@ -11,7 +11,7 @@ import trimesh
 from PIL import Image
 
 from consistent123.cli import main
-from eval.mesh_metrics import normalise_mesh
+from consistent123.meshes import normalise_mesh
 from tests._helpers_eval import FIXTURE_RUNS, moved, real_rgba
 
 

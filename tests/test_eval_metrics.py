@@ -10,10 +10,12 @@ import torch
 import trimesh
 from skimage.metrics import peak_signal_noise_ratio
 
+from consistent123 import meshes
 from consistent123.errors import InputError, ModelUnavailableError
+from consistent123.priors.lpips_backbone import lpips_backbone_path
 from eval import mesh_metrics as mm
 from eval.clip_similarity import clip_similarity
-from eval.image_metrics import LpipsMetric, load_image_on_white, lpips_backbone_path, psnr
+from eval.image_metrics import LpipsMetric, load_image_on_white, psnr
 from tests._helpers_eval import real_rgba, tiny_clip
 
 
@@ -110,7 +112,7 @@ def box(x, y, z):
 
 
 def test_normalisation_centres_and_scales():
-    m = mm.normalise_mesh(box(2.0, 4.0, 1.0).apply_translation([5, -3, 2]))
+    m = meshes.normalise_mesh(box(2.0, 4.0, 1.0).apply_translation([5, -3, 2]))
     lo, hi = m.bounds
     assert np.allclose((lo + hi) / 2, 0) and np.isclose((hi - lo).max(), 1.0)
     assert np.allclose(hi - lo, [0.5, 1.0, 0.25])
@@ -118,7 +120,7 @@ def test_normalisation_centres_and_scales():
 
 def test_iou_cube_vs_half_height_box_is_one_half():
     # Same longest side (1), so normalisation leaves both as they are: the half box is the centred half.
-    cube, half = mm.normalise_mesh(box(1, 1, 1)), mm.normalise_mesh(box(1, 0.5, 1))
+    cube, half = meshes.normalise_mesh(box(1, 1, 1)), meshes.normalise_mesh(box(1, 0.5, 1))
     va, vb = mm.solid_voxels(cube, 64), mm.solid_voxels(half, 64)
     assert va.all()  # every voxel centre of the unit cube is inside it
     assert mm.volumetric_iou(va, vb) == pytest.approx(0.5, abs=1e-12)
@@ -127,25 +129,25 @@ def test_iou_cube_vs_half_height_box_is_one_half():
 def test_iou_sphere_in_cube_is_pi_over_6():
     # Tolerance: icosphere(5) holds 99.95 % of the ball's volume, and counting lattice points
     # in a ball of radius 32 voxels errs by O(R^1.5) ~ 200 of 137k points (0.15 %): 0.5 % covers both.
-    sphere = mm.normalise_mesh(trimesh.creation.icosphere(subdivisions=5))
-    iou = mm.volumetric_iou(mm.solid_voxels(mm.normalise_mesh(box(1, 1, 1)), 64), mm.solid_voxels(sphere, 64))
+    sphere = meshes.normalise_mesh(trimesh.creation.icosphere(subdivisions=5))
+    iou = mm.volumetric_iou(mm.solid_voxels(meshes.normalise_mesh(box(1, 1, 1)), 64), mm.solid_voxels(sphere, 64))
     assert iou == pytest.approx(math.pi / 6, rel=5e-3)
 
 
 def test_solid_voxels_agree_with_analytic_inside_test():
-    sphere = mm.normalise_mesh(trimesh.creation.icosphere(subdivisions=5))
+    sphere = meshes.normalise_mesh(trimesh.creation.icosphere(subdivisions=5))
     vox = mm.solid_voxels(sphere, 48)
     g = mm.voxel_centres(48)
     r = np.sqrt(sum(c**2 for c in np.meshgrid(g, g, g, indexing="ij")))
     clear = np.abs(r - 0.5) > 0.005  # away from the polygonal surface
     assert np.array_equal(vox[clear], (r < 0.5)[clear])
     # A torus: the hole must stay empty (parity, not a hull fill).
-    torus = mm.normalise_mesh(trimesh.creation.torus(1.0, 0.3))
+    torus = meshes.normalise_mesh(trimesh.creation.torus(1.0, 0.3))
     assert not mm.solid_voxels(torus, 32)[16, 16, 16]
 
 
 def test_chamfer_identical_is_zero_and_point_sets_exact():
-    m = mm.normalise_mesh(trimesh.creation.icosphere(subdivisions=3))
+    m = meshes.normalise_mesh(trimesh.creation.icosphere(subdivisions=3))
     p = mm.sample_points(m, 2000, seed=0)
     assert mm.chamfer_distance(p, p) == 0.0
     # Two copies of one point set, one shifted by h perpendicular: every NN is its partner.
@@ -171,7 +173,7 @@ def test_chamfer_plate_vs_two_plates_matches_analytic():
 def test_compare_meshes_ignores_scale_and_position():
     gt = trimesh.creation.icosphere(subdivisions=3)
     pred = trimesh.creation.capsule(height=1.0, radius=0.5)
-    base = mm.compare_meshes(mm.normalise_mesh(gt), mm.normalise_mesh(pred))
+    base = mm.compare_meshes(meshes.normalise_mesh(gt), meshes.normalise_mesh(pred))
     other = mm.compare_meshes(mm_moved(gt, 3.0, [1, 2, 3]), mm_moved(pred, 0.2, [-5, 0, 7]))
     assert other["chamfer_distance"] == pytest.approx(base["chamfer_distance"], rel=1e-9)
     assert other["volumetric_iou"] == base["volumetric_iou"]
@@ -186,15 +188,15 @@ def mm_moved(mesh, scale, offset):
 
 def test_load_mesh_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
-        mm.load_mesh(tmp_path / "absent.obj")
+        meshes.load_mesh(tmp_path / "absent.obj")
     junk = tmp_path / "junk.glb"
     junk.write_bytes(b"this is not a mesh at all" * 10)
     with pytest.raises(InputError, match="junk.glb"):
-        mm.load_mesh(junk)
+        meshes.load_mesh(junk)
     empty = tmp_path / "empty.obj"
     empty.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
     with pytest.raises(InputError, match="empty"):
-        mm.load_mesh(empty)
+        meshes.load_mesh(empty)
 
 
 def test_ground_truth_frame_counts_scale_and_resists_stray_faces():

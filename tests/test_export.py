@@ -7,11 +7,11 @@ import torch
 import trimesh
 from PIL import Image
 
+from consistent123.meshes import load_textured_mesh
 from consistent123.pipeline.export import (
     bake_texture,
     clean_mesh,
     extract_nerf_mesh,
-    load_textured_mesh,
     render_turntable,
     save_textured_mesh,
 )

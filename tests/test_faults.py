@@ -496,7 +496,7 @@ def test_read_only_folders_and_store_fail_with_one_line_before_models_load(
             cause,
         )
     store = tmp_path / "store"
-    from consistent123.tracking.run import ensure_experiment
+    from consistent123.tracking.store import ensure_experiment
 
     ensure_experiment(f"sqlite:///{store}/mlflow.db", "consistent123")
     with read_only(store) as cause:

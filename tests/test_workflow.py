@@ -261,7 +261,8 @@ def test_parent_run_ends_with_the_tables_and_the_report(tmp_path: Path):
 
     from mlflow.tracking import MlflowClient
 
-    from consistent123.tracking.run import finish_parent_run, resolve_uri, start_parent_run
+    from consistent123.tracking.store import resolve_uri
+    from consistent123.tracking.sweep import finish_parent_run, start_parent_run
 
     uri = resolve_uri(f"sqlite:///{tmp_path}/mlflow.db")
     run_id = start_parent_run(uri, "sweeps", "demo")

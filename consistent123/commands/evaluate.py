@@ -102,9 +102,10 @@ def evaluate_run(
     ``clip_model``/``lpips_metric`` default to the configured ones (cfg.eval.clip_model or the
     tiny CLIP when cfg.models.tiny_dir is set; LPIPS cfg.eval.lpips_net).
     """
+    from consistent123.meshes import load_mesh
     from eval import figures
     from eval.image_metrics import load_lpips
-    from eval.mesh_metrics import compare_as_configured, load_mesh
+    from eval.mesh_metrics import compare_as_configured
     from eval.reference_view import clip_metrics, reference_view_metrics
 
     out_dir, case_dir = Path(out_dir), Path(case_dir)

@@ -72,7 +72,7 @@ def load_runs(args, cfg) -> pd.DataFrame:
         return read_run_table(Path(args.runs))
     uri = experiment = None
     if not args.no_mlflow:
-        from consistent123.tracking import run as tracking
+        from consistent123.tracking import store as tracking
 
         uri = tracking.resolve_uri(args.tracking_uri or cfg.tracking.uri, create=False)
         experiment = args.experiment or cfg.tracking.experiment

@@ -29,6 +29,7 @@ import trimesh
 
 from consistent123.case import DEPTH, write_case
 from consistent123.config import Config, config_from_dict
+from consistent123.images import straight_colour
 from consistent123.io import atomic_write_json
 from consistent123.render.cameras import reference_camera
 from consistent123.tracking.run import parse_tags
@@ -63,8 +64,8 @@ def smooth_colours(points: np.ndarray, frequency: float, amplitude: float) -> np
 
 def prepare_ground_truth(mesh: trimesh.Trimesh, up_axis: str, oracle_cfg) -> trimesh.Trimesh:
     """The mesh in the scene's frame (+y up, centred, longest side ``object_size``) with vertex colours."""
+    from consistent123.meshes import normalise_mesh
     from consistent123.priors.oracle import mesh_vertex_colours
-    from eval.mesh_metrics import normalise_mesh
 
     colours = mesh_vertex_colours(mesh)
     mesh = trimesh.Trimesh(np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces), process=False)
@@ -102,7 +103,7 @@ def render_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) 
         bg_color=(0.0, 0.0, 0.0),
     )
     alpha = out["alpha"].clamp(0, 1)
-    straight = torch.where(alpha > 1e-4, out["rgb"] / alpha.clamp(min=1e-4), torch.zeros_like(out["rgb"])).clamp(0, 1)
+    straight = straight_colour(out["rgb"], alpha).clamp(0, 1)
     rgba = (torch.cat([straight, alpha], -1).numpy() * 255.0 + 0.5).astype(np.uint8)
     mask = (alpha[..., 0].numpy() > 0.5) & (out["depth"][..., 0].numpy() > 0)  # the object mask of rgba.png
     depth = normalise_in_mask(out["depth"][..., 0].numpy(), mask, str(case_dir / DEPTH))
@@ -130,8 +131,8 @@ def known_answer(
     progress: bool = True,
 ) -> dict:
     from consistent123.commands.evaluate import evaluate_run
+    from consistent123.meshes import load_mesh
     from consistent123.pipeline.reconstruct import reconstruct
-    from eval.mesh_metrics import load_mesh
 
     mesh_path, out_dir = Path(mesh_path), Path(out_dir)
     source = load_mesh(mesh_path)  # one clear line when the file is missing or not a mesh

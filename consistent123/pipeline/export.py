@@ -202,26 +202,6 @@ def save_textured_mesh(out_dir, verts, faces, uv, uv_faces, texture, stem: str =
     return paths
 
 
-def load_textured_mesh(path):
-    """(verts [V,3], faces [F,3], uv [V,2] or None, texture [H,W,3] float in [0,1] or None) of a
-    .glb/.obj (a scene is concatenated into one mesh); uv_faces are ``faces``. For rendering a
-    ground-truth or reconstructed mesh with ``render_mesh``."""
-    import trimesh
-
-    mesh = trimesh.load(path, force="mesh", process=False)
-    verts = torch.tensor(np.asarray(mesh.vertices), dtype=torch.float32)
-    faces = torch.tensor(np.asarray(mesh.faces), dtype=torch.long)
-    uv = texture = None
-    visual = mesh.visual
-    if isinstance(visual, trimesh.visual.TextureVisuals) and visual.uv is not None:
-        material = visual.material
-        image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
-        if image is not None:
-            uv = torch.tensor(np.asarray(visual.uv), dtype=torch.float32)
-            texture = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
-    return verts, faces, uv, texture
-
-
 # ---------------------------------------------------------------- turntable
 def ffmpeg_available() -> bool:
     try:

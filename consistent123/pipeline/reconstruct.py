@@ -27,6 +27,7 @@ from PIL import Image
 from consistent123.case import Case, load_case
 from consistent123.config import Config, save_config
 from consistent123.device import resolve_device
+from consistent123.images import on_white, straight_colour
 from consistent123.io import (
     atomic_path,
     atomic_write_json,
@@ -102,12 +103,8 @@ def render_view(trainer: Trainer, cam: Camera, size: int) -> torch.Tensor:
     """
     out = trainer.render(cam, size, ("albedo", 1.0, None), torch.zeros(3), perturb=False)
     alpha = out["opacity"].clamp(0, 1)
-    straight = torch.where(alpha > 1e-4, out["rgb"] / alpha.clamp(min=1e-4), torch.zeros_like(out["rgb"]))
+    straight = straight_colour(out["rgb"], alpha)
     return torch.cat([straight.clamp(0, 1), alpha], -1)
-
-
-def on_white(rgba: torch.Tensor) -> torch.Tensor:
-    return rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
 
 
 def write_views(trainer: Trainer, out_dir: Path) -> list[Path]:

@@ -47,11 +47,3 @@ def check_mask(mask: np.ndarray, path: str | Path, source: str) -> None:
     if not mask.any():
         detail = "the image is fully transparent" if source == "alpha" else "the segmenter found no foreground object"
         raise InputError(f"{path}: no object to reconstruct: {detail}")
-
-
-def composite_on_white(image: Image.Image) -> Image.Image:
-    """RGB view of an RGBA image for the models (transparent pixels' colours are arbitrary)."""
-    if image.mode != "RGBA":
-        return image.convert("RGB")
-    background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, image).convert("RGB")

@@ -24,13 +24,13 @@ from consistent123.case import CASE_FILES, write_case
 from consistent123.config import Config
 from consistent123.device import resolve_device
 from consistent123.errors import InputError
+from consistent123.images import pil_on_white
 from consistent123.io import check_writable
 from consistent123.preprocess import depth as depth_ops
 from consistent123.preprocess.image_io import clean_caption, load_depth_map, load_image
 from consistent123.preprocess.mask import (
     alpha_of,
     check_mask,
-    composite_on_white,
     drop_specks,
     has_real_alpha,
 )
@@ -93,7 +93,7 @@ def preprocess_image(
     alpha = alpha_of(image) if use_alpha else None
     if alpha is not None:
         check_mask(alpha > threshold, image_path, "alpha")
-    model_view = composite_on_white(image)  # what the models see
+    model_view = pil_on_white(image)  # what the models see
 
     # 3. models, only those still needed, once the outputs are known to be writable
     check_writable(out_dir)

@@ -101,7 +101,7 @@ def _fetch_open_clip(source: str, cache_dir: Optional[str] = None) -> str:
 def fetch(part: str, source: str, cache_dir: Optional[str] = None, variant: Optional[str] = None) -> str:
     """Download one part; returns where it landed. Offline -> ModelUnavailableError (one line)."""
     if part == "lpips":  # the ImageNet trunk LPIPS runs on lives in the torch cache, not the HF cache
-        from eval.image_metrics import ensure_backbone
+        from consistent123.priors.lpips_backbone import ensure_backbone
 
         return str(ensure_backbone(source, allow_download=True))
     if part.startswith("clip"):

@@ -87,7 +87,7 @@ class GroundTruth:
 
     @classmethod
     def from_file(cls, path: str | Path, device, backend: str = "auto") -> "GroundTruth":
-        from eval.mesh_metrics import load_mesh
+        from consistent123.meshes import load_mesh
 
         mesh = load_mesh(path)
         colours = mesh_vertex_colours(mesh)

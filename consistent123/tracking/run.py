@@ -1,4 +1,4 @@
-"""MLflow tracking: one run per (case, variant), one parent run per sweep.
+"""One MLflow run per (case, variant), bound to its output folder.
 
 The run id lives in ``OUT/run.json`` next to the outputs, so a retried or resumed job logs
 into the same run instead of opening a second one. Metrics are buffered and sent with
@@ -7,154 +7,23 @@ the fluent API, so no global "active run" state leaks between runs in one proces
 
 History is exact across kills: the caller flushes the buffer before each checkpoint, and a
 resumed run skips every (metric, step) the store already holds, so replaying the iterations
-after the last checkpoint adds no duplicate and leaves no gap. The first use of a local store
-(SQLite file or ``mlruns`` folder) is serialised by a file lock beside it, so parallel jobs can
-create it together.
+after the last checkpoint adds no duplicate and leaves no gap.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional
-from urllib.parse import urlparse
+from typing import Any, Iterable, Mapping
 
 from consistent123.io import atomic_write_json
+from consistent123.tracking.store import check_store_writable, client_for, ensure_experiment, resolve_uri
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 100  # MLflow's limit on params per log_batch; metrics allow 1000
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
-
-
-def resolve_uri(uri: str | None, create: bool = True) -> str:
-    """The environment wins over the config, so a cluster can point every job at a server.
-
-    ``create=False`` (readers such as ``tables``) leaves the file system untouched.
-    """
-    uri = os.environ.get(TRACKING_URI_ENV) or uri or "sqlite:///results/mlflow.db"
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        if create:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        # Absolute, so jobs started from other working directories reach the same file.
-        uri = "sqlite:///" + str(db.resolve())
-    return uri
-
-
-def local_store_path(uri: str) -> Optional[Path]:
-    """The SQLite file or ``mlruns`` folder of a local store; None for a server."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///") :])
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(parsed.path)
-    if parsed.scheme == "" and uri != "databricks":  # MLflow reads a bare path as a file store
-        return Path(uri)
-    return None
-
-
-def check_store_exists(uri: str) -> None:
-    """For readers: a local store that is not there is a mistyped URI, not an empty experiment."""
-    from consistent123.errors import TrackingError
-
-    path = local_store_path(uri)
-    if path is not None and not path.exists():
-        raise TrackingError(f"tracking URI {uri}: {path} does not exist (nothing has been logged there)")
-
-
-def check_store_writable(uri: str) -> None:
-    """For writers: a read-only local store fails here in one line, not deep inside SQLAlchemy."""
-    from consistent123.errors import TrackingError
-
-    path = local_store_path(uri)
-    if path is None:
-        return
-    # SQLite also writes a journal beside the database, so its folder must be writable too.
-    for p in (path, path.parent) if path.exists() else (path.parent,):
-        if p.exists() and not os.access(p, os.W_OK):
-            what = "is read-only" if p == path else f"is in a read-only folder ({p})"
-            raise TrackingError(f"tracking store {path} {what}: runs cannot be logged")
-
-
-_READY: set[str] = set()  # stores this process has already opened (created if new)
-
-
-@contextmanager
-def _first_use(uri: str, create: bool) -> Iterator[None]:
-    from consistent123.locks import store_lock
-
-    path = local_store_path(uri)
-    if path is None or uri in _READY:
-        yield
-        return
-    if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with store_lock(f"{path}.lock", required=create):
-        yield
-
-
-def _client(uri: str, create: bool = True):
-    """A client whose store exists: building it the first time (schema migration of a new
-    SQLite file) happens under the store's lock, so concurrent first writers cannot collide."""
-    from mlflow.tracking import MlflowClient
-
-    with _first_use(uri, create):
-        client = MlflowClient(tracking_uri=uri)  # opens, and if new creates, the store
-    _READY.add(uri)
-    return client
-
-
-def _artifact_root(uri: str) -> str | None:
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
-    return None  # a server decides its own artifact store
-
-
-def ensure_experiment(uri: str | None, name: str) -> str:
-    """Create the database and the experiment once (call before parallel jobs start)."""
-    uri = resolve_uri(uri)
-    client = _client(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    with _creating(uri):
-        exp = client.get_experiment_by_name(name)  # created by another process while we waited
-        if exp is not None:
-            return exp.experiment_id
-        return client.create_experiment(name, artifact_location=_artifact_root(uri))
-
-
-@contextmanager
-def _creating(uri: str) -> Iterator[None]:
-    """Check-then-create under the store's lock (a server serialises on its own)."""
-    from consistent123.locks import store_lock
-
-    path = local_store_path(uri)
-    if path is None:
-        yield
-        return
-    with store_lock(f"{path}.lock"):
-        yield
-
-
-def start_parent_run(uri: str | None, experiment: str, sweep_name: str) -> str:
-    """The parent run of a sweep; re-running the sweep reuses it (matched by the `sweep` tag)."""
-    uri = resolve_uri(uri)
-    exp_id = ensure_experiment(uri, experiment)
-    client = _client(uri)
-    with _creating(uri):
-        found = client.search_runs(
-            [exp_id], filter_string=f"tags.sweep = '{sweep_name}' and tags.role = 'parent'", max_results=1
-        )
-        if found:
-            return found[0].info.run_id
-        run = client.create_run(exp_id, run_name=sweep_name, tags={"sweep": sweep_name, "role": "parent"})
-        return run.info.run_id
 
 
 def parse_tags(items: Iterable[str]) -> dict[str, str]:
@@ -216,7 +85,7 @@ class RunTracker:
     def __init__(self, uri: str, run_id: str, flush_every: int = 200):
         self.uri = uri
         self.run_id = run_id
-        self.client = _client(uri)
+        self.client = client_for(uri)
         self.flush_every = flush_every
         self._buffer: list = []
         self._logged: set[tuple[str, int]] = set()  # (key, step) already in the store
@@ -243,7 +112,7 @@ class RunTracker:
         uri = resolve_uri(uri)
         check_store_writable(uri)
         run_json = Path(out_dir) / "run.json"
-        client = _client(uri)
+        client = client_for(uri)
         run_id = None
         resumed = False
         if run_json.exists():
@@ -348,19 +217,3 @@ def log_to_run(
     tracker.log_artifacts(artifacts)
     if tags:
         tracker.set_tags(tags)
-
-
-def finish_parent_run(parent_json: str | Path, status: str, artifacts: Mapping[str, Iterable[str | Path]]) -> bool:
-    """End the sweep's parent run (FINISHED or FAILED) with its artifacts ({folder: paths}).
-
-    Missing paths are skipped (a failed sweep may not have its tables yet). Returns False when
-    the sweep never created its parent run (nothing to end).
-    """
-    if not Path(parent_json).is_file():
-        return False
-    recorded = json.loads(Path(parent_json).read_text())
-    tracker = RunTracker(recorded["tracking_uri"], recorded["run_id"])
-    for folder, paths in artifacts.items():
-        tracker.log_artifacts([p for p in paths if Path(p).exists()], artifact_path=folder)
-    tracker.finish(status)
-    return True

@@ -8,19 +8,10 @@ torch's global one are restored afterwards.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-# Display only: views smaller than this are enlarged (nearest neighbour) so a person can see them.
-MIN_DISPLAY_SIZE = 128
-
-
-def upscale_for_display(image: np.ndarray, min_size: int = MIN_DISPLAY_SIZE) -> np.ndarray:
-    """Repeat pixels by the smallest integer factor that makes the image's height >= min_size."""
-    factor = max(1, math.ceil(min_size / image.shape[0]))
-    return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
+from consistent123.images import upscale_for_display
 
 
 @torch.no_grad()

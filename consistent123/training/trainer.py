@@ -27,6 +27,7 @@ import torch
 from consistent123.case import Case
 from consistent123.config import Config
 from consistent123.errors import ConfigError
+from consistent123.images import on_white
 from consistent123.io import atomic_path
 from consistent123.losses import reference_losses
 from consistent123.priors.registry import Priors
@@ -242,7 +243,7 @@ class Trainer:
             return
         if self.priors.zero123 is not None:
             ref = self.case.rgba[None].to(self.device)
-            ref_rgb = ref[:, :3] * ref[:, 3:] + (1 - ref[:, 3:])  # Zero-1-to-3 saw objects on white
+            ref_rgb = on_white(ref, channel_axis=1)  # Zero-1-to-3 saw objects on white
             self.priors.zero123.set_reference(ref_rgb, self.ref_cam)
         if self.priors.stable_diffusion is not None:
             self.priors.stable_diffusion.set_prompt(self.case.caption)

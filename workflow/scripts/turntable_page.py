@@ -14,8 +14,8 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image
 
+from consistent123.images import on_white, upscale_for_display
 from consistent123.io import atomic_write_text
-from consistent123.training.progress_images import upscale_for_display
 
 sm = snakemake  # noqa: F821
 out_dir = Path(sm.input.glb).parent
@@ -57,7 +57,7 @@ def views_html() -> str:
     for path in paths:
         if path.is_file():
             rgba = np.asarray(Image.open(path).convert("RGBA"), dtype=np.float32) / 255.0
-            images.append(((rgba[..., :3] * rgba[..., 3:] + 1 - rgba[..., 3:]) * 255 + 0.5).astype(np.uint8))
+            images.append((on_white(rgba) * 255 + 0.5).astype(np.uint8))
     if not images:
         return ""
     strip = upscale_for_display(np.concatenate(images, axis=1))

@@ -1,0 +1,126 @@
+"""The MLflow tracking store: where it is, whether it can be read or written, and its first use.
+
+The first use of a local store (SQLite file or ``mlruns`` folder) is serialised by a file lock
+beside it, so parallel jobs can create it together; a server serialises on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+from urllib.parse import urlparse
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+def resolve_uri(uri: str | None, create: bool = True) -> str:
+    """The environment wins over the config, so a cluster can point every job at a server.
+
+    ``create=False`` (readers such as ``tables``) leaves the file system untouched.
+    """
+    uri = os.environ.get(TRACKING_URI_ENV) or uri or "sqlite:///results/mlflow.db"
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        if create:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        # Absolute, so jobs started from other working directories reach the same file.
+        uri = "sqlite:///" + str(db.resolve())
+    return uri
+
+
+def local_store_path(uri: str) -> Optional[Path]:
+    """The SQLite file or ``mlruns`` folder of a local store; None for a server."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme == "" and uri != "databricks":  # MLflow reads a bare path as a file store
+        return Path(uri)
+    return None
+
+
+def check_store_exists(uri: str) -> None:
+    """For readers: a local store that is not there is a mistyped URI, not an empty experiment."""
+    from consistent123.errors import TrackingError
+
+    path = local_store_path(uri)
+    if path is not None and not path.exists():
+        raise TrackingError(f"tracking URI {uri}: {path} does not exist (nothing has been logged there)")
+
+
+def check_store_writable(uri: str) -> None:
+    """For writers: a read-only local store fails here in one line, not deep inside SQLAlchemy."""
+    from consistent123.errors import TrackingError
+
+    path = local_store_path(uri)
+    if path is None:
+        return
+    # SQLite also writes a journal beside the database, so its folder must be writable too.
+    for p in (path, path.parent) if path.exists() else (path.parent,):
+        if p.exists() and not os.access(p, os.W_OK):
+            what = "is read-only" if p == path else f"is in a read-only folder ({p})"
+            raise TrackingError(f"tracking store {path} {what}: runs cannot be logged")
+
+
+_READY: set[str] = set()  # stores this process has already opened (created if new)
+
+
+@contextmanager
+def _first_use(uri: str, create: bool) -> Iterator[None]:
+    from consistent123.locks import store_lock
+
+    path = local_store_path(uri)
+    if path is None or uri in _READY:
+        yield
+        return
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with store_lock(f"{path}.lock", required=create):
+        yield
+
+
+def client_for(uri: str, create: bool = True):
+    """A client whose store exists: building it the first time (schema migration of a new
+    SQLite file) happens under the store's lock, so concurrent first writers cannot collide."""
+    from mlflow.tracking import MlflowClient
+
+    with _first_use(uri, create):
+        client = MlflowClient(tracking_uri=uri)  # opens, and if new creates, the store
+    _READY.add(uri)
+    return client
+
+
+def _artifact_root(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
+    return None  # a server decides its own artifact store
+
+
+def ensure_experiment(uri: str | None, name: str) -> str:
+    """Create the database and the experiment once (call before parallel jobs start)."""
+    uri = resolve_uri(uri)
+    client = client_for(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    with creating(uri):
+        exp = client.get_experiment_by_name(name)  # created by another process while we waited
+        if exp is not None:
+            return exp.experiment_id
+        return client.create_experiment(name, artifact_location=_artifact_root(uri))
+
+
+@contextmanager
+def creating(uri: str) -> Iterator[None]:
+    """Check-then-create under the store's lock (a server serialises on its own)."""
+    from consistent123.locks import store_lock
+
+    path = local_store_path(uri)
+    if path is None:
+        yield
+        return
+    with store_lock(f"{path}.lock"):
+        yield
