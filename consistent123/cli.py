@@ -1,7 +1,7 @@
 """``consistent123`` command line.
 
-Each sub-command lives in the module that owns its job and exposes two functions:
-``add_arguments(parser)`` and ``run(args, cfg) -> int``. This file only wires them, loads
+Each sub-command is one module of ``consistent123.commands`` with two functions:
+``add_arguments(parser)`` and ``run(args, cfg) -> int``; the work itself is in the library. This file only wires them, loads
 the config (``--config FILE`` and repeated ``--set section.key=value``) and turns the
 project's errors, and the operating system's (read-only folder, full disk) and the tracking
 store's, into one line on stderr and a non-zero exit. That line is the last one a failed
@@ -29,13 +29,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "consistent123.commands.tiny_models",
         "build every pretrained part at tiny size with random weights",
     ),
-    "fetch-models": ("consistent123.priors.fetch", "download the real weights into the Hugging Face cache"),
-    "reconstruct": ("consistent123.pipeline.reconstruct", "run the two-stage optimisation on a preprocessed case"),
+    "fetch-models": ("consistent123.commands.fetch_models", "download the real weights into the Hugging Face cache"),
+    "reconstruct": ("consistent123.commands.reconstruct", "run the two-stage optimisation on a preprocessed case"),
     "evaluate": ("consistent123.commands.evaluate", "metrics of one reconstruction (writes OUT/metrics.json)"),
     "eval-mesh": ("consistent123.commands.eval_mesh", "Chamfer distance and volumetric IoU of two meshes"),
     "tables": ("consistent123.commands.tables", "the paper's tables from tracked runs"),
     "known-answer": (
-        "consistent123.experiments.known_answer",
+        "consistent123.commands.known_answer",
         "reconstruct a mesh through the oracle prior and score it against the mesh",
     ),
     "config": ("consistent123.commands.config", "print the resolved configuration"),

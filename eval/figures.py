@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from consistent123.errors import InputError  # noqa: E402
 from consistent123.io import atomic_path, read_json  # noqa: E402
+from consistent123.run_folder import RunFolder  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -97,17 +98,14 @@ def weights_figure(schedule: dict[str, list[float]], path: str | Path, t_switch=
 
 def run_figures(out_dir: str | Path) -> list[Path]:
     """Both figures for a reconstruction folder (those whose inputs exist) into OUT/figures/."""
-    out_dir = Path(out_dir)
+    folder = RunFolder(out_dir)
+    name = folder.root.name
     written = []
     t_switch = None
-    if (out_dir / "boundary.json").is_file():
-        boundary = read_boundary(out_dir / "boundary.json")
+    if folder.boundary.is_file():
+        boundary = read_boundary(folder.boundary)
         t_switch = boundary.get("t_switch")
-        written.append(boundary_figure(boundary, out_dir / "figures" / "boundary.png", out_dir.name))
-    if (out_dir / "schedule.csv").is_file():
-        written.append(
-            weights_figure(
-                read_schedule(out_dir / "schedule.csv"), out_dir / "figures" / "weights.png", t_switch, out_dir.name
-            )
-        )
+        written.append(boundary_figure(boundary, folder.figures / "boundary.png", name))
+    if folder.schedule.is_file():
+        written.append(weights_figure(read_schedule(folder.schedule), folder.figures / "weights.png", t_switch, name))
     return written

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from consistent123.case import RGBA
 from consistent123.errors import InputError
+from consistent123.run_folder import RunFolder
 from eval.clip_similarity import clip_similarity
 from eval.image_metrics import load_image_on_white, psnr
 
 
-def novel_view_path(out_dir: str | Path, azimuth: float) -> Path:
-    """The trainer's file name for the novel render at ``azimuth`` degrees."""
-    return Path(out_dir) / "views" / f"novel_{int(round(azimuth)):03d}.png"
-
-
 def reference_image(case_dir: str | Path, size=None):
     """The case's input (``rgba.png``) on white, optionally resized to ``size``."""
-    path = Path(case_dir) / "rgba.png"
+    path = Path(case_dir) / RGBA
     if not path.is_file():
         raise InputError(f"{path}: case input image not found (expected a preprocessed case folder)")
     return load_image_on_white(path, size)
@@ -30,7 +27,7 @@ def reference_image(case_dir: str | Path, size=None):
 
 def reference_view_metrics(out_dir: str | Path, case_dir: str | Path, lpips_metric) -> dict:
     """{"psnr", "lpips"} of views/reference.png against the case input, plus what was compared."""
-    render_path = Path(out_dir) / "views" / "reference.png"
+    render_path = RunFolder(out_dir).reference_view
     if not render_path.is_file():
         raise InputError(f"{render_path}: reference-view render not found (is {out_dir} a finished reconstruction?)")
     render = load_image_on_white(render_path)
@@ -45,7 +42,7 @@ def reference_view_metrics(out_dir: str | Path, case_dir: str | Path, lpips_metr
 
 def clip_metrics(out_dir: str | Path, case_dir: str | Path, clip_model, azimuths, polar: float) -> dict:
     """CLIP-similarity of the case input with the novel renders at ``azimuths`` (all required)."""
-    paths = [novel_view_path(out_dir, az) for az in azimuths]
+    paths = [RunFolder(out_dir).novel_view(az) for az in azimuths]
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise InputError(f"{missing[0]}: novel-view render not found ({len(missing)} of {len(paths)} missing)")

@@ -272,7 +272,7 @@ def test_mesh_checkpoint_leaves_out_the_tet_grid():
 def test_export_runs_on_the_trainers_device_and_backend(phase, monkeypatch, tmp_path):
     """Both export paths hand the run's device and resolved rasteriser to the export functions
     (they used to fall back to CPU and the torch rasteriser while the field lived on CUDA)."""
-    from consistent123.pipeline import export, reconstruct
+    from consistent123.pipeline import export, outputs
 
     calls = {}
     cfg = Config().model_copy(update={"dmtet": Config().dmtet.model_copy(update={"rasteriser_backend": "nvdiffrast"})})
@@ -299,7 +299,7 @@ def test_export_runs_on_the_trainers_device_and_backend(phase, monkeypatch, tmp_
     device = torch.device("meta")  # any device but the CPU; nothing is computed on it here
     mesh = types.SimpleNamespace(get_mesh=lambda: (verts, faces), albedo=None) if phase == "mesh" else None
     trainer = types.SimpleNamespace(cfg=cfg, device=device, mesh=mesh, nerf=types.SimpleNamespace(density=None))
-    reconstruct.export_outputs(trainer, tmp_path)
+    outputs.export_outputs(trainer, tmp_path)
     assert calls["bake"] == (device, "nvdiffrast")
     assert "clean" in calls and calls["baked_on"] == (device, device)  # cleaned mesh back on the run's device
     if phase == "nerf":

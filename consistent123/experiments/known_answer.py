@@ -17,7 +17,6 @@ The frame is known (the truth is rendered from the reference camera), so eval.al
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -32,7 +31,6 @@ from consistent123.config import Config, config_from_dict
 from consistent123.images import straight_colour
 from consistent123.io import atomic_write_json
 from consistent123.render.cameras import reference_camera
-from consistent123.tracking.run import parse_tags
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +42,6 @@ Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0,
 # an object sees the same colours; the directions differ so each side of an object looks different).
 _COLOUR_DIRECTIONS = np.array([[1.0, 0.3, 0.2], [-0.2, 1.0, 0.5], [0.4, -0.5, 1.0]])
 _COLOUR_PHASES = np.array([0.0, 2.1, 4.2])
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("mesh", metavar="MESH", help="ground-truth mesh (PLY, OBJ, GLB...)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (case/, run/, metrics.json)")
-    parser.add_argument("--up-axis", choices=("y", "z"), default="y", help="the mesh's up axis (GSO scans: z)")
-    parser.add_argument("--run-name", default=None, help="MLflow run name (default: known_answer/<mesh name>)")
-    parser.add_argument("--tags", nargs="*", default=[], metavar="KEY=VALUE", help="extra MLflow tags")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 # ---------------------------------------------------------------- the ground truth
@@ -130,9 +119,9 @@ def known_answer(
     tags: Optional[dict] = None,
     progress: bool = True,
 ) -> dict:
-    from consistent123.commands.evaluate import evaluate_run
     from consistent123.meshes import load_mesh
     from consistent123.pipeline.reconstruct import reconstruct
+    from eval.evaluate import evaluate_run
 
     mesh_path, out_dir = Path(mesh_path), Path(out_dir)
     source = load_mesh(mesh_path)  # one clear line when the file is missing or not a mesh
@@ -169,11 +158,3 @@ def known_answer(
         except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror
             log.warning("known-answer summary not logged to MLflow (%s: %s)", exc.__class__.__name__, exc)
     return summary
-
-
-def run(args, cfg: Config) -> int:
-    summary = known_answer(
-        args.mesh, args.out, cfg, args.up_axis, args.run_name, parse_tags(args.tags), progress=not args.no_progress
-    )
-    print(json.dumps(summary["metrics"], indent=2))
-    return 0

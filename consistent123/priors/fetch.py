@@ -8,7 +8,6 @@ repo has it), not the repo's extra checkpoints.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import PurePosixPath
 from typing import Optional
 
@@ -109,27 +108,3 @@ def fetch(part: str, source: str, cache_dir: Optional[str] = None, variant: Opti
     return hub.load_pretrained(
         _fetch_hub_repo, source, f"{part} {source}", CONFIG_KEYS[part], cache_dir=cache_dir, variant=variant
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=sorted(CONFIG_KEYS),
-        metavar="NAME",
-        help=f"fetch only this part (repeatable): {', '.join(CONFIG_KEYS)}",
-    )
-
-
-def run(args, cfg) -> int:
-    sources = configured_sources(cfg)
-    names = args.only or list(sources)
-    for part in names:
-        source = sources[part]
-        if hub.is_local(source):
-            print(f"{part}: {source} is a local path, nothing to fetch")
-            continue
-        variant = cfg.models.zero123_variant if part == "zero123" else None
-        where = fetch(part, source, cfg.models.cache_dir, variant)
-        print(f"{part}: {source} -> {where}")
-    return 0

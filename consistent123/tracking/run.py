@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from consistent123.io import atomic_write_json
+from consistent123.run_folder import RunFolder
 from consistent123.tracking.store import check_store_writable, client_for, ensure_experiment, resolve_uri
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class RunTracker:
         """Reuse the run recorded in ``out_dir/run.json`` if any, else create one and record it."""
         uri = resolve_uri(uri)
         check_store_writable(uri)
-        run_json = Path(out_dir) / "run.json"
+        run_json = RunFolder(out_dir).run_record
         client = client_for(uri)
         run_id = None
         resumed = False

@@ -26,12 +26,12 @@ import torch
 
 from consistent123.case import Case
 from consistent123.config import Config
-from consistent123.errors import ConfigError
 from consistent123.images import on_white
-from consistent123.io import atomic_path
 from consistent123.losses import reference_losses
 from consistent123.priors.registry import Priors
 from consistent123.render.cameras import Camera, check_cameras, reference_camera
+from consistent123.training.checkpoint import config_hash, load_state, save_state
+from consistent123.training.optimiser import make_optimizer, optimizer_step
 from consistent123.training.schedule import (
     BoundaryJudge,
     IterationPlan,
@@ -46,64 +46,6 @@ from consistent123.training.schedule import (
 log = logging.getLogger(__name__)
 
 WHITE = torch.ones(3)
-
-
-# Settings that do not change what is trained (where it is logged, how it is exported or
-# scored, how often it is saved): a checkpoint stays valid across changes to these.
-NON_TRAINING = {
-    "tracking": None,
-    "export": None,
-    "eval": None,
-    "train": ("device", "checkpoint_every", "log_every", "log_images_every"),
-    # Backends compute the same model and share one checkpoint layout: a run may
-    # resume on a node that resolves another one.
-    "hashgrid": ("backend",),
-    "dmtet": ("marching_backend", "rasteriser_backend"),
-}
-
-
-def config_hash(cfg: Config) -> str:
-    """Fingerprint of everything that shapes training, to refuse resuming across a config change."""
-    import hashlib
-    import json
-
-    data = cfg.model_dump(mode="json")
-    for section, keys in NON_TRAINING.items():
-        if keys is None:
-            data.pop(section, None)
-        else:
-            for k in keys:
-                data[section].pop(k, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def base_lr(train_cfg) -> float:
-    """R main.py: Adan at 5x lr ("Adan usually requires a larger LR"), Adam at lr."""
-    return train_cfg.lr * (train_cfg.adan_lr_scale if train_cfg.optimizer == "adan" else 1.0)
-
-
-def make_optimizer(field, train_cfg) -> torch.optim.Optimizer:
-    """The optimiser over ``field.param_groups`` (encodings at ``encoder_lr_scale`` x the base rate)."""
-    groups = field.param_groups(base_lr(train_cfg), train_cfg.encoder_lr_scale)
-    if train_cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
-    if train_cfg.optimizer == "adan":
-        from timm.optim import Adan  # R's optimiser; timm keeps a maintained implementation
-
-        # timm's Adan has no max_grad_norm: ``optimizer_step`` clips the global norm first.
-        return Adan(groups, eps=1e-8, weight_decay=train_cfg.adan_weight_decay)
-    raise ConfigError(f"train.optimizer: unknown optimiser {train_cfg.optimizer!r}")
-
-
-def optimizer_step(optimizer: torch.optim.Optimizer, scaler, train_cfg) -> None:
-    """One step as R's Adan takes it: unscale (mixed precision), clip the global gradient norm
-    at ``adan_max_grad_norm`` (Adan only), step; the scaler skips steps with inf/NaN gradients."""
-    if train_cfg.optimizer == "adan" and train_cfg.adan_max_grad_norm:
-        scaler.unscale_(optimizer)
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, train_cfg.adan_max_grad_norm)
-    scaler.step(optimizer)
-    scaler.update()
 
 
 @dataclass
@@ -137,6 +79,7 @@ class Trainer:
         priors: Priors,
         device: torch.device,
         on_metrics: Optional[Callable[[dict, int], None]] = None,
+        on_checkpoint: Optional[Callable[[], None]] = None,
     ):
         from consistent123.backends import resolve_all
         from consistent123.fields.nerf import NeRFField
@@ -148,6 +91,7 @@ class Trainer:
         self.priors = priors
         self.device = device
         self.on_metrics = on_metrics or (lambda metrics, step: None)
+        self.on_checkpoint = on_checkpoint or (lambda: None)
         torch.manual_seed(cfg.train.seed)
         self.gen = torch.Generator().manual_seed(cfg.train.seed)
         self.gen_device = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
@@ -368,13 +312,11 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: Path) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(self.state(), tmp)
+        self.on_checkpoint()  # e.g. the tracker flushes first: the store never lags a checkpoint
+        save_state(self.state(), path)
 
     def load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state.get("config_hash") != config_hash(self.cfg):
-            raise ConfigError(f"{path}: checkpoint was trained with another configuration")
+        state = load_state(path, self.device, config_hash(self.cfg))
         self.nerf.load_state_dict(state["nerf"])
         if state["mesh"] is not None:
             self.start_mesh_phase()
