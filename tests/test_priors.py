@@ -256,11 +256,11 @@ def test_missing_weights_give_one_clear_error(offline, key, value, load):
 
 
 def test_fetch_models_offline_gives_the_same_error(offline, capsys):
-    from consistent123.priors import fetch
+    from consistent123.commands import fetch_models
 
     offline.models.zero123 = "nobody-c123/no-such-zero123"
     with pytest.raises(ModelUnavailableError, match="no-such-zero123.*fetch-models"):
-        fetch.run(type("Args", (), {"only": ["zero123"]})(), offline)
+        fetch_models.run(type("Args", (), {"only": ["zero123"]})(), offline)
 
 
 def test_fetch_selects_one_weights_format_per_folder():
