@@ -40,6 +40,7 @@ from typing import Optional
 
 import torch
 
+from consistent123.config import Config
 from consistent123.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class Backends:
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
 
-    def apply(self, cfg):
+    def apply(self, cfg: Config):
         """``cfg`` with each ``auto`` replaced by the chosen backend (the fields read these)."""
         return cfg.model_copy(
             update={
@@ -156,7 +157,7 @@ class Backends:
         )
 
 
-def resolve_all(cfg, device) -> Backends:
+def resolve_all(cfg: Config, device) -> Backends:
     """The backends of a run of ``cfg`` on ``device`` (``train.device`` resolved)."""
     from consistent123.priors.stable_diffusion import prior_dtype
 
@@ -181,7 +182,7 @@ def resolve_all(cfg, device) -> Backends:
     )
 
 
-def prior_dtype(cfg, device: torch.device) -> torch.dtype:
+def prior_dtype(cfg: Config, device: torch.device) -> torch.dtype:
     """The priors' precision: fp16 on CUDA when configured (spec §7); fp32 everywhere else; ``perf.prior_dtype`` overrides."""
     choice = getattr(getattr(cfg, "perf", None), "prior_dtype", "auto")
     if choice != "auto":

@@ -10,18 +10,57 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from consistent123.errors import ConfigError
 from consistent123.io import atomic_write_text
 
 
+# ---------------------------------------------------------------- bounds, on the field types
+# Values outside these would not fail loudly: a negative iteration count "finishes" an
+# untrained mesh, a zero size renders nothing, a reversed range samples nothing sensible.
+def _at_least(low: float, strict: bool):
+    def check(value):
+        if value < low or (strict and value == low):
+            raise ValueError(f"must be {'>' if strict else '>='} {low:g} (got {value})")
+        return value
+
+    return AfterValidator(check)
+
+
+def _ordered(pair):
+    low, high = pair
+    if not low <= high:
+        raise ValueError(f"must be ordered low <= high (got [{low}, {high}])")
+    return pair
+
+
+PositiveInt = Annotated[int, _at_least(0, strict=True)]
+PositiveFloat = Annotated[float, _at_least(0, strict=True)]
+NonNegativeInt = Annotated[int, _at_least(0, strict=False)]
+NonNegativeFloat = Annotated[float, _at_least(0, strict=False)]
+OrderedRange = Annotated[tuple[float, float], AfterValidator(_ordered)]
+
+
+# ---------------------------------------------------------------- what does not shape training
+class NotTraining:
+    """Marks a field (``Annotated[T, NOT_TRAINING]``) or a whole section (``training = False``)
+    that does not change what is trained: where it is logged, how it is exported or scored, how
+    often it is saved, which backend computes it. A checkpoint stays valid across changes to
+    these (``consistent123.training.checkpoint.config_hash``)."""
+
+
+NOT_TRAINING = NotTraining()
+
+
 class Section(BaseModel):
     # Unknown keys are a typo far more often than a feature: refuse them.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # False: no field of the section changes what is trained.
+    training: ClassVar[bool] = True
 
 
 # ---------------------------------------------------------------- models (registry ids)
@@ -54,27 +93,29 @@ class ModelsConfig(Section):
 
 # ---------------------------------------------------------------- preprocessing (spec §1)
 class PreprocessConfig(Section):
-    size: int = 512
+    size: PositiveInt = 512
     border_ratio: float = Field(0.2, ge=0.0, lt=1.0)
     mask_source: Literal["auto", "alpha", "segmenter"] = "auto"
     # An alpha channel counts as "real" when some pixels are transparent.
     alpha_threshold: int = Field(127, ge=0, le=255)
     # Square input of the depth model (R: Omnidata DPT at 384); None = the model processor's own size.
     depth_input_size: Optional[int] = 384
-    min_image_side: int = 16
+    min_image_side: PositiveInt = 16
     # Text prompt of the (CLIPSeg) segmenter when no caption is known; the caption is used when it is.
     segmenter_prompt: str = "the main object"
 
 
 # ---------------------------------------------------------------- representation (spec §2)
 class HashGridConfig(Section):
-    num_levels: int = 16
-    features_per_level: int = 2
-    log2_hashmap_size: int = 19
-    base_resolution: int = 16
+    num_levels: PositiveInt = 16
+    features_per_level: PositiveInt = 2
+    log2_hashmap_size: PositiveInt = 19
+    base_resolution: PositiveInt = 16
     # Finest resolution = desired_resolution_per_bound * bound (R: 2048 * bound).
-    desired_resolution_per_bound: int = 2048
-    backend: Literal["auto", "tcnn", "torch"] = "auto"
+    desired_resolution_per_bound: PositiveInt = 2048
+    # Backends compute the same model and share one checkpoint layout: a run may resume on a
+    # node that resolves another one.
+    backend: Annotated[Literal["auto", "tcnn", "torch"], NOT_TRAINING] = "auto"
     # R network_grid.py builds its grid with interpolation='smoothstep' (smoother finite-difference
     # normals); "linear" is Instant-NGP's trilinear form.
     interpolation: Literal["smoothstep", "linear"] = "smoothstep"
@@ -85,30 +126,30 @@ class HashGridConfig(Section):
 
 
 class NeRFConfig(Section):
-    bound: float = 1.0
+    bound: PositiveFloat = 1.0
     density_activation: Literal["exp", "softplus"] = "exp"
     blob_radius: float = 0.2
     blob_density: float = 10.0
-    hidden_dim: int = 64
-    num_layers: int = 3
-    render_size: int = 128
-    ref_render_scale: float = 1.5
-    num_steps: int = 64
-    upsample_steps: int = 32
-    occupancy_grid_resolution: int = 64
-    occupancy_update_every: int = 16
+    hidden_dim: PositiveInt = 64
+    num_layers: PositiveInt = 3
+    render_size: PositiveInt = 128
+    ref_render_scale: PositiveFloat = 1.5
+    num_steps: PositiveInt = 64
+    upsample_steps: NonNegativeInt = 32
+    occupancy_grid_resolution: PositiveInt = 64
+    occupancy_update_every: PositiveInt = 16
     density_threshold: float = 10.0
     # EMA decay of the occupancy grid (instant-ngp / stable-dreamfusion: 0.95).
     occupancy_decay: float = 0.95
     # Rays start at least this far from the camera (R: min_near 0.01).
-    min_near: float = 0.01
+    min_near: NonNegativeFloat = 0.01
     # Step of the central finite differences for normals (R: 1e-2).
     normal_eps: float = 0.01
     # Novel-view shading mode -> probability (R nerf/utils.py train_step with main.py's
     # albedo_iter_ratio = 0: textureless_ratio 0.2, lambertian otherwise, never albedo).
     shading: dict[Literal["albedo", "lambertian", "textureless"], float] = {"lambertian": 0.8, "textureless": 0.2}
     # R: ambient = min_ambient_ratio 0.1 + 0.9 * U[0, 1).
-    ambient_range: tuple[float, float] = (0.1, 1.0)
+    ambient_range: OrderedRange = (0.1, 1.0)
     # Novel views: one random solid colour per view (R main.py sets bg_radius = -1: no background
     # network); "white" is the plain alternative.
     novel_background: Literal["random", "white"] = "random"
@@ -121,11 +162,11 @@ class NeRFConfig(Section):
 
 
 class DMTetConfig(Section):
-    tet_grid_size: int = 256
-    render_size: int = 1024
+    tet_grid_size: PositiveInt = 256
+    render_size: PositiveInt = 1024
     # kaolin is not offered: its releases refuse the pinned torch (docs/gpu.md).
-    marching_backend: Literal["auto", "torch"] = "auto"
-    rasteriser_backend: Literal["auto", "nvdiffrast", "torch"] = "auto"
+    marching_backend: Annotated[Literal["auto", "torch"], NOT_TRAINING] = "auto"
+    rasteriser_backend: Annotated[Literal["auto", "nvdiffrast", "torch"], NOT_TRAINING] = "auto"
     init_density_threshold: float = 10.0
     # R (stable-dreamfusion init_tet): grid shrunk to the occupied box + this margin, and the
     # initial SDF = clamp(sigma - threshold, -c, c).
@@ -141,14 +182,14 @@ class DMTetConfig(Section):
 class CamerasConfig(Section):
     ref_polar: float = 90.0
     ref_azimuth: float = 0.0
-    ref_radius: float = 3.2
-    ref_fovy: float = 20.0
-    polar_range: tuple[float, float] = (45.0, 105.0)
-    azimuth_range: tuple[float, float] = (-180.0, 180.0)
-    radius_range: tuple[float, float] = (3.0, 3.5)
+    ref_radius: PositiveFloat = 3.2
+    ref_fovy: PositiveFloat = 20.0
+    polar_range: OrderedRange = (45.0, 105.0)
+    azimuth_range: OrderedRange = (-180.0, 180.0)
+    radius_range: OrderedRange = (3.0, 3.5)
     # R main.py: fovy_range = [default_fovy, default_fovy] whenever Zero-1-to-3 guides (it has no
     # fov input); stable-dreamfusion's text-only default is [10, 30].
-    fovy_range: tuple[float, float] = (20.0, 20.0)
+    fovy_range: OrderedRange = (20.0, 20.0)
     # R main.py sets progressive_view for image inputs: each range grows from the reference view,
     # r_v = min(1, init + 2p), range = ref (1 - r_v) + full r_v (R nerf/utils.py train_step);
     # R's mesh run turns it off (main.py: opt.dmtet -> progressive_view = False).
@@ -157,34 +198,34 @@ class CamerasConfig(Section):
     progressive_view_in_mesh: bool = False
     # R: every 4th iteration is the reference view; P: 25 % at random. Same rate.
     ref_view_mode: Literal["interval", "random"] = "interval"
-    ref_view_interval: int = 4
+    ref_view_interval: PositiveInt = 4
     ref_view_probability: float = 0.25
-    check_views: int = 8
+    check_views: PositiveInt = 8
 
 
 # ---------------------------------------------------------------- losses (spec §4)
 class LossConfig(Section):
-    lambda_rgb: float = 1000.0
-    lambda_mask: float = 500.0
-    lambda_depth: float = 10.0
+    lambda_rgb: NonNegativeFloat = 1000.0
+    lambda_mask: NonNegativeFloat = 500.0
+    lambda_depth: NonNegativeFloat = 10.0
     depth_ramp: bool = True  # R: lambda_depth * min(1, t / iters)
     depth_in_mesh_phase: bool = False  # R switches depth off for the mesh
     # R main.py for image inputs: lambda_entropy = 1, lambda_orient = 1 (argparse: 1e-3, 1e-2).
     # Entropy of the per-sample weights, ramped by min(1, entropy_ramp * p) (R train_step).
-    lambda_entropy: float = 1.0
+    lambda_entropy: NonNegativeFloat = 1.0
     entropy_ramp: float = 2.0
-    lambda_orient: float = 1.0
+    lambda_orient: NonNegativeFloat = 1.0
     # R main.py (image + text): lambda_3d_normal_smooth = 20: |n(x) - n(x + normal_perturb * N(0, I))|.
     lambda_normal_smooth_3d: float = 20.0
     normal_perturb: float = 0.01
-    lambda_normal_smooth_2d: float = 10.0
-    lambda_mesh_normal: float = 100.0
-    lambda_mesh_laplacian: float = 100.0
+    lambda_normal_smooth_2d: NonNegativeFloat = 10.0
+    lambda_mesh_normal: NonNegativeFloat = 100.0
+    lambda_mesh_laplacian: NonNegativeFloat = 100.0
 
 
 class SDSConfig(Section):
-    t_range_nerf: tuple[float, float] = (0.2, 0.6)
-    t_range_mesh: tuple[float, float] = (0.2, 0.5)
+    t_range_nerf: OrderedRange = (0.2, 0.6)
+    t_range_mesh: OrderedRange = (0.2, 0.5)
     # R guidance/zero123_utils.py comments the random draw out and uses t = max_step every
     # iteration; "uniform" is stable-dreamfusion's U[t_min, t_max]. Stable Diffusion draws uniformly.
     zero123_timestep: Literal["max", "uniform"] = "max"
@@ -192,26 +233,35 @@ class SDSConfig(Section):
     # R train_step: "{caption}, front/side/back view" embedded once, interpolated by azimuth;
     # False = the caption alone.
     view_dependent_prompt: bool = True
-    num_train_timesteps: int = 1000
+    num_train_timesteps: PositiveInt = 1000
     guidance_scale_3d: float = 10.0
     guidance_scale_2d: float = 10.0
     grad_clip: Optional[float] = None
     # R scales the Zero123 gradient by the angle to the reference view.
     zero123_grad_scale: Literal["angle", "none"] = "angle"
-    zero123_resolution: int = 256
-    sd_resolution: int = 512
+    zero123_resolution: PositiveInt = 256
+    sd_resolution: PositiveInt = 512
     negative_prompt: str = ""
 
 
 # ---------------------------------------------------------------- stage 1 boundary (spec §5)
 class BoundaryConfig(Section):
-    every: int = 20  # h
-    window: int = 5  # L
-    delta: float = 0.00025
+    every: PositiveInt = 20  # h
+    window: PositiveInt = 5  # L
+    delta: NonNegativeFloat = 0.00025
     use_abs: bool = True  # R: |R| < delta; P (literal): R < delta
-    least_3d_only: int = 2000
-    most_3d_only: int = 3500
-    check_render_size: int = 128
+    least_3d_only: NonNegativeInt = 2000
+    most_3d_only: NonNegativeInt = 3500
+    check_render_size: PositiveInt = 128
+
+    @model_validator(mode="after")
+    def _least_before_most(self) -> "BoundaryConfig":
+        if not self.least_3d_only <= self.most_3d_only:
+            raise ValueError(
+                f"boundary.least_3d_only must be <= boundary.most_3d_only "
+                f"(got {self.least_3d_only} > {self.most_3d_only})"
+            )
+        return self
 
 
 # ---------------------------------------------------------------- stage 2 dynamic prior (spec §6)
@@ -231,7 +281,7 @@ class DynamicConfig(Section):
     sigma: float = 1.0
     eps: float = 1e-5
     strategy: Strategy = "consistent123"
-    fixed_switch_iter: int = 3000
+    fixed_switch_iter: NonNegativeInt = 3000
     sigma_single_stage: float = 1.5
     magic123_w2d: float = 1.0
     magic123_w3d: float = 40.0
@@ -244,12 +294,12 @@ class DynamicConfig(Section):
 
 # ---------------------------------------------------------------- optimisation (spec §7)
 class TrainConfig(Section):
-    nerf_iters: int = 5000
-    mesh_iters: int = 5000
+    nerf_iters: NonNegativeInt = 5000
+    mesh_iters: NonNegativeInt = 5000
     # R main.py default --optim adan: Adan(get_params(5 * lr), eps 1e-8, weight_decay 2e-5,
     # max_grad_norm 5); P §4.1: Adam at lr (betas 0.9/0.99, eps 1e-15).
     optimizer: Literal["adam", "adan"] = "adan"
-    lr: float = 1e-3
+    lr: PositiveFloat = 1e-3
     adan_lr_scale: float = 5.0
     adan_weight_decay: float = 2e-5
     # Global gradient-norm clip of R's Adan (timm's Adan has none: clipped explicitly); None = off.
@@ -259,19 +309,20 @@ class TrainConfig(Section):
     # R trains with -O (--fp16): geometry under autocast with a GradScaler. CUDA only; CPU is fp32.
     mixed_precision: bool = True
     seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 500
-    log_every: int = 50
+    device: Annotated[str, NOT_TRAINING] = "auto"
+    checkpoint_every: Annotated[NonNegativeInt, NOT_TRAINING] = 500
+    log_every: Annotated[PositiveInt, NOT_TRAINING] = 50
     # False fits the reference view alone (no diffusion prior is loaded): a quality check.
     use_priors: bool = True
     # Not in the paper (monitoring only): every this many iterations the run logs one image strip
     # of the 8 boundary-check views to MLflow, so `mlflow ui` shows the object forming; 0 = never.
-    log_images_every: int = 500
+    log_images_every: Annotated[int, NOT_TRAINING] = 500
 
 
 class ExportConfig(Section):
-    texture_size: int = 1024
-    marching_cubes_resolution: int = 256
+    training = False
+    texture_size: PositiveInt = 1024
+    marching_cubes_resolution: PositiveInt = 256
     # Mesh clean-up before the texture bake, on the DMTet and the NeRF mesh alike (the authors'
     # nerf/renderer.py export_mesh -> meshutils.clean_mesh): unreferenced vertices, duplicate and
     # zero-area faces, and connected components whose bounding-box diagonal is under
@@ -281,22 +332,23 @@ class ExportConfig(Section):
     clean_mesh: bool = True
     clean_min_component_diag_percent: float = 5.0
     clean_min_component_faces: int = 8
-    turntable_views: int = 60
-    turntable_size: int = 512
-    turntable_fps: int = 24
+    turntable_views: PositiveInt = 60
+    turntable_size: PositiveInt = 512
+    turntable_fps: PositiveInt = 24
 
 
 # ---------------------------------------------------------------- evaluation (spec §8)
 class EvalConfig(Section):
+    training = False
     clip_model: str = "ViT-bigG-14/laion2b_s39b_b160k"
     clip_views_azimuths: list[float] = [0, 45, 90, 135, 180, 225, 270, 315]
     clip_views_polar: float = 90.0
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
-    chamfer_points: int = 2000
-    iou_resolution: int = 64
+    chamfer_points: PositiveInt = 2000
+    iou_resolution: PositiveInt = 64
     gso_azimuths: list[float] = [float(a) for a in range(0, 360, 20)]
     gso_elevations: list[float] = [0, 0, -30, -15, -10, -5, -5, 0, 0, 0, 0, 5, 5, 10, 15, 30, 0, 0]
-    render_size: int = 256
+    render_size: PositiveInt = 256
     seed: int = 0
     # Not LPIPS: a random-weight ImageNet trunk under the real v0.1 linear layers, for offline
     # demos only; results are labelled "-RANDOM-BACKBONE" and never comparable to the paper.
@@ -327,6 +379,7 @@ class EvalConfig(Section):
 
 
 class TrackingConfig(Section):
+    training = False
     uri: str = "sqlite:///results/mlflow.db"
     experiment: str = "consistent123"
 
@@ -404,82 +457,23 @@ class Config(Section):
         return self.train.nerf_iters + self.train.mesh_iters
 
     @model_validator(mode="after")
-    def _within_bounds(self) -> "Config":
-        check_bounds(self)
+    def _some_training(self) -> "Config":
+        if self.total_iters <= 0:
+            raise ValueError(f"train.nerf_iters + train.mesh_iters must be > 0 (got {self.total_iters})")
         return self
 
 
-# ---------------------------------------------------------------- bounds
-# Values outside these would not fail loudly: a negative iteration count "finishes" an
-# untrained mesh, a zero size renders nothing, a reversed range samples nothing sensible.
-POSITIVE = (
-    "preprocess.size",
-    "preprocess.min_image_side",
-    "hashgrid.num_levels",
-    "hashgrid.features_per_level",
-    "hashgrid.log2_hashmap_size",
-    "hashgrid.base_resolution",
-    "hashgrid.desired_resolution_per_bound",
-    "nerf.bound",
-    "nerf.hidden_dim",
-    "nerf.num_layers",
-    "nerf.render_size",
-    "nerf.ref_render_scale",
-    "nerf.num_steps",
-    "nerf.occupancy_grid_resolution",
-    "nerf.occupancy_update_every",
-    "dmtet.tet_grid_size",
-    "dmtet.render_size",
-    "cameras.ref_radius",
-    "cameras.ref_fovy",
-    "cameras.ref_view_interval",
-    "cameras.check_views",
-    "sds.num_train_timesteps",
-    "sds.zero123_resolution",
-    "sds.sd_resolution",
-    "boundary.every",
-    "boundary.window",
-    "boundary.check_render_size",
-    "train.lr",
-    "train.log_every",
-    "export.texture_size",
-    "export.marching_cubes_resolution",
-    "export.turntable_views",
-    "export.turntable_size",
-    "export.turntable_fps",
-    "eval.chamfer_points",
-    "eval.iou_resolution",
-    "eval.render_size",
-)
-NON_NEGATIVE = (
-    "nerf.upsample_steps",
-    "nerf.min_near",
-    "loss.lambda_rgb",
-    "loss.lambda_mask",
-    "loss.lambda_depth",
-    "loss.lambda_entropy",
-    "loss.lambda_orient",
-    "loss.lambda_normal_smooth_2d",
-    "loss.lambda_mesh_normal",
-    "loss.lambda_mesh_laplacian",
-    "boundary.delta",
-    "boundary.least_3d_only",
-    "boundary.most_3d_only",
-    "dynamic.fixed_switch_iter",
-    "train.nerf_iters",
-    "train.mesh_iters",
-    "train.checkpoint_every",
-)
-ORDERED = (  # (low, high) pairs
-    "nerf.ambient_range",
-    "cameras.polar_range",
-    "cameras.azimuth_range",
-    "cameras.radius_range",
-    "cameras.fovy_range",
-    "sds.t_range_nerf",
-    "sds.t_range_mesh",
-)
-ORDERED_FIELDS = (("boundary.least_3d_only", "boundary.most_3d_only"),)
+def training_settings(cfg: "Config") -> dict:
+    """The config as a dict without the sections and fields marked as not shaping training."""
+    data = cfg.model_dump(mode="json")
+    for name, section in cfg:
+        if not section.training:
+            data.pop(name)
+            continue
+        for key, info in type(section).model_fields.items():
+            if any(isinstance(m, NotTraining) for m in info.metadata):
+                data[name].pop(key)
+    return data
 
 
 def get_field(cfg: "Config", dotted: str) -> Any:
@@ -488,27 +482,6 @@ def get_field(cfg: "Config", dotted: str) -> Any:
     for part in dotted.split("."):
         node = getattr(node, part)
     return node
-
-
-def check_bounds(cfg: "Config") -> None:
-    """Raise ValueError naming the first setting out of bounds."""
-    for name in POSITIVE:
-        if not get_field(cfg, name) > 0:
-            raise ValueError(f"{name} must be > 0 (got {get_field(cfg, name)})")
-    for name in NON_NEGATIVE:
-        if not get_field(cfg, name) >= 0:
-            raise ValueError(f"{name} must be >= 0 (got {get_field(cfg, name)})")
-    for name in ORDERED:
-        low, high = get_field(cfg, name)
-        if not low <= high:
-            raise ValueError(f"{name} must be ordered low <= high (got [{low}, {high}])")
-    for low_name, high_name in ORDERED_FIELDS:
-        if not get_field(cfg, low_name) <= get_field(cfg, high_name):
-            raise ValueError(
-                f"{low_name} must be <= {high_name} (got {get_field(cfg, low_name)} > {get_field(cfg, high_name)})"
-            )
-    if cfg.total_iters <= 0:
-        raise ValueError(f"train.nerf_iters + train.mesh_iters must be > 0 (got {cfg.total_iters})")
 
 
 # ---------------------------------------------------------------- loading and overriding
@@ -541,8 +514,16 @@ def _validated(data: dict, source: str) -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = "".join(f"{p}: " for p in [".".join(str(p) for p in first["loc"])] if p)
-        message = first["msg"].removeprefix("Value error, ")  # bounds name their own setting
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        # A bound reads "<setting> must be ..."; a section's check names its own settings;
+        # any other message follows "<setting>: ".
+        if message.startswith("must be "):
+            where = f"{where} "
+        elif where and not message.startswith(f"{where}."):
+            where = f"{where}: "
+        else:
+            where = ""
         raise ConfigError(f"{source}: {where}{message}") from None
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from consistent123.config import LossConfig
+
 
 # ---------------------------------------------------------------- reference view (P Eq. 1-3)
 def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -23,7 +25,7 @@ def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor
     return (a * b).sum() / (a.norm() * b.norm() + eps)
 
 
-def reference_losses(render: dict, target: dict, loss_cfg, lambda_depth: float) -> dict[str, torch.Tensor]:
+def reference_losses(render: dict, target: dict, loss_cfg: LossConfig, lambda_depth: float) -> dict[str, torch.Tensor]:
     """Weighted terms of L_rec; ``render`` and ``target`` hold HWC tensors of the same size."""
     mask = target["mask"]
     terms = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
+from consistent123.config import EvalConfig
 from eval.mesh_metrics import chamfer_distance, sample_points
 
 
@@ -24,7 +25,7 @@ def rotation(axis: str, degrees: float) -> np.ndarray:
     return trimesh.transformations.rotation_matrix(np.radians(degrees), vec)
 
 
-def candidate_rotations(eval_cfg) -> list[tuple[float, float, np.ndarray]]:
+def candidate_rotations(eval_cfg: EvalConfig) -> list[tuple[float, float, np.ndarray]]:
     """(azimuth, elevation, 4x4) for every start of the search grid."""
     azimuths = np.arange(0.0, 360.0, eval_cfg.align_azimuth_step)
     return [
@@ -53,7 +54,7 @@ def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:3, :3].T + matrix[:3, 3]
 
 
-def align_to(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg) -> tuple[trimesh.Trimesh, dict]:
+def align_to(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg: EvalConfig) -> tuple[trimesh.Trimesh, dict]:
     """``pred`` moved onto ``gt`` (a copy, colours kept) and the record of what was done."""
     n, seed = eval_cfg.align_points, eval_cfg.seed
     g, g_centre, g_scale = _normal_form(sample_points(gt, n, seed))

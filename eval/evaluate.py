@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from consistent123.case import RGBA
+from consistent123.config import Config
 from consistent123.device import resolve_device
 from consistent123.errors import InputError
 from consistent123.io import atomic_write_json, check_writable
@@ -77,7 +78,7 @@ def _priors_record(folder: RunFolder, clip_model, lpips_metric) -> dict:
 def evaluate_run(
     out_dir: str | Path,
     case_dir: str | Path,
-    cfg,
+    cfg: Config,
     gt_mesh: str | Path | None = None,
     tags: Optional[dict] = None,
     clip_model=None,

@@ -10,6 +10,7 @@ import torch
 import trimesh
 from tqdm import tqdm
 
+from consistent123.config import EvalConfig
 from consistent123.meshes import normalise_pair
 from consistent123.render.cameras import gso_cameras
 from eval.image_metrics import psnr
@@ -62,7 +63,7 @@ def render_views(
 def multiview_metrics(
     gt: trimesh.Trimesh,
     pred: trimesh.Trimesh,
-    eval_cfg,
+    eval_cfg: EvalConfig,
     lpips_metric,
     backend: str = "auto",
     progress: bool = True,

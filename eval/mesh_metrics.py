@@ -13,6 +13,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
+from consistent123.config import EvalConfig
 from consistent123.meshes import load_mesh, normalise_pair
 
 
@@ -139,11 +140,11 @@ def compare_meshes(
     }
 
 
-def compare_as_configured(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg) -> dict:
+def compare_as_configured(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg: EvalConfig) -> dict:
     """``compare_meshes`` with the counts, seed and frame from the config's eval section."""
     return compare_meshes(gt, pred, eval_cfg.chamfer_points, eval_cfg.iou_resolution, eval_cfg.seed, eval_cfg.normalise)
 
 
-def compare_mesh_files(gt_path: str | Path, pred_path: str | Path, eval_cfg) -> dict:
+def compare_mesh_files(gt_path: str | Path, pred_path: str | Path, eval_cfg: EvalConfig) -> dict:
     """``compare_as_configured`` on two files."""
     return compare_as_configured(load_mesh(gt_path), load_mesh(pred_path), eval_cfg)

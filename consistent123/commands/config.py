@@ -1,12 +1,14 @@
 """``consistent123 config``: print the resolved configuration (defaults <- file <- --set)."""
 
-from consistent123.config import dump_config
+import argparse
+
+from consistent123.config import Config, dump_config
 
 
 def add_arguments(parser) -> None:
     pass
 
 
-def run(args, cfg) -> int:
+def run(args: argparse.Namespace, cfg: Config) -> int:
     print(dump_config(cfg), end="")
     return 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+from consistent123.config import Config
 from eval.mesh_metrics import compare_mesh_files
 
 
@@ -12,7 +14,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("pred", metavar="PRED", help="reconstructed mesh")
 
 
-def run(args, cfg) -> int:
+def run(args: argparse.Namespace, cfg: Config) -> int:
     result = compare_mesh_files(args.gt, args.pred, cfg.eval)
     print(json.dumps(result, indent=2))
     return 0

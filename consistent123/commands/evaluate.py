@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+from consistent123.config import Config
 from consistent123.tracking.run import parse_tags
 from eval.evaluate import evaluate_run
 
@@ -23,7 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-log", action="store_true", help="do not log into the MLflow run of OUT/run.json")
 
 
-def run(args, cfg) -> int:
+def run(args: argparse.Namespace, cfg: Config) -> int:
     record = evaluate_run(args.out_dir, args.case, cfg, args.gt_mesh, parse_tags(args.tags), log_mlflow=not args.no_log)
     print(json.dumps(record["metrics"], indent=2))
     return 0

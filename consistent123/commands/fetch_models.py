@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from consistent123.config import Config
 from consistent123.priors.fetch import CONFIG_KEYS, configured_sources, fetch
 from consistent123.priors.hub import is_local
 
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args, cfg) -> int:
+def run(args: argparse.Namespace, cfg: Config) -> int:
     sources = configured_sources(cfg)
     names = args.only or list(sources)
     for part in names:

@@ -3,6 +3,7 @@ the oracle prior and score it against the mesh (``consistent123.experiments.know
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from consistent123.config import Config
@@ -19,7 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run(args, cfg: Config) -> int:
+def run(args: argparse.Namespace, cfg: Config) -> int:
     summary = known_answer(
         args.mesh, args.out, cfg, args.up_axis, args.run_name, parse_tags(args.tags), progress=not args.no_progress
     )

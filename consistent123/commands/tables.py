@@ -12,12 +12,14 @@ and every input is validated and every table computed before the first file is w
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from pathlib import Path
 
 import pandas as pd
 
+from consistent123.config import Config
 from consistent123.errors import InputError
 from consistent123.io import atomic_path, atomic_write_text, check_writable
 from eval import aggregate, tables
@@ -67,7 +69,7 @@ def read_run_table(path: Path) -> pd.DataFrame:
     return df
 
 
-def load_runs(args, cfg) -> pd.DataFrame:
+def load_runs(args: argparse.Namespace, cfg: Config) -> pd.DataFrame:
     if args.runs:
         return read_run_table(Path(args.runs))
     uri = experiment = None
@@ -109,7 +111,7 @@ def write_tables(runs: pd.DataFrame, out: Path, which) -> list[Path]:
     return written
 
 
-def run(args, cfg) -> int:
+def run(args: argparse.Namespace, cfg: Config) -> int:
     runs = load_runs(args, cfg)
     if runs.empty:
         log.warning("no runs found: every cell of our side will read 'missing'")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from consistent123.config import Config
 from consistent123.priors.standins import tiny
 
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args, cfg) -> int:
+def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.size == "full":
         from consistent123.priors.standins.full_size import print_parameter_counts
 

@@ -27,7 +27,7 @@ import torch
 import trimesh
 
 from consistent123.case import DEPTH, write_case
-from consistent123.config import Config, config_from_dict
+from consistent123.config import Config, OracleConfig, config_from_dict
 from consistent123.images import straight_colour
 from consistent123.io import atomic_write_json
 from consistent123.render.cameras import reference_camera
@@ -51,7 +51,7 @@ def smooth_colours(points: np.ndarray, frequency: float, amplitude: float) -> np
     return (0.5 + amplitude * np.sin(waves)).astype(np.float32)
 
 
-def prepare_ground_truth(mesh: trimesh.Trimesh, up_axis: str, oracle_cfg) -> trimesh.Trimesh:
+def prepare_ground_truth(mesh: trimesh.Trimesh, up_axis: str, oracle_cfg: OracleConfig) -> trimesh.Trimesh:
     """The mesh in the scene's frame (+y up, centred, longest side ``object_size``) with vertex colours."""
     from consistent123.meshes import normalise_mesh
     from consistent123.priors.oracle import mesh_vertex_colours

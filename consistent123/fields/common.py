@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from consistent123.config import LossConfig
+
 
 class MLP(nn.Module):
     """ReLU MLP without output activation (R's grid network and its DMTet colour net)."""
@@ -63,7 +65,7 @@ class Representation(Protocol):
     ) -> dict:
         """rgb [H,W,3], opacity [H,W,1], depth [H,W,1], normals [H,W,3] (+ what regularisers need)."""
 
-    def regularisers(self, out: dict, plan, loss_cfg) -> dict[str, torch.Tensor]:
+    def regularisers(self, out: dict, plan, loss_cfg: LossConfig) -> dict[str, torch.Tensor]:
         """Weighted regulariser terms of one render under the iteration's plan."""
 
     def param_groups(self, lr: float, encoder_lr_scale: float) -> list[dict]:

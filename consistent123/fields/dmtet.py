@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from consistent123.config import DMTetConfig, HashGridConfig
+from consistent123.config import DMTetConfig, HashGridConfig, LossConfig
 from consistent123.errors import Consistent123Error
 from consistent123.fields.common import MLP, mask_finer_levels
 from consistent123.fields.hashgrid import HashGridEncoding
@@ -197,7 +197,7 @@ class DMTetField(nn.Module):
         """Rasterised view; the NeRF-only arguments (sampling, ray noise) do not apply to a mesh."""
         return self.render_view(cam, size, size, shading, background)
 
-    def regularisers(self, out: dict, plan, loss_cfg) -> dict[str, torch.Tensor]:
+    def regularisers(self, out: dict, plan, loss_cfg: LossConfig) -> dict[str, torch.Tensor]:
         """On the surface this view was rendered from: no second marching-tetrahedra pass."""
         verts, faces = out["verts"], out["faces"]
         return {

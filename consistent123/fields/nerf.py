@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from consistent123.config import HashGridConfig, LossConfig, NeRFConfig
 from consistent123.fields.common import MLP, mask_finer_levels
 from consistent123.fields.hashgrid import HashGridEncoding
 from consistent123.fields.occupancy import OccupancyGrid
@@ -46,7 +47,7 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
 class NeRFField(nn.Module):
     phase = "nerf"
 
-    def __init__(self, nerf_cfg, hashgrid_cfg):
+    def __init__(self, nerf_cfg: NeRFConfig, hashgrid_cfg: HashGridConfig):
         super().__init__()
         self.cfg = nerf_cfg
         self.bound = float(nerf_cfg.bound)
@@ -123,7 +124,7 @@ class NeRFField(nn.Module):
             normal_perturb=normal_perturb,
         )
 
-    def regularisers(self, out: dict, plan, loss_cfg) -> dict[str, torch.Tensor]:
+    def regularisers(self, out: dict, plan, loss_cfg: LossConfig) -> dict[str, torch.Tensor]:
         terms = {}
         if plan.lambda_entropy > 0:
             terms["entropy"] = plan.lambda_entropy * entropy(out["sample_weights"])

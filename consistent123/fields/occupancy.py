@@ -15,6 +15,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from consistent123.config import NeRFConfig
+
 UPDATE_CHUNK = 1 << 16
 
 
@@ -32,7 +34,7 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     @classmethod
-    def from_config(cls, nerf_cfg) -> "OccupancyGrid":
+    def from_config(cls, nerf_cfg: NeRFConfig) -> "OccupancyGrid":
         return cls(
             nerf_cfg.occupancy_grid_resolution, nerf_cfg.bound, nerf_cfg.occupancy_decay, nerf_cfg.density_threshold
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Optional
 
+from consistent123.config import Config
 from consistent123.priors import hub
 
 # part -> config key naming it
@@ -27,7 +28,7 @@ CONFIG_KEYS = {
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".msgpack", ".h5")
 
 
-def configured_sources(cfg) -> dict[str, str]:
+def configured_sources(cfg: Config) -> dict[str, str]:
     """The real ids of every part (``models.tiny_dir`` is ignored: there is nothing to fetch for it)."""
     from consistent123.priors.registry import hub_sources
 

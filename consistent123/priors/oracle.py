@@ -32,12 +32,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from consistent123.config import Config, OracleConfig
 from consistent123.priors.base import resize
 from consistent123.priors.sds import score_distillation
 from consistent123.render.cameras import Camera, zero123_embedding
 
 
-def noise_levels(oracle_cfg, num_train_timesteps: int) -> torch.Tensor:
+def noise_levels(oracle_cfg: OracleConfig, num_train_timesteps: int) -> torch.Tensor:
     """alphas_cumprod of the DDPM schedule the real priors were trained with (config ``oracle``)."""
     from diffusers import DDPMScheduler
 
@@ -141,7 +142,7 @@ def mesh_vertex_colours(mesh) -> Optional[np.ndarray]:
 class OraclePrior:
     """One role of the oracle; ``role`` is "3d" (Zero-1-to-3's inputs) or "2d" (Stable Diffusion's + camera)."""
 
-    def __init__(self, truth: GroundTruth, cfg, role: str, device):
+    def __init__(self, truth: GroundTruth, cfg: Config, role: str, device):
         if role not in ("3d", "2d"):
             raise ValueError(f"oracle role must be '3d' or '2d', got {role!r}")
         self.truth, self.role, self.device = truth, role, torch.device(device)
@@ -157,7 +158,7 @@ class OraclePrior:
         self.reference_camera: Optional[Camera] = None
 
     @classmethod
-    def from_config(cls, cfg, device, role: str) -> "OraclePrior":
+    def from_config(cls, cfg: Config, device, role: str) -> "OraclePrior":
         if not cfg.oracle.mesh:
             from consistent123.errors import ConfigError
 

@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 
+from consistent123.config import Config
 from consistent123.priors.provenance import with_origin
 
 # config key of each part -> key of the tiny-models manifest
@@ -30,7 +31,7 @@ _TINY_KEYS = {
 }
 
 
-def model_sources(cfg) -> dict[str, str]:
+def model_sources(cfg: Config) -> dict[str, str]:
     """Where each part comes from: {zero123, stable_diffusion, clip_judge, clip_metric, captioner, depth, segmenter}."""
     m = cfg.models
     if m.tiny_dir:
@@ -41,7 +42,7 @@ def model_sources(cfg) -> dict[str, str]:
     return hub_sources(cfg)
 
 
-def hub_sources(cfg) -> dict[str, str]:
+def hub_sources(cfg: Config) -> dict[str, str]:
     """The configured hub ids or local paths of the pretrained parts (``tiny_dir`` aside)."""
     m = cfg.models
     return {
@@ -55,7 +56,7 @@ def hub_sources(cfg) -> dict[str, str]:
     }
 
 
-def _source(cfg, key: str) -> str:
+def _source(cfg: Config, key: str) -> str:
     sources = model_sources(cfg)
     if key not in sources:
         from consistent123.errors import ModelUnavailableError
@@ -66,7 +67,7 @@ def _source(cfg, key: str) -> str:
     return sources[key]
 
 
-def params_naming_loaded_models(cfg) -> dict:
+def params_naming_loaded_models(cfg: Config) -> dict:
     """The config as MLflow params, each model entry naming the source the registry loads (the
     tiny model's folder when ``models.tiny_dir`` is set, never a hub id that was not used)."""
     params = cfg.model_dump(mode="json")
@@ -79,21 +80,21 @@ def params_naming_loaded_models(cfg) -> dict:
     return params
 
 
-def load_zero123(cfg, device: torch.device | str):
+def load_zero123(cfg: Config, device: torch.device | str):
     from consistent123.priors.zero123 import Zero123Prior
 
     source = _source(cfg, "zero123")
     return with_origin(Zero123Prior.from_config(cfg, torch.device(device), source=source), source)
 
 
-def load_stable_diffusion(cfg, device: torch.device | str):
+def load_stable_diffusion(cfg: Config, device: torch.device | str):
     from consistent123.priors.stable_diffusion import StableDiffusionPrior
 
     source = _source(cfg, "stable_diffusion")
     return with_origin(StableDiffusionPrior.from_config(cfg, torch.device(device), source=source), source)
 
 
-def load_oracle(cfg, device: torch.device | str, role: str):
+def load_oracle(cfg: Config, device: torch.device | str, role: str):
     from consistent123.priors.oracle import OraclePrior
 
     return OraclePrior.from_config(cfg, torch.device(device), role)
@@ -104,24 +105,24 @@ PRIORS_3D = {"zero123": load_zero123, "oracle": lambda cfg, device: load_oracle(
 PRIORS_2D = {"stable_diffusion": load_stable_diffusion, "oracle": lambda cfg, device: load_oracle(cfg, device, "2d")}
 
 
-def load_prior_3d(cfg, device: torch.device | str):
+def load_prior_3d(cfg: Config, device: torch.device | str):
     """The image- and camera-conditioned prior: ``set_reference(rgb, cam)``, ``sds(rgb, cams, t_range, generator)``."""
     return PRIORS_3D[cfg.models.prior_3d](cfg, device)
 
 
-def load_prior_2d(cfg, device: torch.device | str):
+def load_prior_2d(cfg: Config, device: torch.device | str):
     """The text-conditioned prior: ``set_prompt(text)``, ``sds(rgb, cams, t_range, generator)``."""
     return PRIORS_2D[cfg.models.prior_2d](cfg, device)
 
 
-def load_clip_judge(cfg, device: torch.device | str):
+def load_clip_judge(cfg: Config, device: torch.device | str):
     from consistent123.priors.clip import load_clip
 
     source = _source(cfg, "clip_judge")
     return with_origin(load_clip(source, device, cfg.models.cache_dir, config_key="models.clip_judge"), source)
 
 
-def load_clip_metric(cfg, device: torch.device | str):
+def load_clip_metric(cfg: Config, device: torch.device | str):
     from consistent123.priors.clip import load_clip
 
     source = _source(cfg, "clip_metric")
@@ -129,13 +130,13 @@ def load_clip_metric(cfg, device: torch.device | str):
 
 
 # Captioner, depth and segmenter loaders live in consistent123.priors.vision (imported lazily).
-def load_captioner(cfg, device: torch.device | str):
+def load_captioner(cfg: Config, device: torch.device | str):
     from consistent123.priors import vision
 
     return vision.load_captioner(_source(cfg, "captioner"), torch.device(device), cfg.models.cache_dir)
 
 
-def load_depth_estimator(cfg, device: torch.device | str):
+def load_depth_estimator(cfg: Config, device: torch.device | str):
     from consistent123.priors import vision
 
     return vision.load_depth_estimator(
@@ -143,7 +144,7 @@ def load_depth_estimator(cfg, device: torch.device | str):
     )
 
 
-def load_segmenter(cfg, device: torch.device | str):
+def load_segmenter(cfg: Config, device: torch.device | str):
     from consistent123.priors import vision
 
     return vision.load_segmenter(_source(cfg, "segmenter"), torch.device(device), cfg.models.cache_dir)
@@ -159,7 +160,7 @@ class Priors:
     clip_judge: Optional[object] = None
 
 
-def load_priors(cfg, device: torch.device) -> Priors:
+def load_priors(cfg: Config, device: torch.device) -> Priors:
     """Load only what the configured strategy uses (3d_only never loads Stable Diffusion)."""
     if not cfg.train.use_priors:
         return Priors()

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import torch
 
 from consistent123.backends import prior_dtype
+from consistent123.config import Config
 from consistent123.priors import hub
 from consistent123.priors.base import LatentSDSPrior, frozen, load_scheduler
 
@@ -42,7 +43,7 @@ def view_text_embedding(azimuth: float, front: torch.Tensor, side: torch.Tensor,
 class StableDiffusionPrior(LatentSDSPrior):
     """Text-conditioned SDS: ``set_prompt`` once, then ``sds`` every iteration that uses the 2D prior."""
 
-    def __init__(self, components: dict, cfg, device, dtype: torch.dtype, name: str):
+    def __init__(self, components: dict, cfg: Config, device, dtype: torch.dtype, name: str):
         super().__init__(
             components, device, dtype, name, cfg.sds.sd_resolution, cfg.sds.guidance_scale_2d, cfg.sds.grad_clip
         )
@@ -54,7 +55,7 @@ class StableDiffusionPrior(LatentSDSPrior):
         self.text_embeddings: Optional[torch.Tensor] = None
 
     @classmethod
-    def from_config(cls, cfg, device, source: Optional[str] = None) -> "StableDiffusionPrior":
+    def from_config(cls, cfg: Config, device, source: Optional[str] = None) -> "StableDiffusionPrior":
         source = source or cfg.models.stable_diffusion
         dtype = prior_dtype(cfg, device)
         parts = hub.load_pretrained(

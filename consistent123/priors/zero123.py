@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from consistent123.backends import prior_dtype
+from consistent123.config import Config
 from consistent123.priors import hub
 from consistent123.priors.base import LatentSDSPrior, frozen, load_scheduler, resize
 from consistent123.render.cameras import Camera, orbit_position, zero123_embedding
@@ -140,7 +141,7 @@ def angle_grad_scale(cams: Sequence[Camera], reference: Camera) -> torch.Tensor:
 class Zero123Prior(LatentSDSPrior):
     """Image- and camera-conditioned SDS: ``set_reference`` once, ``sds`` for novel views."""
 
-    def __init__(self, components: dict, cfg, device, dtype: torch.dtype, name: str):
+    def __init__(self, components: dict, cfg: Config, device, dtype: torch.dtype, name: str):
         super().__init__(
             components, device, dtype, name, cfg.sds.zero123_resolution, cfg.sds.guidance_scale_3d, cfg.sds.grad_clip
         )
@@ -156,7 +157,7 @@ class Zero123Prior(LatentSDSPrior):
         self.reference_latent: Optional[torch.Tensor] = None  # [1, 4, h, w], unscaled
 
     @classmethod
-    def from_config(cls, cfg, device, source: Optional[str] = None) -> "Zero123Prior":
+    def from_config(cls, cfg: Config, device, source: Optional[str] = None) -> "Zero123Prior":
         source = source or cfg.models.zero123
         dtype = prior_dtype(cfg, device)
         parts = hub.load_pretrained(

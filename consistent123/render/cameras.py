@@ -18,6 +18,8 @@ from typing import Sequence
 
 import torch
 
+from consistent123.config import CamerasConfig, EvalConfig
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -115,7 +117,7 @@ def mvp_matrix(cam: Camera, aspect: float = 1.0, near: float = 0.01, far: float 
 
 
 # ---------------------------------------------------------------- the project's camera sets
-def reference_camera(cams_cfg) -> Camera:
+def reference_camera(cams_cfg: CamerasConfig) -> Camera:
     return Camera(cams_cfg.ref_polar, cams_cfg.ref_azimuth, cams_cfg.ref_radius, cams_cfg.ref_fovy)
 
 
@@ -141,12 +143,12 @@ def ring_cameras(n: int, polar: float, radius: float, fovy: float, start_azimuth
     return [Camera(polar, start_azimuth + 360.0 * k / n, radius, fovy) for k in range(n)]
 
 
-def check_cameras(cams_cfg) -> list[Camera]:
+def check_cameras(cams_cfg: CamerasConfig) -> list[Camera]:
     """The boundary-judgement views: azimuth 0, 45, ..., 315 on the reference orbit (spec §3)."""
     return ring_cameras(cams_cfg.check_views, cams_cfg.ref_polar, cams_cfg.ref_radius, cams_cfg.ref_fovy)
 
 
-def gso_cameras(eval_cfg, radius: float, fovy: float) -> list[Camera]:
+def gso_cameras(eval_cfg: EvalConfig, radius: float, fovy: float) -> list[Camera]:
     """The 18 GSO evaluation views (paper Eq. 11-12): elevation -> polar = 90 - elevation."""
     return [Camera(90.0 - e, a, radius, fovy) for a, e in zip(eval_cfg.gso_azimuths, eval_cfg.gso_elevations)]
 

@@ -18,6 +18,7 @@ from typing import Mapping, Optional
 import torch
 import torch.nn.functional as F
 
+from consistent123.config import NeRFConfig
 from consistent123.render.cameras import Camera, orbit_position
 
 MODES = ("albedo", "lambertian", "textureless", "normal")
@@ -59,7 +60,7 @@ def light_around_camera(camera: Camera, generator: Optional[torch.Generator] = N
 
 
 def sample_shading(
-    nerf_cfg,
+    nerf_cfg: NeRFConfig,
     generator: Optional[torch.Generator] = None,
     camera: Optional[Camera] = None,
     modes: Optional[Mapping[str, float]] = None,

@@ -13,33 +13,15 @@ from pathlib import Path
 
 import torch
 
-from consistent123.config import Config
+from consistent123.config import Config, training_settings
 from consistent123.errors import ConfigError
 from consistent123.io import atomic_path
 
-# Settings that do not change what is trained (where it is logged, how it is exported or
-# scored, how often it is saved): a checkpoint stays valid across changes to these.
-NON_TRAINING = {
-    "tracking": None,
-    "export": None,
-    "eval": None,
-    "train": ("device", "checkpoint_every", "log_every", "log_images_every"),
-    # Backends compute the same model and share one checkpoint layout: a run may
-    # resume on a node that resolves another one.
-    "hashgrid": ("backend",),
-    "dmtet": ("marching_backend", "rasteriser_backend"),
-}
-
 
 def config_hash(cfg: Config) -> str:
-    """Fingerprint of everything that shapes training, to refuse resuming across a config change."""
-    data = cfg.model_dump(mode="json")
-    for section, keys in NON_TRAINING.items():
-        if keys is None:
-            data.pop(section, None)
-        else:
-            for k in keys:
-                data[section].pop(k, None)
+    """Fingerprint of everything that shapes training, to refuse resuming across a config change
+    (the settings marked ``NOT_TRAINING`` in ``consistent123.config`` are left out)."""
+    data = training_settings(cfg)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

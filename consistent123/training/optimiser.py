@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from consistent123.config import TrainConfig
 from consistent123.errors import ConfigError
 
 
-def base_lr(train_cfg) -> float:
+def base_lr(train_cfg: TrainConfig) -> float:
     """R main.py: Adan at 5x lr ("Adan usually requires a larger LR"), Adam at lr."""
     return train_cfg.lr * (train_cfg.adan_lr_scale if train_cfg.optimizer == "adan" else 1.0)
 
 
-def make_optimizer(field, train_cfg) -> torch.optim.Optimizer:
+def make_optimizer(field, train_cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser over ``field.param_groups`` (encodings at ``encoder_lr_scale`` x the base rate)."""
     groups = field.param_groups(base_lr(train_cfg), train_cfg.encoder_lr_scale)
     if train_cfg.optimizer == "adam":
@@ -25,7 +26,7 @@ def make_optimizer(field, train_cfg) -> torch.optim.Optimizer:
     raise ConfigError(f"train.optimizer: unknown optimiser {train_cfg.optimizer!r}")
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, scaler, train_cfg) -> None:
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler, train_cfg: TrainConfig) -> None:
     """One step as R's Adan takes it: unscale (mixed precision), clip the global gradient norm
     at ``adan_max_grad_norm`` (Adan only), step; the scaler skips steps with inf/NaN gradients."""
     if train_cfg.optimizer == "adan" and train_cfg.adan_max_grad_norm:

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import torch
 
+from consistent123.config import PerfConfig
 
-def configure_backends(perf, device: torch.device) -> None:
+
+def configure_backends(perf: PerfConfig, device: torch.device) -> None:
     """Process-wide numerics switches: TF32 (CUDA only; the CPU ignores them)."""
     if perf.tf32 and torch.device(device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
 
-def _compile(module: torch.nn.Module, perf, **kwargs) -> None:
+def _compile(module: torch.nn.Module, perf: PerfConfig, **kwargs) -> None:
     # In place (nn.Module.compile): the state-dict keys and attributes stay those of the module.
     module.compile(backend=perf.compile_backend, **kwargs)
 
 
-def optimise_priors(priors, perf) -> None:
+def optimise_priors(priors, perf: PerfConfig) -> None:
     """channels_last and torch.compile for the frozen UNets and VAEs of both latent priors."""
     for prior in (priors.zero123, priors.stable_diffusion):
         if prior is None or getattr(prior, "_perf_applied", False):
@@ -35,7 +37,7 @@ def optimise_priors(priors, perf) -> None:
         prior._perf_applied = True
 
 
-def optimise_field(field: torch.nn.Module, perf) -> None:
+def optimise_field(field: torch.nn.Module, perf: PerfConfig) -> None:
     """torch.compile the field's MLP (the NeRF's ``mlp``, the mesh's ``color_net``); its batch
     changes every iteration, so dynamic shapes and no CUDA graphs. The hash grid stays as it
     is (tcnn's fused kernel on CUDA, the custom autograd function on the CPU)."""

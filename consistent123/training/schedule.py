@@ -21,6 +21,7 @@ from typing import Optional
 
 import torch
 
+from consistent123.config import BoundaryConfig, CamerasConfig, Config, DynamicConfig, LossConfig, TrainConfig
 from consistent123.priors.sds import timestep_range
 from consistent123.render.cameras import Camera, reference_camera, sample_novel_camera
 from consistent123.render.shading import sample_shading
@@ -59,7 +60,7 @@ class PriorWeights:
     w2d: float
 
 
-def prior_weights(t: int, t_switch: Optional[int], t_end: int, dyn) -> PriorWeights:
+def prior_weights(t: int, t_switch: Optional[int], t_end: int, dyn: DynamicConfig) -> PriorWeights:
     """Weights of the 3D and 2D SDS terms at iteration ``t`` under ``dyn`` (a DynamicConfig).
 
     ``t_switch`` is the stage-2 start (None while still in stage 1). Strategies:
@@ -83,7 +84,7 @@ def prior_weights(t: int, t_switch: Optional[int], t_end: int, dyn) -> PriorWeig
     return PriorWeights(2, w3d, w2d)
 
 
-def fixed_switch_iteration(dyn) -> Optional[int]:
+def fixed_switch_iteration(dyn: DynamicConfig) -> Optional[int]:
     """Strategies whose switch does not depend on the boundary judgement: their t_switch."""
     return {
         "fixed_switch": dyn.fixed_switch_iter,
@@ -121,7 +122,7 @@ class BoundaryJudge:
     forced: bool = False
 
     @classmethod
-    def from_config(cls, boundary) -> "BoundaryJudge":
+    def from_config(cls, boundary: BoundaryConfig) -> "BoundaryJudge":
         return cls(
             boundary.every,
             boundary.window,
@@ -175,7 +176,7 @@ class BoundaryJudge:
         self.forced = state["forced"]
 
 
-def judge_sequence(scores: list[tuple[int, float]], boundary) -> BoundaryJudge:
+def judge_sequence(scores: list[tuple[int, float]], boundary: BoundaryConfig) -> BoundaryJudge:
     """Run the judgement over (iteration, S) pairs as training would; used by tests and plots."""
     judge = BoundaryJudge.from_config(boundary)
     for t, s in scores:
@@ -219,7 +220,7 @@ class IterationPlan:
         return asdict(self)
 
 
-def phase_at(t: int, train_cfg) -> tuple[str, int, int]:
+def phase_at(t: int, train_cfg: TrainConfig) -> tuple[str, int, int]:
     """(phase, iteration inside it, its length) at run iteration ``t``."""
     if t < train_cfg.nerf_iters or train_cfg.mesh_iters <= 0:
         return "nerf", t, train_cfg.nerf_iters
@@ -231,7 +232,7 @@ def ramp(init: float, p: float) -> float:
     return min(1.0, init + 2.0 * p)
 
 
-def camera_ranges(cams_cfg, r_v: float) -> CameraRanges:
+def camera_ranges(cams_cfg: CamerasConfig, r_v: float) -> CameraRanges:
     """Each range grown from the reference view: ref (1 - r_v) + full r_v (R train_step)."""
 
     def grow(ref: float, full) -> tuple[float, float]:
@@ -245,7 +246,7 @@ def camera_ranges(cams_cfg, r_v: float) -> CameraRanges:
     )
 
 
-def is_reference_view(t: int, cfg, generator: Optional[torch.Generator] = None) -> bool:
+def is_reference_view(t: int, cfg: Config, generator: Optional[torch.Generator] = None) -> bool:
     cams = cfg.cameras
     if not cfg.train.use_priors:
         return True  # nothing to learn from novel views without priors
@@ -256,19 +257,19 @@ def is_reference_view(t: int, cfg, generator: Optional[torch.Generator] = None) 
     return bool(torch.rand(1, generator=generator) < cams.ref_view_probability)
 
 
-def depth_weight(loss_cfg, p: float, in_mesh_phase: bool) -> float:
+def depth_weight(loss_cfg: LossConfig, p: float, in_mesh_phase: bool) -> float:
     """R ramps lambda_depth by min(1, p) and drops it in the mesh phase."""
     if in_mesh_phase and not loss_cfg.depth_in_mesh_phase:
         return 0.0
     return loss_cfg.lambda_depth * (min(1.0, p) if loss_cfg.depth_ramp else 1.0)
 
 
-def entropy_weight(loss_cfg, p: float) -> float:
+def entropy_weight(loss_cfg: LossConfig, p: float) -> float:
     """R: lambda_entropy * min(1, 2 * global_step / iters)."""
     return loss_cfg.lambda_entropy * min(1.0, loss_cfg.entropy_ramp * p)
 
 
-def plan(t: int, cfg, t_switch: Optional[int], generator: Optional[torch.Generator] = None) -> IterationPlan:
+def plan(t: int, cfg: Config, t_switch: Optional[int], generator: Optional[torch.Generator] = None) -> IterationPlan:
     """Everything iteration ``t`` does, given the stage-2 start ``t_switch`` (None: not yet).
 
     ``generator`` is only drawn from when the reference view is picked at random
@@ -301,7 +302,7 @@ def plan(t: int, cfg, t_switch: Optional[int], generator: Optional[torch.Generat
     )
 
 
-def run_plan(cfg, t_switch: Optional[int]) -> list[IterationPlan]:
+def run_plan(cfg: Config, t_switch: Optional[int]) -> list[IterationPlan]:
     """The whole run's plan for a given switch iteration, without rendering anything."""
     gen = torch.Generator().manual_seed(cfg.train.seed)
     return [plan(t, cfg, t_switch, gen) for t in range(cfg.total_iters)]
@@ -319,7 +320,7 @@ class ViewDraw:
 WHITE = (1.0, 1.0, 1.0)
 
 
-def draw_novel_view(it: IterationPlan, cfg, generator: torch.Generator) -> ViewDraw:
+def draw_novel_view(it: IterationPlan, cfg: Config, generator: torch.Generator) -> ViewDraw:
     """Camera in the plan's ranges, shading (R: lambertian 0.8 / textureless 0.2), background."""
     cam = sample_novel_camera(it.camera_ranges, generator)
     shading = sample_shading(cfg.nerf, generator, camera=cam)
@@ -330,7 +331,7 @@ def draw_novel_view(it: IterationPlan, cfg, generator: torch.Generator) -> ViewD
     return ViewDraw(cam, shading, bg)
 
 
-def draw_reference_view(it: IterationPlan, cfg, generator: torch.Generator, size: int) -> ViewDraw:
+def draw_reference_view(it: IterationPlan, cfg: Config, generator: torch.Generator, size: int) -> ViewDraw:
     """The known view as R trains it: lambertian at ambient 1, a random colour per pixel behind
     it, and one random offset of the ray origins and directions (NeRF phase only)."""
     nerf = cfg.nerf

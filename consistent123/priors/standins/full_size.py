@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from consistent123.config import Config
 from consistent123.priors.standins.constants import CLIP_MEAN, CLIP_STD, SD_BETAS, seeded
 
 CONFIGS = Path(__file__).with_name("full_size")
@@ -132,7 +133,7 @@ def clip_judge(device="meta"):
     return ClipModel(model, open_clip.get_tokenizer("ViT-B-16"), "full-size random ViT-B-16", torch.device(device))
 
 
-def load_full_size_priors(cfg, device, parts=("zero123", "stable_diffusion", "clip_judge")):
+def load_full_size_priors(cfg: Config, device, parts=("zero123", "stable_diffusion", "clip_judge")):
     """``trainer.Priors`` holding the full-size random priors, loaded like the real ones."""
     from consistent123.backends import prior_dtype
     from consistent123.priors.stable_diffusion import StableDiffusionPrior
@@ -176,7 +177,7 @@ def parameter_counts(priors) -> dict[str, int]:
     return counts
 
 
-def print_parameter_counts(cfg, device="meta") -> dict[str, int]:
+def print_parameter_counts(cfg: Config, device="meta") -> dict[str, int]:
     counts = parameter_counts(load_full_size_priors(cfg, device))
     for part, n in counts.items():
         print(f"params {part} {n}")
