@@ -47,7 +47,8 @@ sys.path.insert(0, str(REPO))
 
 from consistent123.case import Case  # noqa: E402
 from consistent123.config import load_config  # noqa: E402
-from consistent123.priors.registry import Priors, load_priors  # noqa: E402
+from consistent123.priors.base import Priors  # noqa: E402
+from consistent123.priors.registry import load_priors  # noqa: E402
 from consistent123.training.schedule import BoundaryJudge  # noqa: E402
 from consistent123.training.trainer import Trainer  # noqa: E402
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from consistent123.case import load_case  # noqa: E402
 from consistent123.config import load_config  # noqa: E402
-from consistent123.priors.registry import Priors  # noqa: E402
+from consistent123.priors.base import Priors  # noqa: E402
 from consistent123.render.cameras import reference_camera  # noqa: E402
 from consistent123.training.trainer import Trainer  # noqa: E402
 from eval.image_metrics import psnr  # noqa: E402

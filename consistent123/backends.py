@@ -159,8 +159,6 @@ class Backends:
 
 def resolve_all(cfg: Config, device) -> Backends:
     """The backends of a run of ``cfg`` on ``device`` (``train.device`` resolved)."""
-    from consistent123.priors.stable_diffusion import prior_dtype
-
     device = torch.device(device)
     requested = {
         "hashgrid": cfg.hashgrid.backend,

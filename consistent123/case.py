@@ -18,13 +18,28 @@ from PIL import Image, UnidentifiedImageError
 from consistent123.errors import InputError
 from consistent123.images import composite
 from consistent123.io import atomic_files
-from consistent123.preprocess.depth import depth_to_png16, read_depth_png
 
 # The case folder's files: the one place that names them.
 RGBA = "rgba.png"
 DEPTH = "depth.png"
 CAPTION = "caption.txt"
 CASE_FILES = (RGBA, DEPTH, CAPTION)
+
+
+# depth.png: 16-bit greyscale, 65535 = 1, larger = farther, 0 outside the mask.
+def depth_to_png16(depth: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.round(np.clip(depth, 0.0, 1.0) * 65535.0).astype(np.uint16))
+
+
+def read_depth_png(path: str | Path) -> np.ndarray:
+    """float32 [0, 1] from a depth PNG of any bit depth (ours: 16-bit; the authors': 8-bit)."""
+    with Image.open(path) as im:
+        im.load()
+        bits = 16 if im.mode.startswith("I") else 8
+        arr = np.asarray(im, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr / (65535.0 if bits == 16 else 255.0)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from PIL import Image
 
 
 def synthetic_case(root: Path, name: str = "egg", size: int = 64) -> Path:
-    from consistent123.preprocess.depth import depth_to_png16
+    from consistent123.case import depth_to_png16
 
     case = Path(root) / name
     case.mkdir(parents=True, exist_ok=True)

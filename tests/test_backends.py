@@ -120,7 +120,7 @@ def test_reconstruct_logs_backends_to_mlflow_and_the_run_log(tmp_path, caplog):
 
 
 def test_trainer_builds_the_backends_resolved_for_its_device():
-    from consistent123.priors.registry import Priors
+    from consistent123.priors.base import Priors
     from consistent123.training.trainer import Trainer
 
     cfg = load_config(

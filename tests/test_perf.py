@@ -9,7 +9,8 @@ import torch
 
 from consistent123.case import Case
 from consistent123.config import load_config
-from consistent123.priors.registry import Priors, load_priors
+from consistent123.priors.base import Priors
+from consistent123.priors.registry import load_priors
 from consistent123.render.cameras import Camera
 from consistent123.training.perf import TargetCache, host_values, optimise_field, optimise_priors
 from consistent123.training.trainer import Trainer

@@ -4,7 +4,7 @@ Convention (the authors' ``*_depth.png``, Omnidata depth): relative depth, large
 (a bulging surface is darkest at its centre, e.g. realfusion15/colorful_teapot_depth.png), in
 [0, 1] inside the object mask and 0 outside. The reference-view loss correlates it with the
 rendered ray distance. We store it as a 16-bit greyscale PNG (65535 = 1) for
-precision; ``read_depth_png`` reads both that and the authors' 8-bit files.
+precision; ``consistent123.case.read_depth_png`` reads both that and the authors' 8-bit files.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from skimage.transform import resize
 
 from consistent123.errors import InputError
@@ -45,18 +44,3 @@ def normalise_in_mask(depth: np.ndarray, mask: np.ndarray, what: str) -> np.ndar
     out = np.zeros(depth.shape, dtype=np.float32)
     out[mask] = ((depth[mask] - lo) / (hi - lo)).astype(np.float32)
     return np.clip(out, 0.0, 1.0)
-
-
-def depth_to_png16(depth: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.round(np.clip(depth, 0.0, 1.0) * 65535.0).astype(np.uint16))
-
-
-def read_depth_png(path: str | Path) -> np.ndarray:
-    """float32 [0, 1] from a depth PNG of any bit depth (ours: 16-bit; the authors': 8-bit)."""
-    with Image.open(path) as im:
-        im.load()
-        bits = 16 if im.mode.startswith("I") else 8
-        arr = np.asarray(im, dtype=np.float32)
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    return arr / (65535.0 if bits == 16 else 255.0)

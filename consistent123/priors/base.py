@@ -7,6 +7,7 @@ generator) -> (loss, info)`` every iteration that uses them. The SDS maths is in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
 
 import torch
@@ -15,6 +16,15 @@ import torch.nn.functional as F
 from consistent123.errors import ConfigError
 from consistent123.priors.sds import score_distillation
 from consistent123.render.cameras import Camera
+
+
+@dataclass
+class Priors:
+    """The pretrained parts a run needs; any may be None when the strategy never uses it."""
+
+    zero123: Optional[object] = None
+    stable_diffusion: Optional[object] = None
+    clip_judge: Optional[object] = None
 
 
 class ScoreDistillationPrior(Protocol):

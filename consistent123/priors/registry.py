@@ -10,13 +10,12 @@ can say what it really used whatever its config names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
 from consistent123.config import Config
+from consistent123.priors.base import Priors
 from consistent123.priors.provenance import with_origin
 
 # config key of each part -> key of the tiny-models manifest
@@ -151,15 +150,6 @@ def load_segmenter(cfg: Config, device: torch.device | str):
 
 
 # ---------------------------------------------------------------- what a run loads
-@dataclass
-class Priors:
-    """The pretrained parts a run needs; any may be None when the strategy never uses it."""
-
-    zero123: Optional[object] = None
-    stable_diffusion: Optional[object] = None
-    clip_judge: Optional[object] = None
-
-
 def load_priors(cfg: Config, device: torch.device) -> Priors:
     """Load only what the configured strategy uses (3d_only never loads Stable Diffusion)."""
     if not cfg.train.use_priors:

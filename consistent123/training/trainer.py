@@ -28,7 +28,7 @@ from consistent123.case import Case
 from consistent123.config import Config
 from consistent123.images import on_white
 from consistent123.losses import reference_losses
-from consistent123.priors.registry import Priors
+from consistent123.priors.base import Priors
 from consistent123.render.cameras import Camera, check_cameras, reference_camera
 from consistent123.training.checkpoint import config_hash, load_state, save_state
 from consistent123.training.optimiser import make_optimizer, optimizer_step

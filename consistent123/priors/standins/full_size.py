@@ -136,9 +136,9 @@ def clip_judge(device="meta"):
 def load_full_size_priors(cfg: Config, device, parts=("zero123", "stable_diffusion", "clip_judge")):
     """``trainer.Priors`` holding the full-size random priors, loaded like the real ones."""
     from consistent123.backends import prior_dtype
+    from consistent123.priors.base import Priors
     from consistent123.priors.stable_diffusion import StableDiffusionPrior
     from consistent123.priors.zero123 import Zero123Prior
-    from consistent123.training.trainer import Priors
 
     device = torch.device(device)
     dtype = prior_dtype(cfg, device)
