@@ -1,1 +1,1 @@
-
+"""Measurements built from the method and the evaluation (may import both)."""
