@@ -387,7 +387,7 @@ class TrackingConfig(Section):
 # ---------------------------------------------------------------- speed (no effect on the method)
 class PerfConfig(Section):
     """Speed switches. None changes what is optimised; each is checked against the plain path on
-    the CPU (tests/test_perf.py) and timed by benchmarks/iteration_speed.py (eager vs optimised)."""
+    the CPU (tests/integration/test_perf.py) and timed by perf/iteration_speed.py (eager vs optimised)."""
 
     # Loss values stay on the device; they are read once every train.log_every iterations.
     sync_free_logging: bool = False
