@@ -68,10 +68,19 @@ def test_demo_dry_run_lists_every_step_for_both_demo_cases():
         "preprocess/realfusion15/banana/rgba.png",
         "metrics.json",
         "tables.done",
+        "report/front_page.rst",
         "known_answer/Android_Figure_Panda/metrics.json",
         "known_answer/known_answer.md",
     ):
         assert any(step in j for j in jobs), step
+
+
+def test_snakemake_lint_finds_nothing():
+    """`snakemake --lint`: every job rule names its conda environment, helpers live in
+    common.smk, no hard-coded path prefixes. Any lint fails the test with the linter's text."""
+    proc = subprocess.run([*SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in text, text[-4000:]
 
 
 def test_paper_dag_lists_every_case_and_variant_exactly_once():
