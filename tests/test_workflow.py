@@ -116,6 +116,22 @@ def test_paper_config_is_not_merged_with_the_demo_config(workdir: Path):
     assert any("/boundary_delta~0.0001/" in j for j in jobs)
 
 
+def test_dry_run_reads_no_run_files(workdir: Path):
+    """Parsing the workflow never opens a run's records: a run folder whose priors.json is a
+    FIFO (opening it for reading blocks until a writer comes) must not stall a dry run. The
+    report's front page comes from the report_facts job instead."""
+    import os
+
+    run = workdir / "results/demo/runs/realfusion15/default/banana"
+    run.mkdir(parents=True)
+    os.mkfifo(run / "priors.json")
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--quiet", "rules"], cwd=workdir, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"^report_facts\s+1$", proc.stdout, flags=re.M), proc.stdout[-2000:]
+
+
 # ---------------------------------------------------------------- config and case sheets
 def test_schema_rejects_a_bad_config(workdir: Path):
     cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
