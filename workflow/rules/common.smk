@@ -313,7 +313,7 @@ def finish_sweep(status):
 
     When the sweep's tables exist (the whole DAG ran), the report is written first
     (`snakemake --report`, same config files and `--config` values)."""
-    from consistent123.tracking import finish_parent_run
+    from consistent123.tracking.sweep import finish_parent_run
 
     artifacts = {"tables": sorted(p for p in Path(TABLES_DIR).glob("*") if not p.name.startswith("."))}
     if status == "FINISHED" and Path(f"{SWEEP_DIR}/tables.done").is_file():

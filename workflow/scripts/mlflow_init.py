@@ -3,7 +3,8 @@
 import logging
 
 from consistent123.io import atomic_write_json
-from consistent123.tracking import ensure_experiment, resolve_uri, start_parent_run
+from consistent123.tracking.store import ensure_experiment, resolve_uri
+from consistent123.tracking.sweep import start_parent_run
 
 sm = snakemake  # noqa: F821
 logging.basicConfig(filename=sm.log[0], level=logging.INFO)

@@ -14,8 +14,8 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image
 
+from consistent123.images import upscale_for_display
 from consistent123.io import atomic_write_text
-from consistent123.progress_images import upscale_for_display
 
 sm = snakemake  # noqa: F821
 out_dir = Path(sm.input.glb).parent
