@@ -175,7 +175,10 @@ def evaluate_run(
             from consistent123.tracking.run import log_to_run
 
             log_to_run(
-                folder.run_record, metrics, artifacts=[metrics_path, *written], tags={"priors": priors["priors"]}
+                folder.run_record,
+                metrics,
+                artifacts=[metrics_path, *written],
+                tags={k: all_tags[k] for k in ("priors", "protocol") if k in all_tags},
             )
         except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror
             log.warning("metrics not logged to MLflow (%s: %s)", exc.__class__.__name__, exc)
