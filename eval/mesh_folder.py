@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 MESH_SUFFIXES = (".glb", ".obj", ".ply")
 SUPPLIED = "user"  # the `supplied` tag of these rows (eval/aggregate.py)
-PRIORS = "supplied"  # the `priors` tag: not our priors, so never compared with the paper
+# The `priors` tag: not our priors, so never compared with the paper; "+random" when the view
+# metrics ran LPIPS on a random-weight trunk (eval.lpips_random_backbone), so the table says so.
+PRIORS = "supplied"
 
 
 def find_meshes(mesh_dir: Path) -> dict[str, Path]:
@@ -89,7 +91,8 @@ def evaluate_mesh_folder(
         raise InputError(f"{mesh_dir}: meshes for cases not in {manifest}: {', '.join(unknown)}")
     missing = sorted(set(models) - set(meshes))
     if missing:
-        log.warning("%d case(s) of %s have no mesh in %s: %s", len(missing), manifest, mesh_dir, ", ".join(missing))
+        shown = ", ".join(missing[:5]) + (f", ... ({len(missing) - 5} more)" if len(missing) > 5 else "")
+        log.warning("%d case(s) of %s have no mesh in %s: %s", len(missing), manifest, mesh_dir, shown)
     # Every ground truth must exist before anything is scored or written.
     gts = {case: ground_truth_path(gt_pattern, case, models[case]) for case in meshes}
     absent = [str(p) for p in gts.values() if not p.is_file()]
@@ -99,6 +102,7 @@ def evaluate_mesh_folder(
     if lpips_metric is None:
         lpips_metric = load_lpips(cfg.eval.lpips_net, "cpu", cfg.eval.lpips_random_backbone)
 
+    priors = PRIORS + ("+random" if lpips_metric.random_backbone else "")
     paths = []
     for case, mesh_path in sorted(meshes.items()):
         gt, pred = load_mesh(gts[case]), load_mesh(mesh_path)
@@ -117,13 +121,13 @@ def evaluate_mesh_folder(
             "method": method,
             "variant": "default",
             "supplied": SUPPLIED,
-            "priors": PRIORS,
+            "priors": priors,
             "protocol": cfg.eval.protocol,
         }
         record = {
             "metrics": metrics,
             "tags": tags,
-            "priors": {"priors": PRIORS, "lpips": lpips_metric.name},
+            "priors": {"priors": priors, "lpips": lpips_metric.name},
             "run": {"run_id": f"supplied:{method}:{case}"},
             "details": details,
             "inputs": {"mesh": str(mesh_path), "gt_mesh": str(gts[case]), "manifest": str(manifest)},

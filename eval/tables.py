@@ -229,7 +229,7 @@ def extra_rows(runs: pd.DataFrame) -> list[dict]:
                     "diff": math.nan,
                     "n_runs": n,
                     "status": "ok",
-                    "priors": "supplied" if supplied == SUPPLIED else _priors_of(group, metric),
+                    "priors": _priors_of(group, metric),
                     "decimals": decimals,
                     "note": "",
                     "protocol": protocol,

@@ -54,7 +54,7 @@ def test_evaluate_meshes_scores_a_folder_and_table_2_shows_it(supplied, tmp_path
         "method": "toy",
         "variant": "default",
         "supplied": "user",
-        "priors": "supplied",
+        "priors": "supplied+random",  # LPIPS ran on a random trunk: the tables must say so
         "protocol": "syncdreamer",
     }
     # The moved, rescaled copy is the ground truth after normalisation; the stretched one is not.
@@ -91,6 +91,7 @@ def test_evaluate_meshes_scores_a_folder_and_table_2_shows_it(supplied, tmp_path
     assert "toy (supplied by the user; protocol syncdreamer)" in md
     assert "consistent123" in md and "missing" in md  # our column, no runs of ours here
     assert "Protocol: every number is scored under `paper`" in md
+    assert "| random+supplied |" in md  # the Priors column of every supplied row
     cells = pd.read_csv(tables / "table2.csv")
     toy = cells[cells["setting"].str.startswith("toy")].set_index("metric")
     assert toy.loc["chamfer_distance", "ours"] == pytest.approx(

@@ -47,4 +47,6 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     shown = ["case", *[c for c in METRIC_COLUMNS if c in runs and runs[c].notna().any()]]
     print(f"{args.method} (supplied by the user), protocol {protocol.name}, {len(runs)} case(s)")
     print(runs[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if cfg.eval.lpips_random_backbone:
+        print("mv_lpips: LPIPS on a RANDOM-BACKBONE trunk (eval.lpips_random_backbone): not LPIPS, not comparable")
     return 0
