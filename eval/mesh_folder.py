@@ -48,15 +48,18 @@ def find_meshes(mesh_dir: Path) -> dict[str, Path]:
     return found
 
 
-def manifest_models(manifest: Path) -> dict[str, str]:
-    """case -> ground-truth model name (the manifest's ``gt_mesh`` column, else the case itself)."""
+def manifest_models(manifest: Path) -> dict[str, Optional[str]]:
+    """case -> ground-truth model name: the manifest's ``gt_mesh`` (None where it is empty: the
+    case's model is unknown, datasets/README.md), or the case itself when there is no such column."""
     if not manifest.is_file():
         raise InputError(f"{manifest}: manifest not found")
     with open(manifest, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows or "case" not in rows[0]:
         raise InputError(f"{manifest}: not a manifest (no 'case' column)")
-    return {row["case"]: (row.get("gt_mesh") or row["case"]) for row in rows}
+    if "gt_mesh" not in rows[0]:
+        return {row["case"]: row["case"] for row in rows}
+    return {row["case"]: (row["gt_mesh"] or None) for row in rows}
 
 
 def ground_truth_path(pattern: str, case: str, model: str) -> Path:
@@ -93,6 +96,12 @@ def evaluate_mesh_folder(
     if missing:
         shown = ", ".join(missing[:5]) + (f", ... ({len(missing) - 5} more)" if len(missing) > 5 else "")
         log.warning("%d case(s) of %s have no mesh in %s: %s", len(missing), manifest, mesh_dir, shown)
+    unmapped = sorted(case for case in meshes if models[case] is None)
+    if unmapped:
+        log.warning("no known ground-truth model in %s, not scored: %s", manifest, ", ".join(unmapped))
+        meshes = {case: path for case, path in meshes.items() if models[case] is not None}
+    if not meshes:
+        raise InputError(f"{mesh_dir}: no mesh of a case with a known ground truth in {manifest}")
     # Every ground truth must exist before anything is scored or written.
     gts = {case: ground_truth_path(gt_pattern, case, models[case]) for case in meshes}
     absent = [str(p) for p in gts.values() if not p.is_file()]

@@ -2,7 +2,7 @@
 
 Built deterministically from the three GSO scans in datasets/known_answer/: each scan against
 itself perturbed (Gaussian vertex noise), decimated (vertex clustering), shifted (translated
-and rescaled: every protocol's normalisation must remove it), and one pair of different
+and rescaled: every protocol's normalisation must remove it), and two pairs of different
 objects. The reference implementations were run on exactly these meshes, so the generator
 must not change without regenerating the golden values.
 """
@@ -66,6 +66,7 @@ def pairs() -> list[tuple[str, trimesh.Trimesh, trimesh.Trimesh]]:
         gt = scan(name)
         out += [(f"{name}/{variant}", gt, make(gt)) for variant, make in VARIANTS.items()]
     out.append((f"{OBJECTS[0]}/vs/{OBJECTS[1]}", scan(OBJECTS[0]), scan(OBJECTS[1])))
+    out.append((f"{OBJECTS[2]}/vs/{OBJECTS[0]}", scan(OBJECTS[2]), scan(OBJECTS[0])))
     return out
 
 

@@ -33,7 +33,8 @@ def supplied(tmp_path):
     stretched.vertices = np.asarray(cone.vertices) * [1.0, 1.0, 1.6]
     stretched.export(mesh_dir / "cone.glb")
     manifest = tmp_path / "objects.tsv"
-    manifest.write_text("case\tgt_mesh\nbox\tBox_Model\ncone\tCone_Model\nmissing_case\tOther\n")
+    box.export(mesh_dir / "mystery.ply")  # a case whose ground-truth model is unknown: not scored
+    manifest.write_text("case\tgt_mesh\nbox\tBox_Model\ncone\tCone_Model\nmissing_case\tOther\nmystery\t\n")
     return mesh_dir, gt_dir, manifest
 
 
@@ -65,6 +66,7 @@ def test_evaluate_meshes_scores_a_folder_and_table_2_shows_it(supplied, tmp_path
     assert len(box["details"]["mv_psnr_per_view"]) == 16  # SyncDreamer's 16 views
     runs = pd.read_csv(out / "runs.csv")
     assert sorted(runs["case"]) == ["box", "cone"] and set(runs["method"]) == {"toy"}
+    assert not (out / "mystery").exists()
 
     # Table 2: the paper's columns as before, plus the supplied method's, protocol named.
     tables = tmp_path / "tables"

@@ -46,7 +46,7 @@ def ours():
 
 def test_golden_file_covers_every_pair():
     assert [row["pair"] for row in GOLDEN["pairs"]] == [name for name, _, _ in pairs()]
-    assert len(GOLDEN["pairs"]) == 10
+    assert len(GOLDEN["pairs"]) == 11
 
 
 @pytest.mark.parametrize("protocol", ["syncdreamer", "spar3d"])
