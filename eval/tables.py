@@ -143,8 +143,9 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
     for column in ("protocol", "supplied", "method"):  # run tables saved before these tags
         if column not in runs:
             runs[column] = None
-    runs["protocol"] = runs["protocol"].fillna(PAPER_PROTOCOL)
-    runs["method"] = runs["method"].fillna("consistent123")
+    # object first: a CSV column with no value at all reads back as float NaN
+    runs["protocol"] = runs["protocol"].astype(object).fillna(PAPER_PROTOCOL)
+    runs["method"] = runs["method"].astype(object).fillna("consistent123")
     elsewhere = (runs["supplied"] == SUPPLIED) | (runs["protocol"] != PAPER_PROTOCOL)
     extra_runs, runs = runs[elsewhere], runs[~elsewhere]
     out = []

@@ -142,7 +142,7 @@ def test_config_prints_the_protocol_table_and_the_paper_keeps_paper(capsys):
     assert protocol_table().count("\n") > 10
     assert EvalConfig().protocol == "paper"
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
-    assert paper["method"]["eval"].get("protocol", "paper") == "paper"
+    assert paper["method"]["eval"]["protocol"] == "paper"
 
 
 def _names(path: Path, column: str = "case") -> list[str]:
