@@ -107,6 +107,17 @@ def test_mesh2sdf_iou_of_nested_cubes():
     assert mm.volumetric_iou(inside_small, inside_big) == pytest.approx((7 / 15) ** 3)
 
 
+def test_ssim_is_eschernets_call_on_uint8_views():
+    """EscherNet's metrics/eval_2D_NVS.py: structural_similarity(pred_uint8, gt_uint8, channel_axis=2)."""
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(3)
+    gt = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    pred = np.clip(gt.astype(int) + rng.integers(-40, 41, gt.shape), 0, 255).astype(np.uint8)
+    reference = structural_similarity(pred, gt, channel_axis=2)
+    assert ssim(pred / 255.0, gt / 255.0) == pytest.approx(reference, abs=1e-9)
+
+
 def test_ssim_of_same_and_noisy_images():
     rng = np.random.default_rng(0)
     image = rng.random((32, 32, 3))
