@@ -15,10 +15,10 @@ EscherNet's ``normalize_mesh``), after the rigid alignment of ``eval.align``. Sy
 per-object rotation of the ground truth (``get_gt_rotate_angle``) only puts a scan into
 SyncDreamer's own input-view frame; a mesh from any other method needs the alignment instead.
 
-tests/test_protocols.py checks ``syncdreamer`` against values EscherNet's metric code produced,
+tests/integration/test_protocols.py checks ``syncdreamer`` against values EscherNet's metric code produced,
 and ``spar3d``'s Chamfer and F-scores against Open3D's point distances (no reference code is
 published), on GSO scans perturbed, decimated and shifted (tests/fixtures/protocol_golden.json,
-provenance inside; ``python -m tests._golden_pairs`` prints reference vs ours). ``paper`` has no
+provenance inside; ``python -m tests.support.golden_pairs`` prints reference vs ours). ``paper`` has no
 reference: the authors publish no evaluation code.
 """
 

@@ -17,7 +17,7 @@ from consistent123.config import EvalConfig
 from eval import mesh_metrics as mm
 from eval.image_metrics import ssim
 from eval.protocols import PROTOCOLS, geometry_metrics, get_protocol, protocol_table
-from tests._golden_pairs import pairs
+from tests.support.golden_pairs import pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = json.loads((ROOT / "tests" / "fixtures" / "protocol_golden.json").read_text())

@@ -93,5 +93,5 @@ def golden_table(path: Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # python -m tests._golden_pairs
+if __name__ == "__main__":  # python -m tests.support.golden_pairs
     print(golden_table(), end="")
