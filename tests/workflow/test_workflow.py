@@ -107,6 +107,27 @@ def test_paper_dag_lists_every_case_and_variant_exactly_once():
     assert {"dynamic_schedule~log", "dynamic_strategy~fixed_switch", "loss_lambda_depth~0"} <= variants_of("c10")
 
 
+def test_supplied_meshes_are_scored_and_reach_the_tables(tmp_path: Path):
+    """config supplied_meshes: one evaluate-meshes job per method, its rows handed to `tables`."""
+    meshes = tmp_path / "sf3d meshes"
+    meshes.mkdir()
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "-p", "--forceall", "--config", f'supplied_meshes={{"sf3d": "{meshes}"}}'],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs_csv = "results/supplied/demo/sf3d/runs.csv"
+    assert re.search(
+        rf"evaluate-meshes '{re.escape(str(meshes))}' --benchmark gso --method sf3d .*--out results/supplied/demo/sf3d",
+        proc.stdout,
+    )
+    tables = next(line for line in proc.stdout.splitlines() if " -- tables " in line)
+    assert "--supplied results/supplied/demo/sf3d" in tables and runs_csv in proc.stdout
+
+
 def test_paper_config_is_not_merged_with_the_demo_config(workdir: Path):
     """--configfile replaces config/config.yaml: no demo-only value leaks into the paper sweep."""
     jobs = dag_jobs("--configfile", "config/paper.yaml", cwd=workdir)

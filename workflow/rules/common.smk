@@ -51,6 +51,7 @@ EXPERIMENT = BASE_CFG.tracking.experiment
 TINY_DIR = BASE_CFG.models.tiny_dir
 KNOWN_ANSWER = config.get("known_answer")
 TABLES_DIR = f"{RESULTS}/tables/{SWEEP}"
+SUPPLIED_MESHES = config.get("supplied_meshes", {})
 REPORT_HTML = f"{SWEEP_DIR}/report.html"
 # The report's front page, which report_facts writes (absolute: `report:` joins a relative path
 # to the folder of the file that names it).
@@ -208,6 +209,11 @@ def rule_resources(rule_name):
 
 def all_metrics():
     return [f"{run_dir(b, v, c)}/metrics.json" for (b, c, v) in RUNS]
+
+
+def supplied_runs():
+    """runs.csv of each method whose meshes the user supplied (config supplied_meshes)."""
+    return [f"{RESULTS}/supplied/{SWEEP}/{method}/runs.csv" for method in SUPPLIED_MESHES]
 
 
 def report_pages():

@@ -12,6 +12,7 @@ rule tables:
     """`consistent123 tables` over every run of the sweep (MLflow, metrics.json as fallback)."""
     input:
         metrics=all_metrics(),
+        supplied=supplied_runs(),
         variants=rules.variants_sheet.output[0],
         parent=rules.mlflow_init.output[0],
         config=rules.method_config.output[0],
@@ -29,6 +30,7 @@ rule tables:
         runs_root=lambda wc, input: str(Path(input.parent).parent),  # the sweep's folder
         sweep=SWEEP,
         extra=config.get("tables_args", []),
+        supplied=lambda wc, input: [arg for path in input.supplied for arg in ("--supplied", str(Path(path).parent))],
     log:
         f"{SWEEP_DIR}/logs/tables.log",
     benchmark:
@@ -38,7 +40,7 @@ rule tables:
     shell:
         "{params.python:q} {params.cli:q} --log {log:q} --threads {threads} -- "
         "tables --config {input.config:q} --results {params.runs_root:q} --sweep {params.sweep:q} "
-        "--out {output.tables:q} {params.extra:q}"
+        "--out {output.tables:q} {params.supplied:q} {params.extra:q}"
 
 
 rule turntable_page:
