@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-SCANS = Path(__file__).resolve().parents[1] / "datasets" / "known_answer"
+SCANS = Path(__file__).resolve().parents[2] / "datasets" / "known_answer"
 OBJECTS = ("Android_Figure_Panda", "CHICKEN_RACER", "CITY_TAXI_POLICE_CAR")
 NOISE = 0.01  # vertex noise, fraction of the longest side
 CLUSTER = 1.0 / 24.0  # decimation cell, fraction of the longest side
