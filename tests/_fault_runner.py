@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
     install(argv[0])
     from consistent123.cli import main as cli_main
 
-    return cli_main(argv[1:])
+    return cli_main(argv[1:], exit_handler=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from consistent123.io import atomic_write_json
+from consistent123.io import atomic_write_json, move_aside
 from consistent123.run_folder import RunFolder
 from consistent123.tracking.store import check_store_writable, client_for, ensure_experiment, resolve_uri
 
@@ -80,12 +80,29 @@ def end_orphaned_runs(client, experiment_id: str, folder: str) -> int:
     return len(found)
 
 
+def read_run_record(run_json: Path) -> dict | None:
+    """The run recorded in ``run.json``; None when there is none. One that cannot be read (torn,
+    garbage, not a run record) is moved aside with a warning: the folder then starts a new run,
+    and the old one, left RUNNING by the job that wrote it, is marked KILLED (end_orphaned_runs)."""
+    if not run_json.exists():
+        return None
+    try:
+        recorded = json.loads(run_json.read_bytes().decode())
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("run_id"), str):
+            raise ValueError("not a run record: no run_id")
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        move_aside(run_json, f"{exc.__class__.__name__}: {str(exc)[:120]}")
+        return None
+    return recorded
+
+
 class RunTracker:
     """One MLflow run bound to an output folder; buffered metrics; resumable."""
 
-    def __init__(self, uri: str, run_id: str, flush_every: int = 200):
+    def __init__(self, uri: str, run_id: str, flush_every: int = 200, resumed: bool = False):
         self.uri = uri
         self.run_id = run_id
+        self.resumed = resumed  # the run existed before this job (its history is in the store)
         self.client = client_for(uri)
         self.flush_every = flush_every
         self._buffer: list = []
@@ -116,8 +133,8 @@ class RunTracker:
         client = client_for(uri)
         run_id = None
         resumed = False
-        if run_json.exists():
-            recorded = json.loads(run_json.read_text())
+        recorded = read_run_record(run_json)
+        if recorded is not None:
             if recorded.get("tracking_uri") == uri and _live_run(client, recorded["run_id"]):
                 run_id = recorded["run_id"]
                 resumed = True
@@ -142,7 +159,7 @@ class RunTracker:
                     "run_name": run_name,
                 },
             )
-        tracker = cls(uri, run_id)
+        tracker = cls(uri, run_id, resumed=resumed)
         if resumed:
             log.info("run %s holds %d metric points; a replay skips them", run_id, tracker.load_history())
         if params:

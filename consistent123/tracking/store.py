@@ -65,6 +65,47 @@ def check_store_writable(uri: str) -> None:
             raise TrackingError(f"tracking store {path} {what}: runs cannot be logged")
 
 
+@contextmanager
+def bounded_requests(timeout_s: float) -> Iterator[None]:
+    """HTTP calls to a tracking server within the block: one try each, ``timeout_s`` each.
+
+    MLflow's defaults (7 retries, backoff factor 2, 120 s a request) make an unreachable server
+    answer after about four minutes; a check before starting should answer in seconds."""
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(timeout_s)))}
+    before = {k: os.environ.get(k) for k in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check_store(uri: str, timeout_s: float, write: bool = True) -> None:
+    """The store answers (a server within ``timeout_s``; a database that is one) and, for a
+    writer, can be written: one ``TrackingError`` line otherwise. Called before a command makes
+    anything, so a store that cannot take the run costs no folder and no model load."""
+    from consistent123.errors import TrackingError
+
+    if write:
+        check_store_writable(uri)
+    else:
+        check_store_exists(uri)
+    try:
+        with bounded_requests(timeout_s):
+            client_for(uri, create=write).search_experiments(max_results=1)
+    except Exception as exc:
+        if isinstance(exc, TrackingError):
+            raise
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+        server = local_store_path(uri) is None
+        hint = f" (within tracking.connect_timeout_s={timeout_s:g} s, no retries)" if server else ""
+        raise TrackingError(f"tracking store {uri} does not answer{hint}: {first}") from None
+
+
 _READY: set[str] = set()  # stores this process has already opened (created if new)
 
 
