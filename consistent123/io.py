@@ -202,7 +202,9 @@ def move_aside(path: str | Path, why: str) -> Path:
     try:
         os.replace(path, aside)
     except OSError as exc:
-        raise OutputError(f"{path} cannot be read ({why}) nor moved aside: {describe_os_error(exc, aside, 'moving to')}") from None
+        raise OutputError(
+            f"{path} cannot be read ({why}) nor moved aside: {describe_os_error(exc, aside, 'moving to')}"
+        ) from None
     logging.getLogger(__name__).warning("%s cannot be read (%s): moved aside to %s", path, why, aside.name)
     return aside
 

@@ -82,8 +82,8 @@ def end_orphaned_runs(client, experiment_id: str, folder: str) -> int:
 
 def read_run_record(run_json: Path) -> dict | None:
     """The run recorded in ``run.json``; None when there is none. One that cannot be read (torn,
-    garbage, not a run record) is moved aside with a warning: the folder then starts a new run,
-    and the old one, left RUNNING by the job that wrote it, is marked KILLED (end_orphaned_runs)."""
+    garbage, not a run record) is moved aside with a warning and ``{}`` returned: the folder's
+    run is then looked up in the store by its folder tag (``find_folder_run``)."""
     if not run_json.exists():
         return None
     try:
@@ -92,8 +92,21 @@ def read_run_record(run_json: Path) -> dict | None:
             raise ValueError("not a run record: no run_id")
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         move_aside(run_json, f"{exc.__class__.__name__}: {str(exc)[:120]}")
-        return None
+        return {}
     return recorded
+
+
+def find_folder_run(client, experiment_id: str, folder: str) -> str | None:
+    """The one unfinished run of ``folder`` (by its folder tag), to resume when the folder's
+    run.json was lost; None when there is none or several (then a new run is safer)."""
+    if "'" in folder:
+        return None
+    found = [
+        r
+        for r in client.search_runs([experiment_id], filter_string=f"tags.{FOLDER_TAG} = '{folder}'")
+        if r.info.status != "FINISHED"
+    ]
+    return found[0].info.run_id if len(found) == 1 else None
 
 
 class RunTracker:
@@ -134,7 +147,16 @@ class RunTracker:
         run_id = None
         resumed = False
         recorded = read_run_record(run_json)
-        if recorded is not None:
+        folder = str(Path(out_dir).resolve())
+        if recorded == {}:  # unreadable: the store knows the folder's run by its tag
+            exp_id = ensure_experiment(uri, experiment)
+            found = find_folder_run(client, exp_id, folder)
+            if found is not None:
+                recorded = {"run_id": found, "tracking_uri": uri, "experiment_id": exp_id}
+                recorded.update(experiment=experiment, run_name=run_name)
+                atomic_write_json(run_json, recorded)
+                log.warning("MLflow run %s of %s found by its folder tag: run.json rewritten", found, folder)
+        if recorded:
             if recorded.get("tracking_uri") == uri and _live_run(client, recorded["run_id"]):
                 run_id = recorded["run_id"]
                 resumed = True
@@ -142,7 +164,6 @@ class RunTracker:
                 log.info("resuming MLflow run %s", run_id)
         if run_id is None:
             exp_id = ensure_experiment(uri, experiment)
-            folder = str(Path(out_dir).resolve())
             end_orphaned_runs(client, exp_id, folder)
             all_tags = {FOLDER_TAG: folder, **(tags or {})}
             if parent_run_id:
