@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None, exit_handler: bool | None = None) -> int
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     cfg = None
+    interrupted = False
     try:
         cfg = load_config(args.config, args.overrides)
         return int(importlib.import_module(args._module).run(args, cfg) or 0)
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None, exit_handler: bool | None = None) -> int
         print(error_line(args.command, describe_os_error(exc, action="at")), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if previous is not None:  # a second SIGTERM must not cut the line in half
+        interrupted = True
+        if previous is not None:  # a second SIGTERM must not cut the line in half, nor repeat it
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print(error_line(args.command, "interrupted"), file=sys.stderr)
         return 130
@@ -143,7 +145,10 @@ def main(argv: list[str] | None = None, exit_handler: bool | None = None) -> int
     finally:
         if previous is not None:
             keep = argv is None if exit_handler is None else exit_handler
-            signal.signal(signal.SIGTERM, _interrupted_on_the_way_out(args.command) if keep else previous)
+            if not keep:
+                signal.signal(signal.SIGTERM, previous)
+            elif not interrupted:
+                signal.signal(signal.SIGTERM, _interrupted_on_the_way_out(args.command))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@ The folder's files are named in ``consistent123.run_folder``. Re-running the sam
 a kill resumes from the last checkpoint and logs into the same MLflow run.
 
 No state a rerun cannot leave: the tracking store is checked (bounded) before the folder is
-made, and a start that fails leaves no folder it made; a checkpoint, ``run.json`` or config stamp
-that cannot be read is moved aside (``NAME.corrupt-<time>``, one warning line) and the run starts
-over in a new MLflow run, the old one marked FAILED or KILLED. Every way out once the MLflow
-run is open (an error, a signal in any phase, the export included) leaves it in a terminal
-state: FINISHED, FAILED or KILLED. Final outputs are written only after training finished, each atomically;
+made, and a start that fails leaves no folder it made. A state file that cannot be read is moved
+aside (``NAME.corrupt-<time>``, one warning line): a checkpoint, and the run starts over in a new
+MLflow run, the old one marked FAILED; ``run.json``, and the folder's run is found in the store by
+its folder tag and resumed; the config stamp, and the checkpoint's own fingerprint decides. Every
+way out once the MLflow run is open (an error, a signal in any phase, the export included) leaves
+it FINISHED, FAILED or KILLED, never RUNNING.
+
+Final outputs are written only after training finished, each atomically;
 ``DONE`` marks a finished folder. One process at a time writes a folder (``OUT/.lock``, held
 for the whole job); the metric buffer is flushed before every checkpoint, so after a kill the
 run's history is exact once the resumed job replays the iterations since that checkpoint.
