@@ -39,14 +39,17 @@ def _read_run_json(folder: RunFolder) -> Optional[dict]:
     return run
 
 
-def _tracked_tags(run: Optional[dict], run_json: Path) -> dict[str, str]:
+def _tracked_tags(run: Optional[dict], run_json: Path, timeout_s: float) -> dict[str, str]:
     """The MLflow run's own tags (benchmark, variant...), so metrics.json carries them too."""
     if not run:
         return {}
     try:
         from mlflow.tracking import MlflowClient
 
-        tags = MlflowClient(tracking_uri=run["tracking_uri"]).get_run(run["run_id"]).data.tags
+        from consistent123.tracking.store import bounded_requests
+
+        with bounded_requests(timeout_s):  # a server gone answers in seconds, not after minutes of retries
+            tags = MlflowClient(tracking_uri=run["tracking_uri"]).get_run(run["run_id"]).data.tags
     except Exception as exc:  # unreachable, corrupt, or the run is not there: nothing written
         raise TrackingError(
             f"MLflow run {run.get('run_id')} of {run_json} cannot be read from {run.get('tracking_uri')} "
@@ -112,7 +115,11 @@ def evaluate_run(
     if not folder.reference_view.is_file():
         raise InputError(f"{folder.reference_view}: reference-view render not found")
     run = _read_run_json(folder)
-    all_tags = {"case": case_dir.name, **_tracked_tags(run if log_mlflow else None, folder.run_record), **(tags or {})}
+    all_tags = {
+        "case": case_dir.name,
+        **_tracked_tags(run if log_mlflow else None, folder.run_record, cfg.tracking.connect_timeout_s),
+        **(tags or {}),
+    }
     gt = pred = None
     if gt_mesh is not None:
         gt = load_mesh(gt_mesh)
