@@ -357,6 +357,29 @@ def test_a_store_that_cannot_take_the_run_is_refused_before_any_folder_is_made(s
         report("stores that cannot take a run refused before the output folder exists", handled, tried)
 
 
+def test_a_start_that_fails_after_the_run_opened_leaves_no_folder_and_a_failed_run(
+    setup, tmp_path, monkeypatch, capsys
+):
+    """Models that cannot load (after the store check, the folder and the MLflow run exist): the
+    one line, no folder left, the run FAILED; a SIGTERM there, the run KILLED (sigterm_at_load)."""
+    from consistent123.errors import ModelUnavailableError
+    from consistent123.pipeline import reconstruct
+
+    root, case, overrides = setup
+
+    def unavailable(*args, **kwargs):
+        raise ModelUnavailableError("zero123: weights not in the cache and downloads are off")
+
+    monkeypatch.setattr(reconstruct, "load_priors", unavailable)
+    out = tmp_path / "no-models"
+    assert in_process(reconstruct_args(case, out, overrides)) == 2
+    assert "weights not in the cache" in one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+    assert list(folder_runs(out, uri_of(overrides)).values()) == ["FAILED"]
+    with capsys.disabled():
+        report("a start that failed after its run opened: no folder left, run FAILED", 1, 1)
+
+
 def test_reading_commands_fail_loudly_and_write_nothing(setup, baseline, tmp_path, capsys):
     """tables on a corrupt, unreachable or empty store, evaluate of a run the store lacks."""
     root, case, overrides = setup

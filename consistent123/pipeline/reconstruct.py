@@ -120,14 +120,15 @@ def reconstruct(
     check_store(resolve_uri(cfg.tracking.uri), cfg.tracking.connect_timeout_s)
     out_dir = Path(out_dir)
     created = not out_dir.exists()
+    reached = set()  # "training" once the loop starts: from then on the folder is the run's state
     try:
         with folder_lock(out_dir):  # a second writer of this folder stops here with one line
             if remove_partial_files(out_dir):
                 log.info("%s: removed temporary files of an interrupted run", out_dir)
-            return _reconstruct(case, out_dir, cfg, run_name, parent_run_id, tags, stop_after, progress)
+            return _reconstruct(case, out_dir, cfg, run_name, parent_run_id, tags, stop_after, progress, reached)
     except BaseException:
-        # A start that failed before its first checkpoint leaves no folder it made behind.
-        if created and not RunFolder(out_dir).checkpoint.exists():
+        # A start that failed (store, models, backends) leaves no folder it made behind.
+        if created and "training" not in reached:
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
 
@@ -194,6 +195,7 @@ def _reconstruct(
     tags: Optional[dict],
     stop_after: Optional[int],
     progress: bool,
+    reached: set,
 ) -> Path:
     fingerprint = config_hash(cfg)
     folder = RunFolder(out_dir)
@@ -212,7 +214,7 @@ def _reconstruct(
     # The run is opened before any model loads; from here every way out marks it.
     job.open_run()
     try:
-        return _train_and_export(job, stop_after, progress)
+        return _train_and_export(job, stop_after, progress, reached)
     except BaseException as exc:
         job.mark_stopped(exc)
         raise
@@ -234,7 +236,7 @@ def _build_trainer(job: _Job, priors, run_cfg: Config) -> tuple[Trainer, Progres
     return trainer, images
 
 
-def _train_and_export(job: _Job, stop_after: Optional[int], progress: bool) -> Path:
+def _train_and_export(job: _Job, stop_after: Optional[int], progress: bool, reached: set) -> Path:
     folder, cfg = job.folder, job.cfg
     priors = load_priors(cfg, job.device)
     loaded = loaded_models_record(vars(priors))  # pretrained or random-weight, read from the loaded files
@@ -256,6 +258,7 @@ def _train_and_export(job: _Job, stop_after: Optional[int], progress: bool) -> P
             log.warning("starting again from iteration 0")
     tracker = job.tracker
     images.attach(trainer)
+    reached.add("training")
     trainer.fit(checkpoint_path=ckpt, stop_after=stop_after, progress=progress)
     images.final()
     tracker.flush()
