@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -84,7 +85,25 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt  # SIGTERM (Snakemake, SLURM) ends a job like Ctrl-C: logs flushed, run marked
 
 
-def main(argv: list[str] | None = None) -> int:
+def _interrupted_on_the_way_out(command: str):
+    """SIGTERM once the command is over (while the interpreter shuts down) still ends in the one
+    "interrupted" line and exit 130, not a silent death by signal 15."""
+
+    def handler(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os.write(2, (error_line(command, "interrupted") + "\n").encode())
+        os._exit(130)
+
+    return handler
+
+
+def main(argv: list[str] | None = None, exit_handler: bool | None = None) -> int:
+    """Run one command; the exit code. ``exit_handler`` (default: when ``argv`` is None, i.e. the
+    process is this command) leaves SIGTERM handled after the return, until the process exits."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -99,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     cfg = None
+    interrupted = False
     try:
         cfg = load_config(args.config, args.overrides)
         return int(importlib.import_module(args._module).run(args, cfg) or 0)
@@ -109,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         print(error_line(args.command, describe_os_error(exc, action="at")), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        interrupted = True
+        if previous is not None:  # a second SIGTERM must not cut the line in half, nor repeat it
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print(error_line(args.command, "interrupted"), file=sys.stderr)
         return 130
     except Exception as exc:
@@ -125,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            keep = argv is None if exit_handler is None else exit_handler
+            if not keep:
+                signal.signal(signal.SIGTERM, previous)
+            elif not interrupted:
+                signal.signal(signal.SIGTERM, _interrupted_on_the_way_out(args.command))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ saved next to every output so a run can be reproduced from its folder alone.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
@@ -386,6 +387,10 @@ class TrackingConfig(Section):
     training = False
     uri: str = "sqlite:///results/mlflow.db"
     experiment: str = "consistent123"
+    # How long the store may take to answer the check made before an output folder is created
+    # (and before `tables` reads). MLflow's own default retries an unreachable server for about
+    # four minutes (7 retries, backoff factor 2); a start that cannot log should fail in seconds.
+    connect_timeout_s: PositiveFloat = 20.0
 
 
 # ---------------------------------------------------------------- speed (no effect on the method)
@@ -412,6 +417,109 @@ class PerfConfig(Section):
     compile: bool = False
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     compile_backend: str = "inductor"
+
+
+# ---------------------------------------------------------------- what a setting may cost
+class LimitsConfig(Section):
+    """Ceilings on what an input or a setting may allocate, checked before the allocation (and
+    a whole config before any model loads), so a typo fails in one line naming the value and its
+    limit instead of asking the allocator for petabytes hours into a run. Each ceiling leaves
+    room above the method's own largest value (spec: R = the authors' code)."""
+
+    training = False
+    # Preprocessing's padded square canvas, in source pixels a side (1.25x the object's longest
+    # side at border_ratio 0.2). Past it the image is first reduced by an integer factor (box
+    # filter) so the canvas fits: an 8192^2 RGBA canvas is 256 MiB, its two float64 maps 512 MiB
+    # each. A 12-megapixel photo's canvas (about 5000 px) stays below it, untouched.
+    max_canvas_side: PositiveInt = 8192
+    # Every square image a setting asks for: renders, textures, turntable frames, the priors'
+    # inputs, preprocessing's output. R's largest is the DMTet render at 1024; 2048 doubles it
+    # (a 2048^2 float32 RGBA image is 64 MiB, before the renderer's per-pixel buffers).
+    max_image_side: PositiveInt = 2048
+    # NeRF samples in one render: rays x (num_steps + upsample_steps). R's largest is the
+    # reference view, (128 x 1.5)^2 rays x 96 samples = 3.5M; 2^24 = 16.8M leaves 4.7x room
+    # (each sample holds about a kilobyte of activations and gradients).
+    max_nerf_samples: PositiveInt = 16_777_216
+    # DMTet grid size (R: 256, the largest tet file DMTet code bases ship). 512 builds 8x its
+    # 100M tetrahedra, about 5 GB; a size past the limit is refused before stage 1 starts.
+    max_tet_grid_size: PositiveInt = 512
+    # Dense cubic grids: the NeRF's occupancy grid, marching cubes at export, IoU voxels.
+    # R exports at 256; 512^3 float32 is 512 MiB, and its query points three times that.
+    max_grid_resolution: PositiveInt = 512
+    # Hash table entries per level, log2 (Instant-NGP, Mueller et al. 2022, tabulates T up to 2^24).
+    max_log2_hashmap_size: PositiveInt = 24
+
+
+# Bytes held per tet-grid cell by the lattice and its 6 tetrahedra (consistent123/fields/tets.py:
+# 6 x 4 int64 corner ids = 192, the [cells^3, 8] corner table = 64, the lattice indices = 24,
+# the vertex and its SDF/deformation = 28), rounded up.
+TET_GRID_BYTES_PER_CELL = 320
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n_bytes < 1000 or unit == "PB":
+            return f"{n_bytes:.3g} {unit}"
+        n_bytes /= 1000
+    return f"{n_bytes:.3g} PB"
+
+
+def cost_errors(cfg: "Config") -> list[str]:
+    """One line per setting whose cost passes its ``limits.*`` ceiling (empty: the config fits)."""
+    lim = cfg.limits
+    errors = []
+    images = {
+        "preprocess.size": cfg.preprocess.size,
+        "preprocess.depth_input_size": cfg.preprocess.depth_input_size or 0,
+        "nerf.render_size": round(cfg.nerf.render_size * max(cfg.nerf.ref_render_scale, 1.0)),
+        "dmtet.render_size": cfg.dmtet.render_size,
+        "boundary.check_render_size": cfg.boundary.check_render_size,
+        "sds.zero123_resolution": cfg.sds.zero123_resolution,
+        "sds.sd_resolution": cfg.sds.sd_resolution,
+        "export.texture_size": cfg.export.texture_size,
+        "export.turntable_size": cfg.export.turntable_size,
+        "eval.render_size": cfg.eval.render_size,
+    }
+    for name, side in images.items():
+        if side > lim.max_image_side:
+            section, key = name.split(".")
+            value = getattr(getattr(cfg, section), key)
+            scaled = f" (x nerf.ref_render_scale={cfg.nerf.ref_render_scale:g})" if value != side else ""
+            errors.append(
+                f"{name}={value}{scaled} asks for {side}x{side} images > limits.max_image_side={lim.max_image_side}"
+            )
+    side = round(cfg.nerf.render_size * max(cfg.nerf.ref_render_scale, 1.0))
+    samples = side * side * (cfg.nerf.num_steps + cfg.nerf.upsample_steps)
+    if samples > lim.max_nerf_samples:
+        errors.append(
+            f"nerf.render_size={cfg.nerf.render_size} with nerf.num_steps={cfg.nerf.num_steps} + "
+            f"nerf.upsample_steps={cfg.nerf.upsample_steps} samples {samples:,} points per render "
+            f"> limits.max_nerf_samples={lim.max_nerf_samples:,}"
+        )
+    if cfg.dmtet.tet_grid_size > lim.max_tet_grid_size:
+        cells = (cfg.dmtet.tet_grid_size // 2) ** 3
+        errors.append(
+            f"dmtet.tet_grid_size={cfg.dmtet.tet_grid_size} builds {6 * cells:.3g} tetrahedra "
+            f"(about {_size(cells * TET_GRID_BYTES_PER_CELL)}) > limits.max_tet_grid_size={lim.max_tet_grid_size}"
+        )
+    grids = {
+        "nerf.occupancy_grid_resolution": cfg.nerf.occupancy_grid_resolution,
+        "export.marching_cubes_resolution": cfg.export.marching_cubes_resolution,
+        "eval.iou_resolution": cfg.eval.iou_resolution,
+    }
+    for name, res in grids.items():
+        if res > lim.max_grid_resolution:
+            errors.append(
+                f"{name}={res} asks for a {res}^3 grid (about {_size(4.0 * res**3)} per float32 value) "
+                f"> limits.max_grid_resolution={lim.max_grid_resolution}"
+            )
+    if cfg.hashgrid.log2_hashmap_size > lim.max_log2_hashmap_size:
+        table = (2**cfg.hashgrid.log2_hashmap_size) * cfg.hashgrid.num_levels * cfg.hashgrid.features_per_level * 4
+        errors.append(
+            f"hashgrid.log2_hashmap_size={cfg.hashgrid.log2_hashmap_size} asks for {_size(table)} of hash tables "
+            f"> limits.max_log2_hashmap_size={lim.max_log2_hashmap_size}"
+        )
+    return errors
 
 
 class OracleConfig(Section):
@@ -455,6 +563,7 @@ class Config(Section):
     tracking: TrackingConfig = TrackingConfig()
     perf: PerfConfig = PerfConfig()
     oracle: OracleConfig = OracleConfig()
+    limits: LimitsConfig = LimitsConfig()
 
     @property
     def total_iters(self) -> int:
@@ -464,6 +573,13 @@ class Config(Section):
     def _some_training(self) -> "Config":
         if self.total_iters <= 0:
             raise ValueError(f"train.nerf_iters + train.mesh_iters must be > 0 (got {self.total_iters})")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_its_limits(self) -> "Config":
+        errors = cost_errors(self)
+        if errors:  # the first, as every config error is one line (the rest follow once it is fixed)
+            raise ValueError(errors[0])
         return self
 
 
@@ -513,13 +629,31 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return out
 
 
-def _validated(data: dict, source: str) -> Config:
+_SETTING = re.compile(r"\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
+
+
+def _within(a: str, b: str) -> bool:
+    """``a`` and ``b`` name the same setting, or one is a section holding the other."""
+    return bool(a) and bool(b) and (a == b or a.startswith(b + ".") or b.startswith(a + "."))
+
+
+def _overridden(where: str, message: str, overrides: list[str]) -> bool:
+    """Whether the failing setting (its location, or a setting a cross-check's message names) is
+    one ``--set`` gave: the error is then reported against ``--set``, not the file."""
+    named = [where, *_SETTING.findall(message)]
+    keys = [item.split("=", 1)[0].strip().strip(".") for item in overrides if "=" in item]
+    return any(_within(key, name) for key in keys for name in named)
+
+
+def _validated(data: dict, source: str, overrides: list[str] | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
+        if overrides and _overridden(where, message, overrides):
+            source = "--set"
         # A bound reads "<setting> must be ..."; a section's check names its own settings;
         # any other message follows "<setting>: ".
         if message.startswith("must be "):
@@ -542,6 +676,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             loaded = yaml.safe_load(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, not a config file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (binary or not UTF-8); a YAML config is expected") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
         if loaded is None:
@@ -551,11 +689,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         # A workflow config keeps the method's sections under `method:`; accept both forms.
         data = loaded["method"] if "method" in loaded else loaded
     data = apply_overrides(data, overrides or [])
-    return _validated(data, source)
+    return _validated(data, source, overrides)
 
 
 def config_from_dict(data: dict, overrides: list[str] | None = None) -> Config:
-    return _validated(apply_overrides(data, overrides or []), "config")
+    return _validated(apply_overrides(data, overrides or []), "config", overrides)
 
 
 def dump_config(cfg: Config) -> str:

@@ -187,3 +187,29 @@ def read_json(path: str | Path, what: str):
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable {what} ({exc.__class__.__name__})") from None
+
+
+def move_aside(path: str | Path, why: str) -> Path:
+    """Rename a state file that cannot be read to ``NAME.corrupt-<UTC time>`` (kept for a post
+    mortem, out of the way of the rerun) and say so in one warning line naming both."""
+    import logging
+    import time
+
+    from consistent123.errors import OutputError
+
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    try:
+        os.replace(path, aside)
+    except OSError as exc:
+        raise OutputError(
+            f"{path} cannot be read ({why}) nor moved aside: {describe_os_error(exc, aside, 'moving to')}"
+        ) from None
+    logging.getLogger(__name__).warning("%s cannot be read (%s): moved aside to %s", path, why, aside.name)
+    return aside
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as ``Type: its first line`` (for one-line messages)."""
+    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__

@@ -1,7 +1,8 @@
 """All runs of an experiment -> one tidy table (one row per run), saved as CSV and Parquet.
 
-Source: MLflow ``search_runs`` on the experiment; when the tracking store cannot be reached
-(or has no runs), the per-run ``metrics.json`` files under a results folder are read instead.
+Source: MLflow ``search_runs`` on the experiment; when it has no runs, the per-run
+``metrics.json`` files under a results folder are read instead. A store that cannot be read
+(corrupt, unreachable) is an error, never an empty table.
 
 Run tags (the contract between the trainer, the workflow and these tables)
 -------------------------------------------------------------------------
@@ -53,8 +54,8 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from consistent123.errors import InputError
-from consistent123.io import atomic_path, read_json
+from consistent123.errors import InputError, TrackingError
+from consistent123.io import atomic_path, first_line, read_json
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +151,13 @@ def collect_runs(
     if tracking_uri and experiment:
         try:
             df = runs_from_mlflow(tracking_uri, experiment)
-            if len(df):
-                return df
-            log.info("no runs in MLflow experiment %r; reading metrics.json files", experiment)
-        except Exception as exc:  # an unreachable server or a missing database
-            log.warning("MLflow unavailable (%s); reading metrics.json files", exc.__class__.__name__)
+        except Exception as exc:  # a corrupt database, a server gone: never read as "no runs"
+            raise TrackingError(
+                f"tracking store {tracking_uri}: experiment {experiment!r} cannot be read ({first_line(exc)})"
+            ) from None
+        if len(df):
+            return df
+        log.info("no runs in MLflow experiment %r; reading metrics.json files", experiment)
     if results_dir is None:
         return _frame([])
     return runs_from_files(find_metrics_files(results_dir))

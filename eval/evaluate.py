@@ -18,8 +18,8 @@ from typing import Optional
 from consistent123.case import RGBA
 from consistent123.config import Config
 from consistent123.device import resolve_device
-from consistent123.errors import InputError
-from consistent123.io import atomic_write_json, check_writable
+from consistent123.errors import InputError, TrackingError
+from consistent123.io import atomic_write_json, check_writable, first_line
 from consistent123.run_folder import RunFolder
 from consistent123.tracking.run import FOLDER_TAG
 
@@ -31,22 +31,30 @@ def _read_run_json(folder: RunFolder) -> Optional[dict]:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        run = json.loads(path.read_bytes().decode())
     except ValueError:
         raise InputError(f"{path}: not valid JSON") from None
+    if not isinstance(run, dict) or not {"run_id", "tracking_uri"} <= run.keys():
+        raise InputError(f"{path}: not a run record (no run_id and tracking_uri)")
+    return run
 
 
-def _tracked_tags(run: Optional[dict]) -> dict[str, str]:
+def _tracked_tags(run: Optional[dict], run_json: Path, timeout_s: float) -> dict[str, str]:
     """The MLflow run's own tags (benchmark, variant...), so metrics.json carries them too."""
     if not run:
         return {}
     try:
         from mlflow.tracking import MlflowClient
 
-        tags = MlflowClient(tracking_uri=run["tracking_uri"]).get_run(run["run_id"]).data.tags
-    except Exception as exc:  # tracking store unreachable: metrics.json still gets --tags
-        log.warning("could not read the MLflow run's tags (%s)", exc.__class__.__name__)
-        return {}
+        from consistent123.tracking.store import bounded_requests
+
+        with bounded_requests(timeout_s):  # a server gone answers in seconds, not after minutes of retries
+            tags = MlflowClient(tracking_uri=run["tracking_uri"]).get_run(run["run_id"]).data.tags
+    except Exception as exc:  # unreachable, corrupt, or the run is not there: nothing written
+        raise TrackingError(
+            f"MLflow run {run.get('run_id')} of {run_json} cannot be read from {run.get('tracking_uri')} "
+            f"({first_line(exc)}); pass --no-log to evaluate without the store"
+        ) from None
     # MLflow's own tags and the folder bookkeeping describe the store, not the run.
     return {k: v for k, v in tags.items() if not k.startswith("mlflow.") and k != FOLDER_TAG}
 
@@ -123,7 +131,11 @@ def evaluate_run(
     if not folder.reference_view.is_file():
         raise InputError(f"{folder.reference_view}: reference-view render not found")
     run = _read_run_json(folder)
-    all_tags = {"case": case_dir.name, **_tracked_tags(run if log_mlflow else None), **(tags or {})}
+    all_tags = {
+        "case": case_dir.name,
+        **_tracked_tags(run if log_mlflow else None, folder.run_record, cfg.tracking.connect_timeout_s),
+        **(tags or {}),
+    }
     gt = pred = None
     if gt_mesh is not None:
         gt = load_mesh(gt_mesh)
@@ -180,6 +192,8 @@ def evaluate_run(
                 artifacts=[metrics_path, *written],
                 tags={k: all_tags[k] for k in ("priors", "protocol") if k in all_tags},
             )
-        except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror
-            log.warning("metrics not logged to MLflow (%s: %s)", exc.__class__.__name__, exc)
+        except Exception as exc:  # metrics.json is the record of truth; the mirror failing is an error
+            raise TrackingError(
+                f"{metrics_path} written, but not logged to MLflow run {run.get('run_id')} ({first_line(exc)})"
+            ) from None
     return record

@@ -9,6 +9,7 @@ metrics measure shape, never the (arbitrary) scale or placement of a reconstruct
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from scipy.spatial import cKDTree
 
 from consistent123.config import EvalConfig
 from consistent123.meshes import load_mesh, normalise_pair
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- Chamfer distance (Eq. 10)
@@ -229,11 +232,29 @@ def compare_with_protocol(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg: 
     return out
 
 
-def compare_as_configured(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg: EvalConfig) -> dict:
-    """The geometry metrics of the configured protocol (``eval.protocol``), with its counts and frame."""
-    return compare_with_protocol(gt, pred, eval_cfg)
+def compare_as_configured(
+    gt: trimesh.Trimesh,
+    pred: trimesh.Trimesh,
+    eval_cfg: EvalConfig,
+    names: tuple[str, str] = ("the ground truth", "the reconstruction"),
+) -> dict:
+    """The geometry metrics of the configured protocol (``eval.protocol``), with its counts and
+    frame; a mesh that is not watertight has no inside, so its IoU is not defined: said in a
+    warning and in the result (``watertight``)."""
+    result = compare_with_protocol(gt, pred, eval_cfg)
+    result["watertight"] = {}
+    for role, mesh, name in (("gt", gt, names[0]), ("pred", pred, names[1])):
+        result["watertight"][role] = bool(mesh.is_watertight)
+        if not mesh.is_watertight and "volumetric_iou" in result:
+            log.warning(
+                "%s is not watertight (%d faces): its inside is undefined, so volumetric IoU (%.4f) is not meaningful",
+                name,
+                len(mesh.faces),
+                result["volumetric_iou"],
+            )
+    return result
 
 
 def compare_mesh_files(gt_path: str | Path, pred_path: str | Path, eval_cfg: EvalConfig) -> dict:
     """``compare_as_configured`` on two files."""
-    return compare_as_configured(load_mesh(gt_path), load_mesh(pred_path), eval_cfg)
+    return compare_as_configured(load_mesh(gt_path), load_mesh(pred_path), eval_cfg, (str(gt_path), str(pred_path)))

@@ -7,8 +7,10 @@ method's meshes scored by ``evaluate-meshes`` (Table 2, marked "supplied by the 
 ``table<N>.md``, ``table<N>.tex``, ``table<N>.csv`` and ``table<N>.html`` (for the report) for
 each table, atomically.
 
-It only reads: a tracking URI that points at no store is an error (never a new empty one),
-and every input is validated and every table computed before the first file is written.
+It only reads: a tracking URI that points at no store is an error (never a new empty one), so
+is a store that does not answer within ``tracking.connect_timeout_s`` or cannot be read, and so
+are no runs at all; every input is validated and every table computed before the first file is
+written.
 """
 
 from __future__ import annotations
@@ -89,8 +91,12 @@ def load_runs(args: argparse.Namespace, cfg: Config) -> pd.DataFrame:
         experiment = args.experiment or cfg.tracking.experiment
         # A store named on purpose must exist; the config's default may be absent when the
         # metrics.json files are what the user asked for.
-        if args.tracking_uri or os.environ.get(tracking.TRACKING_URI_ENV) or args.results is None:
-            tracking.check_store_exists(uri)
+        named = args.tracking_uri or os.environ.get(tracking.TRACKING_URI_ENV) or args.results is None
+        path = tracking.local_store_path(uri)
+        if named or path is None or path.exists():
+            tracking.check_store(uri, cfg.tracking.connect_timeout_s, write=False)
+        else:
+            uri = None
     if args.results is not None and not Path(args.results).is_dir():
         raise InputError(f"{args.results}: results folder not found")
     runs = aggregate.collect_runs(uri, experiment, args.results)
@@ -131,10 +137,23 @@ def write_tables(runs: pd.DataFrame, out: Path, which) -> list[Path]:
     return written
 
 
+def refuse_no_runs(args: argparse.Namespace, out: Path) -> None:
+    """No runs: one line, and no folder (a read-only --out is still named first)."""
+    created = not out.exists()
+    check_writable(out)
+    if created:
+        out.rmdir()
+    where = args.runs or (
+        f"metrics.json files under {args.results}" if args.no_mlflow else "the tracking store and --results"
+    )
+    sweep = f" of sweep {args.sweep!r}" if args.sweep is not None else ""
+    raise InputError(f"no runs{sweep} found in {where}: no table written")
+
+
 def run(args: argparse.Namespace, cfg: Config) -> int:
     runs = load_runs(args, cfg)
     if runs.empty:
-        log.warning("no runs found: every cell of our side will read 'missing'")
+        refuse_no_runs(args, Path(args.out))
     written = write_tables(runs, Path(args.out), args.tables)
     log.info("%d runs -> %d files in %s", len(runs), len(written), args.out)
     for p in written:

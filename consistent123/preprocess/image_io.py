@@ -6,6 +6,9 @@ raised before any model is loaded or any output is written.
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -14,13 +17,23 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from consistent123.errors import InputError
 
+log = logging.getLogger(__name__)
+
 # High-bit-depth greyscale modes: read as numbers, never silently clipped to 8 bits.
 _NUMERIC_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
 def _check_file(path: Path, what: str) -> None:
-    if not path.exists():
-        raise InputError(f"{path}: {what} not found")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise InputError(f"{path}: {what} is a broken symbolic link (to {os.readlink(path)})") from None
+        raise InputError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path}: {what} is a symbolic link loop (it never reaches a file)") from None
+        raise InputError(f"{path}: {what} cannot be read ({(exc.strerror or str(exc)).lower()})") from None
     if not path.is_file():
         raise InputError(f"{path}: {what} is not a file")
     if path.stat().st_size == 0:
@@ -37,6 +50,8 @@ def open_image(path: str | Path, what: str = "image") -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                if getattr(im, "is_animated", False) and im.format != "MPO":  # MPO: a phone's stereo pair
+                    log.warning("%s: %s is animated (%d frames): only the first frame is used", path, what, im.n_frames)
                 im.load()
                 image = ImageOps.exif_transpose(im)  # copies; also applies EXIF orientation
     except UnidentifiedImageError:

@@ -34,7 +34,14 @@ from consistent123.preprocess.mask import (
     drop_specks,
     has_real_alpha,
 )
-from consistent123.preprocess.recentre import crop_window, recentre_map, recentre_rgba
+from consistent123.preprocess.recentre import (
+    canvas_reduction,
+    crop_window,
+    recentre_map,
+    recentre_rgba,
+    reduce_map,
+    reduce_rgba,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +102,42 @@ def preprocess_image(
         check_mask(alpha > threshold, image_path, "alpha")
     model_view = pil_on_white(image)  # what the models see
 
-    # 3. models, only those still needed, once the outputs are known to be writable
+    # 3. models, only those still needed, once the outputs are known to be writable; a failure
+    # from here on leaves no folder this call created
+    created = not out_dir.exists()
     check_writable(out_dir)
+    try:
+        return _models_and_outputs(
+            cfg, image_path, out_dir, image, caption, depth_path, given_depth, alpha, use_alpha, model_view, models
+        )
+    except BaseException:
+        if created:
+            _remove_if_empty(out_dir)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (another writer's files) or already gone: leave it
+        pass
+
+
+def _models_and_outputs(
+    cfg: Config,
+    image_path: Path,
+    out_dir: Path,
+    image,
+    caption: str | None,
+    depth_path,
+    given_depth,
+    alpha,
+    use_alpha: bool,
+    model_view,
+    models: Mapping[str, Callable] | None,
+) -> dict:
+    pcfg = cfg.preprocess
+    threshold = pcfg.alpha_threshold / 255.0
     models_ = _Models(cfg, models)
     sources = {
         "mask": "alpha channel" if use_alpha else "segmenter",
@@ -129,11 +170,27 @@ def preprocess_image(
     window = crop_window(mask, pcfg.border_ratio)
     rgb = np.asarray(image.convert("RGB"))
     rgba = np.dstack([rgb, np.round(alpha * 255.0).astype(np.uint8)])
+    weight = mask.astype(np.float64)
+    factor = canvas_reduction(window, cfg.limits.max_canvas_side)
+    if factor > 1:  # the canvas is allocated below: its size is bounded first
+        log.warning(
+            "%s: its padded canvas would be %d px a side > limits.max_canvas_side=%d: image reduced %dx first",
+            image_path,
+            window.side,
+            cfg.limits.max_canvas_side,
+            factor,
+        )
+        rgba = reduce_rgba(rgba, factor)
+        raw_depth, weight = reduce_map(raw_depth, weight, factor)
+        mask = rgba[..., 3].astype(np.float32) / 255.0 > threshold
+        if not mask.any():
+            raise InputError(f"{image_path}: the object vanishes when the image is reduced {factor}x to fit its canvas")
+        window = crop_window(mask, pcfg.border_ratio)
     rgba_out = recentre_rgba(rgba, window, pcfg.size)
     mask_out = rgba_out[..., 3].astype(np.float32) / 255.0 > threshold
     if not mask_out.any():
         raise InputError(f"{image_path}: the object vanishes when resized to {pcfg.size}x{pcfg.size} pixels")
-    depth_out = recentre_map(raw_depth, mask.astype(np.float64), window, pcfg.size)
+    depth_out = recentre_map(raw_depth, weight, window, pcfg.size)
     depth_where = f"{depth_path}" if depth_path is not None else f"{image_path} (depth estimator)"
     depth_out = depth_ops.normalise_in_mask(depth_out, mask_out, depth_where)
 
@@ -142,7 +199,8 @@ def preprocess_image(
         "image_size": list(image.size),
         "sources": sources,
         "models": models_.used,
-        "crop_window": window.as_dict(),
+        "crop_window": window.as_dict(),  # in pixels of the image reduced by canvas_reduction
+        "canvas_reduction": factor,
         "output_size": pcfg.size,
         "border_ratio": pcfg.border_ratio,
         "depth_png": "16-bit greyscale, 65535 = 1, larger = farther, 0 outside the mask",

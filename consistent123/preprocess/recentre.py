@@ -5,14 +5,20 @@ bounding box, of side ``round(longest bbox side / (1 - border_ratio))``; pixels 
 image are transparent / zero. The same window is applied to the image and to its depth map,
 so both stay aligned. Resampling is Pillow's (antialiased, alpha-premultiplied for RGBA) for
 the image and scikit-image's (antialiased) for float maps.
+
+The padded canvas grows with the object's longest side, not with the image's pixel count (a
+16 x 60000 strip asks for a 75000^2 canvas): past ``limits.max_canvas_side`` the inputs are
+first reduced by an integer factor (``canvas_reduction``, box filter) so that it fits.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image
+from skimage.measure import block_reduce
 from skimage.transform import resize
 
 
@@ -72,3 +78,21 @@ def recentre_map(values: np.ndarray, weight: np.ndarray, window: CropWindow, siz
     rv = resize(v, (size, size), order=1, anti_aliasing=True, preserve_range=True)
     rw = resize(w, (size, size), order=1, anti_aliasing=True, preserve_range=True)
     return np.where(rw > 1e-6, rv / np.maximum(rw, 1e-6), 0.0)
+
+
+def canvas_reduction(window: CropWindow, max_side: int) -> int:
+    """The integer factor that brings the window's canvas to at most ``max_side`` a side (1: none)."""
+    return max(1, math.ceil(window.side / max_side))
+
+
+def reduce_rgba(rgba: np.ndarray, factor: int) -> np.ndarray:
+    """uint8 RGBA reduced by ``factor`` (box filter on premultiplied colours, like the resize)."""
+    image = Image.fromarray(rgba, "RGBA").convert("RGBa").reduce(factor)
+    return np.asarray(image.convert("RGBA"))
+
+
+def reduce_map(values: np.ndarray, weight: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """A weighted float map reduced by ``factor``: the weighted mean of each block, and its weight."""
+    vw = block_reduce(values * weight, (factor, factor), np.mean)
+    w = block_reduce(weight.astype(np.float64), (factor, factor), np.mean)
+    return np.where(w > 1e-12, vw / np.maximum(w, 1e-12), 0.0), w

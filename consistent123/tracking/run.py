@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from consistent123.io import atomic_write_json
+from consistent123.io import atomic_write_json, move_aside
 from consistent123.run_folder import RunFolder
 from consistent123.tracking.store import check_store_writable, client_for, ensure_experiment, resolve_uri
 
@@ -80,12 +80,42 @@ def end_orphaned_runs(client, experiment_id: str, folder: str) -> int:
     return len(found)
 
 
+def read_run_record(run_json: Path) -> dict | None:
+    """The run recorded in ``run.json``; None when there is none. One that cannot be read (torn,
+    garbage, not a run record) is moved aside with a warning and ``{}`` returned: the folder's
+    run is then looked up in the store by its folder tag (``find_folder_run``)."""
+    if not run_json.exists():
+        return None
+    try:
+        recorded = json.loads(run_json.read_bytes().decode())
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("run_id"), str):
+            raise ValueError("not a run record: no run_id")
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        move_aside(run_json, f"{exc.__class__.__name__}: {str(exc)[:120]}")
+        return {}
+    return recorded
+
+
+def find_folder_run(client, experiment_id: str, folder: str) -> str | None:
+    """The one unfinished run of ``folder`` (by its folder tag), to resume when the folder's
+    run.json was lost; None when there is none or several (then a new run is safer)."""
+    if "'" in folder:
+        return None
+    found = [
+        r
+        for r in client.search_runs([experiment_id], filter_string=f"tags.{FOLDER_TAG} = '{folder}'")
+        if r.info.status != "FINISHED"
+    ]
+    return found[0].info.run_id if len(found) == 1 else None
+
+
 class RunTracker:
     """One MLflow run bound to an output folder; buffered metrics; resumable."""
 
-    def __init__(self, uri: str, run_id: str, flush_every: int = 200):
+    def __init__(self, uri: str, run_id: str, flush_every: int = 200, resumed: bool = False):
         self.uri = uri
         self.run_id = run_id
+        self.resumed = resumed  # the run existed before this job (its history is in the store)
         self.client = client_for(uri)
         self.flush_every = flush_every
         self._buffer: list = []
@@ -116,8 +146,17 @@ class RunTracker:
         client = client_for(uri)
         run_id = None
         resumed = False
-        if run_json.exists():
-            recorded = json.loads(run_json.read_text())
+        recorded = read_run_record(run_json)
+        folder = str(Path(out_dir).resolve())
+        if recorded == {}:  # unreadable: the store knows the folder's run by its tag
+            exp_id = ensure_experiment(uri, experiment)
+            found = find_folder_run(client, exp_id, folder)
+            if found is not None:
+                recorded = {"run_id": found, "tracking_uri": uri, "experiment_id": exp_id}
+                recorded.update(experiment=experiment, run_name=run_name)
+                atomic_write_json(run_json, recorded)
+                log.warning("MLflow run %s of %s found by its folder tag: run.json rewritten", found, folder)
+        if recorded:
             if recorded.get("tracking_uri") == uri and _live_run(client, recorded["run_id"]):
                 run_id = recorded["run_id"]
                 resumed = True
@@ -125,7 +164,6 @@ class RunTracker:
                 log.info("resuming MLflow run %s", run_id)
         if run_id is None:
             exp_id = ensure_experiment(uri, experiment)
-            folder = str(Path(out_dir).resolve())
             end_orphaned_runs(client, exp_id, folder)
             all_tags = {FOLDER_TAG: folder, **(tags or {})}
             if parent_run_id:
@@ -142,7 +180,7 @@ class RunTracker:
                     "run_name": run_name,
                 },
             )
-        tracker = cls(uri, run_id)
+        tracker = cls(uri, run_id, resumed=resumed)
         if resumed:
             log.info("run %s holds %d metric points; a replay skips them", run_id, tracker.load_history())
         if params:

@@ -6,6 +6,7 @@ beside it, so parallel jobs can create it together; a server serialises on its o
 
 from __future__ import annotations
 
+import contextlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,70 @@ def check_store_writable(uri: str) -> None:
         if p.exists() and not os.access(p, os.W_OK):
             what = "is read-only" if p == path else f"is in a read-only folder ({p})"
             raise TrackingError(f"tracking store {path} {what}: runs cannot be logged")
+
+
+@contextmanager
+def bounded_requests(timeout_s: float) -> Iterator[None]:
+    """HTTP calls to a tracking server within the block: one try each, ``timeout_s`` each.
+
+    MLflow's defaults (7 retries, backoff factor 2, 120 s a request) make an unreachable server
+    answer after about four minutes; a check before starting should answer in seconds."""
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(timeout_s)))}
+    before = {k: os.environ.get(k) for k in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check_sqlite_file(uri: str, timeout_s: float) -> None:
+    """An SQLite store that is there is a database whose pages are all readable (a truncated or
+    overwritten file fails here in one line, not halfway through a run or as an empty table).
+    ``quick_check`` reads every page once: milliseconds for a store of a few hundred runs."""
+    import sqlite3
+
+    from consistent123.errors import TrackingError
+
+    path = local_store_path(uri) if uri.startswith("sqlite:///") else None
+    if path is None or not path.is_file():
+        return
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
+        ) as db:
+            verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise TrackingError(f"tracking store {path} cannot be read as an SQLite database ({exc})") from None
+    if verdict != "ok":
+        raise TrackingError(f"tracking store {path} is corrupt (SQLite quick_check: {verdict})")
+
+
+def check_store(uri: str, timeout_s: float, write: bool = True) -> None:
+    """The store answers (a server within ``timeout_s``; a database that is one) and, for a
+    writer, can be written: one ``TrackingError`` line otherwise. Called before a command makes
+    anything, so a store that cannot take the run costs no folder and no model load."""
+    from consistent123.errors import TrackingError
+
+    if write:
+        check_store_writable(uri)
+    else:
+        check_store_exists(uri)
+    check_sqlite_file(uri, timeout_s)
+    try:
+        with bounded_requests(timeout_s):
+            client_for(uri, create=write).search_experiments(max_results=1)
+    except Exception as exc:
+        if isinstance(exc, TrackingError):
+            raise
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+        server = local_store_path(uri) is None
+        hint = f" (within tracking.connect_timeout_s={timeout_s:g} s, no retries)" if server else ""
+        raise TrackingError(f"tracking store {uri} does not answer{hint}: {first}") from None
 
 
 _READY: set[str] = set()  # stores this process has already opened (created if new)

@@ -10,6 +10,10 @@ Hard kills use ``os._exit``: no ``finally``, no flush, exactly what ``kill -9`` 
     die_in_finish:1       after the final metrics reached the store, before the run is closed
     sigterm_at_iteration:N  SIGTERM to itself before iteration N (the graceful path)
     hold_at_iteration:N   print HOLDING and sleep before iteration N (a long-running writer)
+    sigterm_at_load:1     SIGTERM to itself while the priors load (the MLflow run is open)
+    sigterm_in_export:1   SIGTERM to itself while the textured mesh is written
+    sigterm_in_upload:1   SIGTERM to itself while the artifacts are uploaded to MLflow
+    sigterm_after_return:1  SIGTERM to itself once the command has returned (interpreter exit)
 
     python -m tests.faults.fault_runner store URI OUT BARRIER run|parent
 a first writer of a tracking store: imports everything, says it is ready (BARRIER/ready-PID)
@@ -76,6 +80,11 @@ def _after(original, *args, **kwargs):
     return result
 
 
+def _sigterm_then(original, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode
+    return original(*args, **kwargs)
+
+
 def install(fault: str) -> None:
     if fault == "none":
         return
@@ -109,6 +118,20 @@ def install(fault: str) -> None:
         from consistent123.pipeline import export
 
         _nth_call(export, "save_textured_mesh", n, _torn_mesh)
+    elif kind == "sigterm_at_load":
+        from consistent123.pipeline import reconstruct
+
+        _nth_call(reconstruct, "load_priors", n, _sigterm_then)
+    elif kind == "sigterm_in_export":
+        from consistent123.pipeline import export
+
+        _nth_call(export, "save_textured_mesh", n, _sigterm_then)
+    elif kind == "sigterm_in_upload":
+        from consistent123.tracking.run import RunTracker
+
+        _nth_call(RunTracker, "log_artifacts", n, _sigterm_then)
+    elif kind == "sigterm_after_return":
+        pass  # main() sends it
     elif kind == "die_in_finish":
         from consistent123.tracking.run import RunTracker
 
@@ -146,7 +169,11 @@ def main(argv: list[str]) -> int:
     install(argv[0])
     from consistent123.cli import main as cli_main
 
-    return cli_main(argv[1:])
+    code = cli_main(argv[1:], exit_handler=True)
+    if argv[0].startswith("sigterm_after_return"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    return code
 
 
 if __name__ == "__main__":

@@ -434,7 +434,7 @@ onerror:
     assert (tmp_path / "out" / "good.txt").exists()
     rows = [x for x in text.splitlines() if x.startswith("FAILED-JOB ")]
     assert len(rows) == 1 and "logs/bad.log" in rows[0], text[-3000:]
-    assert rows[0].endswith("consistent123 config: error: defaults: train.nerf_iters must be >= 0 (got -1)")
+    assert rows[0].endswith("consistent123 config: error: --set: train.nerf_iters must be >= 0 (got -1)")
     with capsys.disabled():
         report("bad case in a workflow: good cases finished, failure listed", 1, 1)
 
