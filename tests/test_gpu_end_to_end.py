@@ -5,18 +5,20 @@ killed run resumed. Skips without CUDA (REQUIRE_GPU=1 makes that a failure)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import trimesh
 
 from consistent123.cli import main as cli_main
+from tests._data import RF15, rf15_prompts
 from tests._tiny_run import TINY_OVERRIDES
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
-DEMO = Path(__file__).resolve().parents[1] / "datasets" / "demo"
+# The demo's first case (config/config.yaml: benchmarks.realfusion15.cases), with its prompt.
+INPUT = RF15 / "banana_rgba.png"
+CAPTION = rf15_prompts()["banana"]
 # The CPU tests pin the torch hash grid; here the node's own choice is what is checked.
 GPU_OVERRIDES = [o for o in TINY_OVERRIDES if not o.startswith("hashgrid.backend=")] + ["train.device=cuda"]
 
@@ -40,7 +42,7 @@ def gpu_run(tmp_path_factory):
     case = tmp / "case" / "banana"
     # The depth map comes from the tiny depth model, run on CUDA.
     assert (
-        _cli("preprocess", DEMO / "banana_rgba.png", "--caption", "a yellow banana", "--out", case, *_sets(overrides))
+        _cli("preprocess", INPUT, "--caption", CAPTION, "--out", case, *_sets(overrides))
         == 0
     )
     out = tmp / "out"
