@@ -127,3 +127,46 @@ def _tiny_nerf():
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _two_sheets():
+    """Two overlapping squares 0.02 apart in depth: fp16/bf16 clip depths cannot order them."""
+    sq = torch.tensor([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+    verts = torch.cat(
+        [torch.cat([sq, torch.full((4, 1), z)], 1) for z in (0.11, 0.13)]
+    )  # the camera looks down the z axis
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
+    return verts.requires_grad_(), faces
+
+
+def test_clip_coordinates_stay_fp32_under_autocast(monkeypatch):
+    """Under the trainer's autocast (bfloat16 on the CPU stands for fp16 on CUDA) the rasteriser
+    gets float32 clip positions equal to the float32 computation, and antialias float32 colour."""
+    from consistent123.render import rasterize
+    from consistent123.render.cameras import Camera
+
+    seen = {}
+
+    class Recording(rasterize.TorchRasteriser):
+        def _rasterize(self, pos, tri, height, width):
+            seen["pos"] = pos.detach().clone()
+            return super()._rasterize(pos, tri, height, width)
+
+        def _antialias(self, color, rast, pos, tri):
+            seen["color"] = color.dtype
+            return super()._antialias(color, rast, pos, tri)
+
+    monkeypatch.setattr(rasterize, "make_rasteriser", lambda backend, device: Recording(device))
+    verts, faces = _two_sheets()
+    cam = Camera(90.0, 0.0, 2.5, 40.0)  # on the +z axis, looking at the origin
+    plain = rasterize.render_mesh(verts, faces, cam, 16, 16, backend="torch")
+    fp32_pos = seen["pos"]
+    bf16 = lambda p, n: torch.ones_like(p).to(torch.bfloat16)  # noqa: E731
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = rasterize.render_mesh(verts, faces, cam, 16, 16, backend="torch", color_fn=bf16)
+    assert seen["pos"].dtype == torch.float32
+    assert torch.equal(seen["pos"], fp32_pos)
+    assert seen["color"] == torch.float32
+    assert torch.equal(cast["depth"], plain["depth"])
+    cast["alpha"].sum().backward()  # still differentiable in the vertices
+    assert verts.grad is not None
