@@ -45,6 +45,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from consistent123 import perf  # noqa: E402
 from consistent123.case import Case  # noqa: E402
 from consistent123.config import load_config  # noqa: E402
 from consistent123.schedule import BoundaryJudge  # noqa: E402
@@ -248,6 +249,16 @@ def mode_overrides(mode: str, device: torch.device, compile_on_cpu: bool) -> lis
     return out
 
 
+def check_switches(mode: str, phase: str, trainer: Trainer, cfg) -> None:
+    """The switches the mode claims are in effect on the priors and the field's MLPs (the priors
+    are shared with the modes timed before it), else the ratios printed would be false."""
+    applied = perf.applied_switches(trainer.priors, trainer.field)
+    missing = perf.missing_switches(applied, cfg.perf)
+    if missing:
+        raise SystemExit(f"{mode} {phase}: switches asked for but not applied: {'; '.join(missing)}")
+    print(f"  {mode:9s} {phase:6s} applied: " + ", ".join(f"{k} {sorted(v)}" for k, v in applied.items()), flush=True)
+
+
 def run_mode(mode: str, base: list[str], args, priors: Priors, case: Case, device: torch.device) -> dict:
     """Per phase: {part: ms} mixed at the reference-view rate, plus boundary and peak memory."""
     overrides = base + mode_overrides(mode, device, args.compile)
@@ -270,6 +281,7 @@ def run_mode(mode: str, base: list[str], args, priors: Priors, case: Case, devic
         if phase == "mesh":
             trainer.iteration = cfg.train.nerf_iters
             trainer.start_mesh_phase()  # compiles the mesh's colour MLP when perf.compile is on
+        check_switches(mode, phase, trainer, cfg)
         for _ in range(args.warmup):  # warm-up: compilation, CUDA graphs, allocator
             for t in (start_t + 1, start_t):
                 trainer.iteration = t

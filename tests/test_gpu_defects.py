@@ -170,3 +170,37 @@ def test_clip_coordinates_stay_fp32_under_autocast(monkeypatch):
     assert torch.equal(cast["depth"], plain["depth"])
     cast["alpha"].sum().backward()  # still differentiable in the vertices
     assert verts.grad is not None
+
+
+def test_perf_switches_apply_per_trainer_on_shared_priors():
+    """An eager trainer first, then one asking for channels_last and compile on the same priors
+    (what benchmarks/iteration_speed.py does): the second one gets them, and the check the
+    benchmark runs sees them; asking for nothing marks nothing."""
+    from consistent123 import perf
+    from consistent123.config import load_config
+    from consistent123.trainer import Trainer, load_priors
+    from tests._helpers_priors import tiny_models_dir
+    from tests._tiny_run import TINY_OVERRIDES
+    from tests.test_perf import synthetic_case
+
+    base = TINY_OVERRIDES + [f"models.tiny_dir={tiny_models_dir()}", "dynamic.strategy=dynamic_only"]
+    fast = ["perf.channels_last=true", "perf.compile=true", "perf.compile_backend=eager"]
+    eager_cfg, fast_cfg = load_config(None, base), load_config(None, base + fast)
+    case, cpu = synthetic_case(), torch.device("cpu")
+    priors = load_priors(eager_cfg, cpu)
+    eager = Trainer(eager_cfg, case, priors, cpu)
+    optimised = Trainer(fast_cfg, case, priors, cpu)
+    conv = next(m for m in priors.zero123.unet.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert priors.stable_diffusion.unet._compiled_call_impl is not None
+    assert perf.applied_switches(priors, eager.field) == {
+        "zero123": {"channels_last", "compile"},
+        "stable_diffusion": {"channels_last", "compile"},
+        "mlp": set(),
+    }
+    assert perf.missing_switches(perf.applied_switches(priors, eager.field), fast_cfg.perf) == ["mlp: ['compile']"]
+    applied = perf.applied_switches(priors, optimised.field)
+    assert applied["zero123"] == applied["stable_diffusion"] == {"channels_last", "compile"}
+    assert applied["mlp"] == {"compile"}
+    assert perf.missing_switches(applied, fast_cfg.perf) == []
+    assert perf.missing_switches(applied, eager_cfg.perf) == []
