@@ -154,7 +154,13 @@ def evaluate_run(
         metrics.update(chamfer_distance=geo.pop("chamfer_distance"), volumetric_iou=geo.pop("volumetric_iou"))
         details.update(geo)
         mv = multiview_metrics(
-            gt, pred, cfg.eval, lpips_metric, progress=progress, device=resolve_device(cfg.train.device)
+            gt,
+            pred,
+            cfg.eval,
+            lpips_metric,
+            backend=cfg.dmtet.rasteriser_backend,
+            progress=progress,
+            device=resolve_device(cfg.train.device),
         )
         metrics.update(mv_psnr=mv.pop("mv_psnr"), mv_lpips=mv.pop("mv_lpips"))
         details.update(mv)

@@ -64,11 +64,17 @@ def multiview_metrics(
     pred: trimesh.Trimesh,
     eval_cfg,
     lpips_metric,
-    backend: str = "auto",
+    *,
+    backend: str,
     progress: bool = True,
     device: str | torch.device = "cpu",
 ) -> dict:
-    """{"mv_psnr", "mv_lpips", per-view lists, the views used} for two meshes."""
+    """{"mv_psnr", "mv_lpips", per-view lists, the views used} for two meshes, rendered with
+    the configured rasteriser (``backend``: ``dmtet.rasteriser_backend``, resolved by
+    ``consistent123.backends`` for ``device``; required so that no caller falls back to auto)."""
+    from consistent123.backends import resolve
+
+    backend = resolve("rasteriser", backend, device)
     cams = gso_cameras(eval_cfg, eval_cfg.gso_render_radius, eval_cfg.gso_render_fovy)
     size = eval_cfg.render_size
     gt_n, pred_n = normalise_pair(gt, pred, eval_cfg.normalise)
@@ -89,5 +95,6 @@ def multiview_metrics(
             "radius": eval_cfg.gso_render_radius,
             "fovy": eval_cfg.gso_render_fovy,
             "size": size,
+            "rasteriser": backend,
         },
     }
