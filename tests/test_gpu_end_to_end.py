@@ -41,10 +41,7 @@ def gpu_run(tmp_path_factory):
     overrides = GPU_OVERRIDES + [f"models.tiny_dir={models}", f"tracking.uri=sqlite:///{tmp}/mlflow.db"]
     case = tmp / "case" / "banana"
     # The depth map comes from the tiny depth model, run on CUDA.
-    assert (
-        _cli("preprocess", INPUT, "--caption", CAPTION, "--out", case, *_sets(overrides))
-        == 0
-    )
+    assert _cli("preprocess", INPUT, "--caption", CAPTION, "--out", case, *_sets(overrides)) == 0
     out = tmp / "out"
     assert _cli("reconstruct", case, "--out", out, "--no-progress", *_sets(overrides)) == 0
     return tmp, case, out, overrides, build_tiny_clip(tmp / "clip")
