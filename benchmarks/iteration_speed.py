@@ -13,7 +13,8 @@ field backward (the rest of the backward), optimiser step, boundary check (the 8
 judgement, amortised over stage 1), other (losses, regularisers, sampling, Python) and the
 host-device syncs per iteration (CUDA: counted by torch's sync debug mode; CPU: explicit host
 reads of tensors, which would be syncs on a GPU). Then peak memory and ``projected <X> min``
-for the paper schedule (5,000 NeRF + 5,000 mesh iterations, stage 2 from the end of the
+(and, with ``--models full``, the projected peak GPU memory per phase and part at the paper's
+sizes, ``benchmarks/gpu_memory.py``) for the paper schedule (5,000 NeRF + 5,000 mesh iterations, stage 2 from the end of the
 boundary window at the latest, checks every ``boundary.every`` iterations inside it).
 
 Modes, measured in the same process one after the other on the same priors:
@@ -44,6 +45,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from consistent123 import perf  # noqa: E402
 from consistent123.case import Case  # noqa: E402
@@ -376,6 +378,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile in the optimised mode on the CPU too")
     parser.add_argument(
+        "--no-memory", action="store_true", help="skip the projected GPU memory table (benchmarks/gpu_memory.py)"
+    )
+    parser.add_argument(
         "--set", dest="overrides", action="append", default=[], help="config override section.key=value"
     )
     args = parser.parse_args(argv)
@@ -453,6 +458,11 @@ def main(argv=None) -> int:
     for mode in args.modes.split(","):
         results[mode] = run_mode(mode, base, args, priors, case, device)
     print_table(results, counts, device)
+    if args.models == "full" and not args.no_memory:
+        # Peak memory at the paper's sizes (the CPU timings above shrink the renders).
+        import gpu_memory
+
+        gpu_memory.report(args.overrides, str(device))
     print(f"wall {time.perf_counter() - start:.0f} s; on a shared machine the figures carry the other jobs' load")
     return 0
 

@@ -117,6 +117,19 @@ class TargetCache:
         return out
 
 
+def release_encoders(trainer, perf) -> None:
+    """``perf.free_encoders``: cache the reference image's and the prompt's embeddings, then drop
+    the encoders that made them (never called again in a run)."""
+    if not perf.free_encoders:
+        return
+    trainer._prepare_priors()
+    for prior, name in ((trainer.priors.zero123, "image_encoder"), (trainer.priors.stable_diffusion, "text_encoder")):
+        if prior is not None and getattr(prior, name, None) is not None:
+            setattr(prior, name, None)
+    if trainer.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def host_values(rows: list[dict]) -> None:
     """Replace the device scalars in ``rows`` (in place) by floats, with one transfer for all."""
     keys = [(i, k) for i, row in enumerate(rows) for k, v in row.items() if isinstance(v, torch.Tensor)]

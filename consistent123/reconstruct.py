@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from consistent123 import memory_projection, perf
 from consistent123.case import Case, load_case
 from consistent123.config import Config, save_config
 from consistent123.device import resolve_device
@@ -269,6 +270,7 @@ def _reconstruct(
         parent_run_id=parent_run_id,
         tags=all_tags,
     )
+    memory_projection.preflight(cfg, device)  # CUDA only: one line, fits or which switch would
     priors = load_priors(cfg, device)
     loaded = loaded_models_record(vars(priors))  # pretrained or random-weight, read from the loaded files
     atomic_write_json(out_dir / PRIORS_RECORD, loaded)
@@ -278,6 +280,7 @@ def _reconstruct(
     run_cfg = chosen.apply(cfg)  # the fields and the export read the chosen backends, not "auto"
     images = ProgressImages(tracker, cfg.train.log_images_every, cfg.eval.render_size)
     trainer = Trainer(run_cfg, case, priors, device, on_metrics=images)
+    perf.release_encoders(trainer, cfg.perf)
     flush_metrics_with_checkpoints(trainer, tracker)
     ckpt = out_dir / CHECKPOINT
     if ckpt.exists():
