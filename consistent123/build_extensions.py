@@ -125,12 +125,13 @@ def _torch_cuda() -> str:
 
 
 def pin_problems(torch_cuda: str, nvcc_version: str) -> list[str]:
-    """Why this compiler should not build for this torch (empty: it may)."""
+    """Why this compiler should not build for this torch (empty: it may). The CUDA release
+    (major.minor) must be torch's; another patch level of it (a node's own nvcc) is accepted."""
     if torch_cuda not in CUDA_COMPILER_PINS:
         return [f"torch's CUDA {torch_cuda} has no tested compiler pins ({', '.join(CUDA_COMPILER_PINS)})"]
     want = next(p for p in CUDA_COMPILER_PINS[torch_cuda] if p.startswith("nvidia-cuda-nvcc=="))
     want = want.split("==")[1]
-    if nvcc_version != want:
+    if nvcc_version.split(".")[:2] != torch_cuda.split(".")[:2]:
         return [
             f"nvcc {nvcc_version} is not the pinned {want} for torch's CUDA {torch_cuda}: {install_hint(torch_cuda)}"
         ]

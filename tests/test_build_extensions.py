@@ -80,6 +80,7 @@ def test_no_shim_with_a_setuptools_that_has_pkg_resources(tmp_path):
     "torch_cuda, nvcc, problem",
     [
         ("13.0", "13.0.88", None),
+        ("13.0", "13.0.48", None),  # a node's own 13.0 compiler
         ("13.0", "13.1.80", "nvcc 13.1.80 is not the pinned 13.0.88"),
         ("12.8", "12.8.93", "no tested compiler pins"),
     ],
@@ -180,3 +181,13 @@ def test_cli_refuses_a_mismatched_compiler(tmp_path, monkeypatch, capsys):
     rc = cli_main(argv + ["--source", f"nvdiffrast={trees['nvdiffrast']}"])
     assert rc == 2
     assert "nvcc 13.1.80 is not the pinned 13.0.88" in capsys.readouterr().err
+
+
+def test_environment_yml_installs_the_pinned_compiler():
+    import yaml
+
+    env = yaml.safe_load((Path(__file__).resolve().parents[1] / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    torch_pin = next(p for p in pip if p.startswith("torch=="))
+    assert torch_pin == "torch==2.14.1"  # whose wheel is built for CUDA 13.0
+    assert set(be.CUDA_COMPILER_PINS["13.0"]) <= set(pip)
