@@ -23,16 +23,17 @@ from consistent123.config import load_config  # noqa: E402
 from consistent123.memory_projection import GB, MetaPriors, advise, candidates, field_costs, project  # noqa: E402
 
 
-def report(overrides: list[str], device: str = "cpu", budget_gb: float = 24.0, priors=None) -> dict[str, int]:
+def report(overrides: list[str], device: str = "cpu", budget_gb: float = 24.0, priors=None, fit=None) -> dict[str, int]:
     """Print one table per switch set; return the peak bytes of each."""
     start = time.perf_counter()
     priors = priors or MetaPriors.build()
     print(f"full-size priors built on the meta device in {time.perf_counter() - start:.0f} s", flush=True)
     t0 = time.perf_counter()
-    fields = field_costs(load_config(None, overrides), device)
+    fields = field_costs(load_config(None, overrides), device, fit=fit)
     print(
         f"field weights, optimiser state and render activations counted on {device} in "
-        f"{time.perf_counter() - t0:.0f} s",
+        f"{time.perf_counter() - t0:.0f} s"
+        + (f" (renders counted at {fit[0]}px and {fit[1]}px, extrapolated in pixels)" if fit else ""),
         flush=True,
     )
     peaks = {}
@@ -62,9 +63,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--budget-gb", type=float, default=24.0)
+    parser.add_argument(
+        "--fit",
+        default="32,64",
+        help="count the renders at these two sizes and extrapolate in pixels ('none': render at full size)",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args(argv)
-    report(args.overrides, args.device, args.budget_gb)
+    fit = None if args.fit == "none" else tuple(int(s) for s in args.fit.split(","))
+    report(args.overrides, args.device, args.budget_gb, fit=fit)
     return 0
 
 

@@ -462,7 +462,7 @@ def main(argv=None) -> int:
         # Peak memory at the paper's sizes (the CPU timings above shrink the renders).
         import gpu_memory
 
-        gpu_memory.report(args.overrides, str(device))
+        gpu_memory.report(args.overrides, str(device), fit=(32, 64) if device.type == "cpu" else None)
     print(f"wall {time.perf_counter() - start:.0f} s; on a shared machine the figures carry the other jobs' load")
     return 0
 

@@ -198,10 +198,21 @@ def gpu_dtypes(cfg) -> tuple[torch.dtype, Optional[torch.dtype]]:
     return prior_dtype(cfg, torch.device("cuda")), torch.float16 if cfg.train.mixed_precision else None
 
 
-def field_costs(cfg, device="cpu", phases=PHASES) -> dict[str, dict[str, int]]:
+def _fitted(count, size: int, fit: Optional[tuple[int, int]]) -> int:
+    """``count(size)``, or with ``fit`` = (s1, s2) the line through ``count`` at s1² and s2²
+    pixels evaluated at size² (saved tensors are per sample, per pixel, or independent of the
+    image size: linear in the pixel count), so that a CPU need not render at the full size."""
+    if fit is None or size <= max(fit):
+        return count(size)
+    (p1, c1), (p2, c2) = ((s * s, count(s)) for s in fit)
+    return round(c1 + (c2 - c1) * (size * size - p1) / (p2 - p1))
+
+
+def field_costs(cfg, device="cpu", phases=PHASES, fit: Optional[tuple[int, int]] = None) -> dict[str, dict[str, int]]:
     """Per phase: the field's weights, gradients, optimiser state and the saved activations of
     a novel-view and a reference-view render (the part of the projection that costs time; the
-    memory switches leave it unchanged, so it is computed once for all of them)."""
+    memory switches leave it unchanged, so it is computed once for all of them). ``fit``: count
+    the renders at these two sizes and extrapolate in pixels (``_fitted``)."""
     from consistent123.fields.dmtet import DMTetField
     from consistent123.fields.nerf import NeRFField
 
@@ -218,8 +229,12 @@ def field_costs(cfg, device="cpu", phases=PHASES) -> dict[str, dict[str, int]]:
             out[phase] = dict(out["stage1"])  # the same NeRF; only the priors differ
             continue
         f = nerf if phase != "mesh" else DMTetField.from_nerf(nerf, dmtet_cfg, hashgrid)
-        novel = _render_activations(f, cfg, f.render_size(reference=False), device, autocast_dtype)
-        reference = _render_activations(f, cfg, f.render_size(reference=True), device, autocast_dtype)
+
+        def count(size, f=f):
+            return _render_activations(f, cfg, size, device, autocast_dtype)
+
+        novel = _fitted(count, f.render_size(reference=False), fit)
+        reference = _fitted(count, f.render_size(reference=True), fit)
         out[phase] = {**_field_costs(f, cfg.train), "novel render": novel, "reference render": reference}
         log.info("projected %s: field counted", phase)
     return out

@@ -129,3 +129,25 @@ def test_free_encoders_drops_them_after_the_embeddings():
     assert trainer.priors.zero123.image_embedding is not None
     assert trainer.priors.stable_diffusion.text_embeddings is not None
     trainer.step()  # trains without them
+
+
+@pytest.mark.slow
+def test_render_activations_are_linear_in_pixels():
+    """What lets a CPU count the renders at two small sizes: the NeRF render's saved bytes at
+    24 px from the line through 8 px and 16 px match the direct count."""
+    from consistent123.config import load_config
+    from consistent123.fields.nerf import NeRFField
+    from consistent123.memory_projection import _fitted, _render_activations
+
+    cfg = load_config(
+        None, ["hashgrid.backend=torch", "hashgrid.log2_hashmap_size=14", "nerf.num_steps=16", "nerf.upsample_steps=8"]
+    )
+    torch.manual_seed(0)
+    field = NeRFField(cfg.nerf, cfg.hashgrid)
+
+    def count(size):
+        return _render_activations(field, cfg, size, "cpu", torch.float16)
+
+    direct = count(24)
+    assert _fitted(count, 24, (8, 16)) == pytest.approx(direct, rel=0.03)
+    assert _fitted(count, 8, (8, 16)) == count(8)  # no extrapolation below the fit sizes
