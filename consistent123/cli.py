@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "reconstruct a mesh through the oracle prior and score it against the mesh",
     ),
     "config": ("consistent123.commands.config", "print the resolved configuration"),
+    "build-extensions": (
+        "consistent123.commands.build_extensions",
+        "build nvdiffrast and tiny-cuda-nn wheels for named GPU architectures (no GPU needed)",
+    ),
 }
 
 

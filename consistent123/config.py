@@ -417,6 +417,17 @@ class PerfConfig(Section):
     compile: bool = False
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     compile_backend: str = "inductor"
+    # Memory (consistent123/training/memory_projection.py; perf/gpu_memory.py prints the table).
+    # Drop Zero-1-to-3's CLIP image encoder and SD's text encoder once the reference and prompt
+    # embeddings are cached (before the first iteration): they are never called again. The
+    # authors' guidance classes keep both for the whole run, hence off by default.
+    free_encoders: bool = False
+    # On CUDA, reconstruct projects each phase's peak before training and logs whether it fits
+    # the free memory, or which switch would make it fit.
+    memory_preflight: bool = True
+    # Left free for what the projection does not count: the UNets' no-grad intermediates,
+    # cuDNN workspaces, the CUDA context (~0.5 GB) and allocator fragmentation.
+    memory_margin_gb: float = 2.0
 
 
 # ---------------------------------------------------------------- what a setting may cost

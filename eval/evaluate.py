@@ -95,7 +95,15 @@ def metrics_of_geometry(gt, pred, cfg: Config, lpips_metric, metrics: dict, deta
     for name in geometry_metrics(protocol):
         metrics[name] = geo.pop(name)
     details.update(geo)
-    mv = multiview_metrics(gt, pred, cfg.eval, lpips_metric, progress=progress, device=resolve_device(cfg.train.device))
+    mv = multiview_metrics(
+        gt,
+        pred,
+        cfg.eval,
+        lpips_metric,
+        backend=cfg.dmtet.rasteriser_backend,
+        progress=progress,
+        device=resolve_device(cfg.train.device),
+    )
     metrics.update(mv_psnr=mv.pop("mv_psnr"), mv_ssim=mv.pop("mv_ssim"), mv_lpips=mv.pop("mv_lpips"))
     details.update(mv)
 

@@ -89,13 +89,18 @@ def multiview_metrics(
     pred: trimesh.Trimesh,
     eval_cfg: EvalConfig,
     lpips_metric,
-    backend: str = "auto",
+    *,
+    backend: str,
     progress: bool = True,
     device: str | torch.device = "cpu",
 ) -> dict:
-    """{"mv_psnr", "mv_lpips", per-view lists, the views used} for two meshes."""
+    """{"mv_psnr", "mv_ssim", "mv_lpips", per-view lists, the views used} for two meshes, rendered
+    with the configured rasteriser (``backend``: ``dmtet.rasteriser_backend``, resolved by
+    ``consistent123.backends`` for ``device``; required so that no caller falls back to auto)."""
+    from consistent123.backends import resolve
     from eval.protocols import get_protocol
 
+    backend = resolve("rasteriser", backend, device)
     azimuths, elevations, radius, fovy = protocol_views(eval_cfg, get_protocol(eval_cfg.protocol).views)
     views_cfg = eval_cfg.model_copy(update={"gso_azimuths": azimuths, "gso_elevations": elevations})
     cams = gso_cameras(views_cfg, radius, fovy)
@@ -121,5 +126,6 @@ def multiview_metrics(
             "radius": radius,
             "fovy": fovy,
             "size": size,
+            "rasteriser": backend,
         },
     }

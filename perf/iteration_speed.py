@@ -13,7 +13,8 @@ field backward (the rest of the backward), optimiser step, boundary check (the 8
 judgement, amortised over stage 1), other (losses, regularisers, sampling, Python) and the
 host-device syncs per iteration (CUDA: counted by torch's sync debug mode; CPU: explicit host
 reads of tensors, which would be syncs on a GPU). Then peak memory and ``projected <X> min``
-for the paper schedule (5,000 NeRF + 5,000 mesh iterations, stage 2 from the end of the
+(and, with ``--models full``, the projected peak GPU memory per phase and part at the paper's
+sizes, ``perf/gpu_memory.py``) for the paper schedule (5,000 NeRF + 5,000 mesh iterations, stage 2 from the end of the
 boundary window at the latest, checks every ``boundary.every`` iterations inside it).
 
 Modes, measured in the same process one after the other on the same priors:
@@ -44,11 +45,13 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from consistent123.case import Case  # noqa: E402
 from consistent123.config import load_config  # noqa: E402
 from consistent123.priors.base import Priors  # noqa: E402
 from consistent123.priors.registry import load_priors  # noqa: E402
+from consistent123.training import perf  # noqa: E402
 from consistent123.training.schedule import BoundaryJudge  # noqa: E402
 from consistent123.training.trainer import Trainer  # noqa: E402
 
@@ -250,6 +253,16 @@ def mode_overrides(mode: str, device: torch.device, compile_on_cpu: bool) -> lis
     return out
 
 
+def check_switches(mode: str, phase: str, trainer: Trainer, cfg) -> None:
+    """The switches the mode claims are in effect on the priors and the field's MLPs (the priors
+    are shared with the modes timed before it), else the ratios printed would be false."""
+    applied = perf.applied_switches(trainer.priors, trainer.field)
+    missing = perf.missing_switches(applied, cfg.perf)
+    if missing:
+        raise SystemExit(f"{mode} {phase}: switches asked for but not applied: {'; '.join(missing)}")
+    print(f"  {mode:9s} {phase:6s} applied: " + ", ".join(f"{k} {sorted(v)}" for k, v in applied.items()), flush=True)
+
+
 def run_mode(mode: str, base: list[str], args, priors: Priors, case: Case, device: torch.device) -> dict:
     """Per phase: {part: ms} mixed at the reference-view rate, plus boundary and peak memory."""
     overrides = base + mode_overrides(mode, device, args.compile)
@@ -272,6 +285,7 @@ def run_mode(mode: str, base: list[str], args, priors: Priors, case: Case, devic
         if phase == "mesh":
             trainer.iteration = cfg.train.nerf_iters
             trainer.start_mesh_phase()  # compiles the mesh's colour MLP when perf.compile is on
+        check_switches(mode, phase, trainer, cfg)
         for _ in range(args.warmup):  # warm-up: compilation, CUDA graphs, allocator
             for t in (start_t + 1, start_t):
                 trainer.iteration = t
@@ -366,6 +380,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile in the optimised mode on the CPU too")
     parser.add_argument(
+        "--no-memory", action="store_true", help="skip the projected GPU memory table (perf/gpu_memory.py)"
+    )
+    parser.add_argument(
         "--set", dest="overrides", action="append", default=[], help="config override section.key=value"
     )
     args = parser.parse_args(argv)
@@ -443,6 +460,11 @@ def main(argv=None) -> int:
     for mode in args.modes.split(","):
         results[mode] = run_mode(mode, base, args, priors, case, device)
     print_table(results, counts, device)
+    if args.models == "full" and not args.no_memory:
+        # Peak memory at the paper's sizes (the CPU timings above shrink the renders).
+        import gpu_memory
+
+        gpu_memory.report(args.overrides, str(device), fit=(32, 64) if device.type == "cpu" else None)
     print(f"wall {time.perf_counter() - start:.0f} s; on a shared machine the figures carry the other jobs' load")
     return 0
 

@@ -1,6 +1,10 @@
 """Rendering speed of the pure-PyTorch (or CUDA) backends: one line per figure.
 
-    python perf/render_speed.py [--runs 3] [--device cpu|cuda] [--backend torch|tcnn|auto]
+    python perf/render_speed.py [--runs 3] [--device cpu|cuda] [--backend auto|torch|tcnn]
+                                      [--rasteriser auto|torch|nvdiffrast]
+
+Every line times the backends ``consistent123.backends`` resolves for ``--device`` (``auto``:
+tiny-cuda-nn and nvdiffrast on CUDA where they load, as a run would), named in each line.
 
 The hash-grid line compares the torch encoding with nerfstudio's torch ``HashEncoding`` (same
 16 levels, 2^19 table, 2 features) in the same run. nerfstudio is not a dependency of this
@@ -52,7 +56,7 @@ def nerf_forward_backward_ms(args, size: int, use_occupancy: bool, shading: str 
     from consistent123.render.volume import render_nerf
 
     cfg = Config()
-    cfg.hashgrid.backend = args.backend
+    cfg.hashgrid.backend = args.hashgrid  # resolved: "auto" would build on the CPU before the move
     torch.manual_seed(0)
     field = NeRFField(cfg.nerf, cfg.hashgrid).to(args.device)
     if use_occupancy:
@@ -115,14 +119,14 @@ def _nerfstudio_hash_encoding(cfg, bound: float):
 
 
 def hashgrid_forward_backward_ms(args, points: int):
-    """Forward + backward (to the table) of the default hash grid on ``points`` random points,
-    against nerfstudio's torch HashEncoding on the same points, runs interleaved so that the
-    load of a shared machine falls on both alike."""
+    """Forward + backward (to the table) of the default hash grid (the resolved backend) on
+    ``points`` random points, against nerfstudio's torch HashEncoding on the same points, runs
+    interleaved so that the load of a shared machine falls on both alike."""
     from consistent123.config import HashGridConfig
-    from consistent123.fields.hashgrid import TorchHashEncoding
+    from consistent123.fields.hashgrid import make_hash_encoding
 
-    cfg, bound = HashGridConfig(backend="torch"), 1.0
-    ours = TorchHashEncoding(cfg, bound).to(args.device)
+    cfg, bound = HashGridConfig(backend=args.hashgrid), 1.0
+    ours = make_hash_encoding(cfg, bound, device=args.device).to(args.device)
     peer = _nerfstudio_hash_encoding(cfg, bound)
     u = torch.rand(points, 3, generator=torch.Generator().manual_seed(0)).to(args.device)
     x = u * 2 * bound - bound  # ours takes [-bound, bound], nerfstudio [0, 1]
@@ -141,9 +145,9 @@ def hashgrid_forward_backward_ms(args, points: int):
             ms_peer.append(_timed(run(peer.to(args.device), u), 1, 0, args.device))
     mine = statistics.median(ms_ours[args.warmup :])
     if peer is None:
-        return mine, "nerfstudio not installed: no peer comparison (see the module docstring)"
+        return mine, f"{args.hashgrid}; nerfstudio not installed: no peer comparison (see the module docstring)"
     theirs = statistics.median(ms_peer[args.warmup :])
-    return mine, f"nerfstudio torch HashEncoding {theirs:.1f} ms, ratio ours/nerfstudio {mine / theirs:.2f}"
+    return mine, f"{args.hashgrid}; nerfstudio torch HashEncoding {theirs:.1f} ms, ratio {mine / theirs:.2f}"
 
 
 MEASUREMENTS: list[tuple[str, Callable]] = [
@@ -153,8 +157,8 @@ MEASUREMENTS: list[tuple[str, Callable]] = [
     ("nerf fwd+bwd 64x64 lambertian", lambda a: nerf_forward_backward_ms(a, 64, True, "lambertian")),
     ("nerf fwd+bwd 64x64 no skipping", lambda a: nerf_forward_backward_ms(a, 64, False)),
     ("nerf fwd+bwd 128x128 no skipping", lambda a: nerf_forward_backward_ms(a, 128, False)),
-    ("rasteriser fwd+bwd 256x256", lambda a: rasteriser_forward_backward_ms(a, 256)),
-    ("rasteriser fwd+bwd 1024x1024", lambda a: rasteriser_forward_backward_ms(a, 1024)),
+    ("rasteriser fwd+bwd 256x256", lambda a: rasteriser_forward_backward_ms(a, 256, a.rasteriser)),
+    ("rasteriser fwd+bwd 1024x1024", lambda a: rasteriser_forward_backward_ms(a, 1024, a.rasteriser)),
 ]
 
 
@@ -163,11 +167,17 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--backend", default="torch", choices=["torch", "tcnn", "auto"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "tcnn"], help="hash grid")
+    parser.add_argument("--rasteriser", default="auto", choices=["auto", "torch", "nvdiffrast"])
     parser.add_argument("--only", default="", help="run only measurements whose label contains this")
     args = parser.parse_args(argv)
+    from consistent123.backends import resolve
+
+    args.hashgrid = resolve("hashgrid", args.backend, args.device)
+    args.rasteriser = resolve("rasteriser", args.rasteriser, args.device)
     print(
-        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.runs} after {args.warmup} warm-up"
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.runs} after "
+        f"{args.warmup} warm-up; hash grid {args.hashgrid}, rasteriser {args.rasteriser}"
     )
     for label, fn in MEASUREMENTS:
         if args.only and args.only not in label:

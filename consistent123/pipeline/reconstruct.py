@@ -47,6 +47,7 @@ from consistent123.priors.registry import load_priors, params_naming_loaded_mode
 from consistent123.run_folder import RunFolder
 from consistent123.tracking.run import RunTracker
 from consistent123.tracking.store import check_store, resolve_uri
+from consistent123.training import memory_projection, perf
 from consistent123.training.checkpoint import config_hash
 from consistent123.training.progress_images import ProgressImages
 from consistent123.training.trainer import Trainer
@@ -233,11 +234,13 @@ def _build_trainer(job: _Job, priors, run_cfg: Config) -> tuple[Trainer, Progres
     # between only makes the resumed job replay steps the store already holds (the tracker
     # skips them); the other order would leave a gap.
     trainer = Trainer(run_cfg, job.case, priors, job.device, on_metrics=images, on_checkpoint=job.tracker.flush)
+    perf.release_encoders(trainer, job.cfg.perf)
     return trainer, images
 
 
 def _train_and_export(job: _Job, stop_after: Optional[int], progress: bool, reached: set) -> Path:
     folder, cfg = job.folder, job.cfg
+    memory_projection.preflight(cfg, job.device)  # CUDA only: one line, fits or which switch would
     priors = load_priors(cfg, job.device)
     loaded = loaded_models_record(vars(priors))  # pretrained or random-weight, read from the loaded files
     atomic_write_json(folder.priors_record, loaded)

@@ -125,7 +125,7 @@ def sample_novel_camera(ranges, generator: torch.Generator) -> Camera:
     """Uniform polar/azimuth/radius/fovy in ``ranges`` (a CamerasConfig, or the iteration plan's
     progressive ``CameraRanges``; spec §3)."""
     cams_cfg = ranges
-    u = torch.rand(4, generator=generator).tolist()
+    u = torch.rand(4, generator=generator, device="cpu").tolist()  # a host generator: read on the host
 
     def lerp(rng: Sequence[float], x: float) -> float:
         return float(rng[0] + (rng[1] - rng[0]) * x)

@@ -91,7 +91,9 @@ class NvdiffrastRasteriser(Rasteriser):
         return self.dr.interpolate(attr.float().contiguous(), rast, tri.int().contiguous())
 
     def _antialias(self, color, rast, pos, tri):
-        return self.dr.antialias(color.contiguous(), rast, _batched(pos).float().contiguous(), tri.int().contiguous())
+        return self.dr.antialias(
+            color.float().contiguous(), rast, _batched(pos).float().contiguous(), tri.int().contiguous()
+        )
 
 
 # ---------------------------------------------------------------- pure-PyTorch backend
@@ -220,7 +222,7 @@ class TorchRasteriser(Rasteriser):
         return torch.stack(outs), None
 
     def _antialias(self, color, rast, pos, tri):
-        pos = _batched(pos).float()
+        pos, color = _batched(pos).float(), color.float()  # fp32 blending, as nvdiffrast's kernel
         tri = tri.long()
         out = []
         for b in range(color.shape[0]):
@@ -339,6 +341,18 @@ def sample_texture(texture: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return out[0, :, :, 0].T.reshape(*uv.shape[:-1], texture.shape[-1])
 
 
+def clip_coordinates(verts: torch.Tensor, cam: Camera, aspect: float = 1.0) -> torch.Tensor:
+    """Homogeneous clip positions [V,4] of ``verts`` [V,3], in float32 whatever autocast is on.
+
+    The trainer's autocast would run this product in fp16 (depth errors up to a quarter of an
+    object's depth range, surfaces drawn in the wrong order); the authors' code computes it
+    under autocast too. Positions and depth stay fp32 here; gradients still reach ``verts``."""
+    with torch.autocast(verts.device.type, enabled=False):
+        mvp = mvp_matrix(cam, aspect=aspect).to(verts.device, torch.float32)
+        v = verts.float()
+        return torch.cat([v, torch.ones_like(v[:, :1])], -1) @ mvp.T
+
+
 def render_mesh(
     verts: torch.Tensor,
     faces: torch.Tensor,
@@ -365,8 +379,7 @@ def render_mesh(
     dev = verts.device
     faces = faces.long()
     r = make_rasteriser(backend, dev)
-    mvp = mvp_matrix(cam, aspect=width / height).to(dev)
-    clip = torch.cat([verts, torch.ones_like(verts[:, :1])], -1) @ mvp.T
+    clip = clip_coordinates(verts, cam, aspect=width / height)
     rast, _ = r.rasterize(clip.unsqueeze(0), faces, height, width)
     mask = rast[..., 3:4] > 0
     # One interpolation pass for position, normal and view depth (clip w) together.
@@ -399,7 +412,7 @@ def render_mesh(
     bg = bg.expand(1, height, width, 3) if bg.dim() <= 1 else bg.reshape(1, height, width, 3)
     rgb = torch.where(mask, color[..., :3], bg)
     # Colour and coverage antialiased in one pass: the blend weights move the silhouette.
-    rgba = r.antialias(torch.cat([rgb, mask.float()], -1).contiguous(), rast, clip.unsqueeze(0), faces)
+    rgba = r.antialias(torch.cat([rgb.float(), mask.float()], -1).contiguous(), rast, clip.unsqueeze(0), faces)
     rgb, alpha = rgba[..., :3], rgba[..., 3:4]
 
     def img(t):  # drop the batch axis; OpenGL's bottom row first -> image top row first

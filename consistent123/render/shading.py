@@ -55,7 +55,7 @@ def shade(
 
 def light_around_camera(camera: Camera, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """R's light: normalise(camera position + N(0, I)), so the light stays on the viewer's side."""
-    noise = torch.randn(3, generator=generator)
+    noise = torch.randn(3, generator=generator, device="cpu")  # host generator, host camera position
     return F.normalize(orbit_position(camera.polar, camera.azimuth, camera.radius) + noise, dim=0)
 
 
@@ -77,14 +77,14 @@ def sample_shading(
     if not names:
         raise ValueError("nerf.shading: no shading mode has a positive probability")
     lo, hi = nerf_cfg.ambient_range
-    ambient = float(lo + (hi - lo) * torch.rand(1, generator=generator))
+    ambient = float(lo + (hi - lo) * torch.rand(1, generator=generator, device="cpu"))  # host generator
     cdf = torch.tensor([weights[m] for m in names], dtype=torch.float64).cumsum(0)
-    u = float(torch.rand(1, generator=generator, dtype=torch.float64)) * float(cdf[-1])
+    u = float(torch.rand(1, generator=generator, dtype=torch.float64, device="cpu")) * float(cdf[-1])
     mode = names[min(int(torch.searchsorted(cdf, torch.tensor([u], dtype=torch.float64), right=True)), len(names) - 1)]
     if mode == "albedo":
         ambient = 1.0
     if camera is not None:
         light = light_around_camera(camera, generator)
     else:
-        light = F.normalize(torch.randn(3, generator=generator), dim=0)
+        light = F.normalize(torch.randn(3, generator=generator, device="cpu"), dim=0)
     return mode, ambient, light

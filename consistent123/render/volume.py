@@ -183,7 +183,7 @@ def render_nerf(
     sigma_s, albedo_s = field(xs)
     normals_s = normals_perturbed = None
     if with_normals and normal_perturb > 0:  # one batched call for both sets of normals
-        jitter = torch.randn(xs.shape, generator=generator).to(device) * normal_perturb
+        jitter = torch.randn(xs.shape, generator=generator, device=_draw_device(generator)).to(device) * normal_perturb
         normals_s, normals_perturbed = field.normals(torch.cat([xs, xs + jitter])).split(xs.shape[0])
     elif with_normals:
         normals_s = field.normals(xs)

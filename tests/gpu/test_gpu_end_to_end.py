@@ -11,10 +11,13 @@ import torch
 import trimesh
 
 from consistent123.cli import main as cli_main
-from consistent123.testing import RF15, TINY_OVERRIDES
+from consistent123.testing import RF15, TINY_OVERRIDES, rf15_prompts
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
+# The demo's first case (config/config.yaml: benchmarks.realfusion15.cases), with its prompt.
+INPUT = RF15 / "banana_rgba.png"
+CAPTION = rf15_prompts()["banana"]
 # The CPU tests pin the torch hash grid; here the node's own choice is what is checked.
 GPU_OVERRIDES = [o for o in TINY_OVERRIDES if not o.startswith("hashgrid.backend=")] + ["train.device=cuda"]
 
@@ -37,10 +40,7 @@ def gpu_run(tmp_path_factory):
     overrides = GPU_OVERRIDES + [f"models.tiny_dir={models}", f"tracking.uri=sqlite:///{tmp}/mlflow.db"]
     case = tmp / "case" / "banana"
     # The depth map comes from the tiny depth model, run on CUDA.
-    assert (
-        _cli("preprocess", RF15 / "banana_rgba.png", "--caption", "a yellow banana", "--out", case, *_sets(overrides))
-        == 0
-    )
+    assert _cli("preprocess", INPUT, "--caption", CAPTION, "--out", case, *_sets(overrides)) == 0
     out = tmp / "out"
     assert _cli("reconstruct", case, "--out", out, "--no-progress", *_sets(overrides)) == 0
     return tmp, case, out, overrides, build_tiny_clip(tmp / "clip")
