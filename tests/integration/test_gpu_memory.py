@@ -110,9 +110,10 @@ def test_preflight_line_from_the_projections(monkeypatch, caplog):
 def test_free_encoders_drops_them_after_the_embeddings():
     from consistent123.config import load_config
     from consistent123.priors.registry import load_priors
-    from consistent123.testing import TINY_OVERRIDES, synthetic_case
+    from consistent123.testing import TINY_OVERRIDES
     from consistent123.training import perf
     from consistent123.training.trainer import Trainer
+    from tests.integration.test_perf import synthetic_case
     from tests.support.tiny_models import tiny_models_dir
 
     cfg = load_config(

@@ -178,9 +178,10 @@ def test_perf_switches_apply_per_trainer_on_shared_priors():
     benchmark runs sees them; asking for nothing marks nothing."""
     from consistent123.config import load_config
     from consistent123.priors.registry import load_priors
-    from consistent123.testing import TINY_OVERRIDES, synthetic_case
+    from consistent123.testing import TINY_OVERRIDES
     from consistent123.training import perf
     from consistent123.training.trainer import Trainer
+    from tests.integration.test_perf import synthetic_case
     from tests.support.tiny_models import tiny_models_dir
 
     base = TINY_OVERRIDES + [f"models.tiny_dir={tiny_models_dir()}", "dynamic.strategy=dynamic_only"]
