@@ -75,6 +75,16 @@ def _priors_record(folder: RunFolder, clip_model, lpips_metric) -> dict:
     return {"priors": kind, "run_priors": run["priors"], "models": {**run["models"], **metric_models}}
 
 
+def _stand_in_notice(priors: dict, run: Optional[dict]) -> dict:
+    """{"notice": ...} when random-weight or oracle models made or scored the run, else {}."""
+    from consistent123.priors.provenance import STAND_IN_NOTE
+
+    kinds = [k for k, names in ((run or {}).get("stand_ins") or {}).items() if names]
+    if priors["priors"] == "random" and "random-weight" not in kinds:
+        kinds.append("random-weight")
+    return {"notice": f"{' and '.join(kinds)} models: {STAND_IN_NOTE}"} if kinds else {}
+
+
 def evaluate_run(
     out_dir: str | Path,
     case_dir: str | Path,
@@ -89,7 +99,7 @@ def evaluate_run(
     """Compute every applicable metric, write OUT/metrics.json and figures; return the record.
 
     ``clip_model``/``lpips_metric`` default to the configured ones (cfg.eval.clip_model or the
-    tiny CLIP when cfg.models.tiny_dir is set; LPIPS cfg.eval.lpips_net).
+    tiny CLIP when the tiny models are configured; LPIPS cfg.eval.lpips_net).
     """
     from consistent123.meshes import load_mesh
     from eval import figures
@@ -107,6 +117,10 @@ def evaluate_run(
     if not folder.reference_view.is_file():
         raise InputError(f"{folder.reference_view}: reference-view render not found")
     run = _read_run_json(folder)
+    if log_mlflow and run:
+        from consistent123.tracking.run import announce
+
+        announce(folder.run_record, "logging to")
     all_tags = {"case": case_dir.name, **_tracked_tags(run if log_mlflow else None), **(tags or {})}
     gt = pred = None
     if gt_mesh is not None:
@@ -154,6 +168,7 @@ def evaluate_run(
     all_tags["priors"] = priors["priors"]
     record = {
         "metrics": metrics,
+        **_stand_in_notice(priors, run),
         "tags": all_tags,
         "priors": priors,
         "run": run,

@@ -83,12 +83,15 @@ def reconstruct(
         return _reconstruct(case, Path(out_dir), cfg, run_name, parent_run_id, tags, stop_after, progress)
 
 
-def record_execution(folder: RunFolder, tracker: RunTracker, device: torch.device) -> None:
-    """Threads and device in run.json and as tags: results are bit-identical only when both match."""
-    facts = {"threads": torch.get_num_threads(), "device": str(device)}
+def record_execution(folder: RunFolder, tracker: RunTracker, device: torch.device, priors: str = "") -> None:
+    """Threads and device in run.json and as tags: results are bit-identical only when both match.
+    run.json also says which priors the run loaded (random | real | none) and any stand-ins."""
+    from consistent123.priors.provenance import stand_ins_loaded
+
+    facts = {"threads": torch.get_num_threads(), "device": str(device), "priors": priors}
     recorded = read_json(folder.run_record, "run record")
-    atomic_write_json(folder.run_record, {**recorded, **facts})
-    tracker.set_tags({k: str(v) for k, v in facts.items()})
+    atomic_write_json(folder.run_record, {**recorded, **facts, "stand_ins": stand_ins_loaded()})
+    tracker.set_tags({k: str(v) for k, v in facts.items() if k != "priors"})  # `priors` is tagged already
 
 
 def _reconstruct(
@@ -130,7 +133,7 @@ def _reconstruct(
     loaded = loaded_models_record(vars(priors))  # pretrained or random-weight, read from the loaded files
     atomic_write_json(folder.priors_record, loaded)
     tracker.set_tags(loaded["tags"])
-    record_execution(folder, tracker, device)
+    record_execution(folder, tracker, device, loaded["priors"])
     chosen = log_backends(cfg, device, tracker)
     run_cfg = chosen.apply(cfg)  # the fields and the export read the chosen backends, not "auto"
     images = ProgressImages(tracker, cfg.train.log_images_every, cfg.eval.render_size)
