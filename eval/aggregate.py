@@ -28,6 +28,9 @@ under ``"tags"``):
                ``unknown`` (not recorded); set by ``reconstruct`` and ``evaluate`` from the models
                they loaded. Only ``real`` runs are compared with the paper's numbers.
 
+``lpips_model`` the network LPIPS was computed with (``lpips-v0.1-alex``; ``-RANDOM-BACKBONE``
+               appended for the random trunk), set by ``evaluate``; the tables label it.
+
 ``output_folder``  the run's output folder (absolute path), set when the run is created; a run
                of that folder still RUNNING when the next job starts it afresh was left by a
                killed job and is marked KILLED.
@@ -52,7 +55,7 @@ from consistent123.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
-TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep", "priors"]
+TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep", "priors", "lpips_model"]
 METRICS = ["clip_similarity", "psnr", "lpips", "chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "t_switch"]
 COLUMNS = ["run_id", *TAGS, *METRICS, "source"]
 

@@ -166,6 +166,7 @@ def evaluate_run(
 
     priors = _priors_record(folder, clip_model, lpips_metric)
     all_tags["priors"] = priors["priors"]
+    all_tags["lpips_model"] = lpips_metric.name
     record = {
         "metrics": metrics,
         **_stand_in_notice(priors, run),
@@ -182,7 +183,10 @@ def evaluate_run(
             from consistent123.tracking.run import log_to_run
 
             log_to_run(
-                folder.run_record, metrics, artifacts=[metrics_path, *written], tags={"priors": priors["priors"]}
+                folder.run_record,
+                metrics,
+                artifacts=[metrics_path, *written],
+                tags={"priors": priors["priors"], "lpips_model": lpips_metric.name},
             )
         except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror
             log.warning("metrics not logged to MLflow (%s: %s)", exc.__class__.__name__, exc)

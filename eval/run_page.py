@@ -178,26 +178,27 @@ def views_html(out_dir: Path) -> str:
     )
 
 
-def input_html(photo: Path) -> str:
+def input_html(photo: Path, label: str) -> str:
     rgba = np.asarray(Image.open(photo).convert("RGBA"), dtype=np.float32) / 255.0
     image = upscale_for_display((on_white(rgba) * 255 + 0.5).astype(np.uint8), DISPLAY_SIZE)
     return (
         f'<figure><img class="px" alt="input" src="{data_uri(_png(image), "image/png")}" '
-        f'width="{VIEWER_SIZE}"><figcaption>input ({html.escape(photo.name)}, preprocessed)</figcaption></figure>'
+        f'width="{VIEWER_SIZE}"><figcaption>{html.escape(label)}</figcaption></figure>'
     )
 
 
 # ---------------------------------------------------------------- the page
-def run_page(out_dir: str | Path, title: str, photo: str | Path | None = None, footer: str = "") -> str:
-    """The page of the reconstruction in ``out_dir`` (its metrics.json, mesh.glb, turntable, views)."""
+def run_page(out_dir: str | Path, title: str, photo: str | Path | None = None, photo_label: str = "input") -> str:
+    """The page of the reconstruction in ``out_dir`` (its metrics.json, mesh.glb, turntable, views),
+    with ``photo`` (the preprocessed input) first when given."""
     out_dir = Path(out_dir)
     folder = RunFolder(out_dir)
     record = json.loads(folder.metrics.read_text()) if folder.metrics.is_file() else {}
-    pictures = (input_html(Path(photo)) if photo else "") + viewer_html(folder / RunFolder.MESH_GLB)
+    pictures = (input_html(Path(photo), photo_label) if photo else "") + viewer_html(folder / RunFolder.MESH_GLB)
     pictures += turntable_html(out_dir)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style>{model_viewer_script()}</head>"
         f"<body><h2>{html.escape(title)}</h2>{banner_html(record)}<div class='row'>{pictures}</div>"
-        f"{views_html(out_dir)}{metrics_html(record)}{models_html(record)}{footer}</body></html>\n"
+        f"{views_html(out_dir)}{metrics_html(record)}{models_html(record)}</body></html>\n"
     )
