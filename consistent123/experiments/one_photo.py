@@ -87,6 +87,11 @@ def run_one_photo(
 
     photo, out_dir = Path(photo), Path(out_dir)
     check_weights(cfg)
+    tiny_dir = cfg.models.tiny_models_dir()
+    if tiny_dir is not None:  # said before any work, not at the first load minutes later
+        from consistent123.priors.provenance import note_stand_in
+
+        note_stand_in("random-weight", "tiny models", str(tiny_dir))
     cfg = with_local_store(cfg, out_dir)
     case_dir, run_dir = out_dir / CASE, out_dir / RUN
     log.info("1/4 preprocess %s -> %s", photo, case_dir)
