@@ -146,3 +146,12 @@ def test_report_run_page_viewer_in_headless_chromium(demo_run, tmp_path):
     page = tmp_path / "photo_default_toy.html"
     page.write_text(run_page(out / "run", "photo / default / toy"))
     check_viewer(page, tmp_path, "report")
+
+
+def test_tiny_models_command_defaults_to_where_models_tiny_looks(tiny_models, monkeypatch, capsys):
+    from consistent123.cli import main
+
+    monkeypatch.setenv("CONSISTENT123_TINY_MODELS", str(tiny_models))
+    assert main(["tiny-models"]) == 0
+    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert listed and all(Path(path).parent == tiny_models for _, path in listed)
