@@ -78,7 +78,8 @@ def error_line(command: str, message: str) -> str:
 
 def _stand_in_notice() -> None:
     """The closing line of a command that loaded random-weight or oracle models (the opening one
-    is logged when the first of them loads: consistent123.priors.provenance.note_stand_in)."""
+    is logged when the first of them loads: consistent123.priors.provenance.note_stand_in). A
+    failed command ends on its error line instead."""
     provenance = sys.modules.get("consistent123.priors.provenance")
     summary = provenance.stand_ins_summary() if provenance else None
     if summary:
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    provenance = sys.modules.get("consistent123.priors.provenance")
+    if provenance:  # a new command in the same process (tests) starts with no stand-ins
+        provenance.forget_stand_ins()
     cfg = None
     try:
         cfg = load_config(args.config, args.overrides)
@@ -117,19 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         _stand_in_notice()
         return code
     except Consistent123Error as exc:
-        _stand_in_notice()
         print(error_line(args.command, exc), file=sys.stderr)
         return 2
     except OSError as exc:  # read-only folder, full disk, no permission: the path and the cause
-        _stand_in_notice()
         print(error_line(args.command, describe_os_error(exc, action="at")), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        _stand_in_notice()
         print(error_line(args.command, "interrupted"), file=sys.stderr)
         return 130
     except Exception as exc:
-        _stand_in_notice()
         if not _tracking_failure(exc):
             traceback.print_exc()  # a bug: the traceback for the report, then the marked line
             print(error_line(args.command, f"internal error: {exc.__class__.__name__}: {exc}"), file=sys.stderr)

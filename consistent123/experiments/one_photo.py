@@ -102,7 +102,6 @@ def run_one_photo(
     record = evaluate_run(run_dir, case_dir, cfg, progress=progress)
     page = out_dir / PAGE
     log.info("4/4 page -> %s", page)
-    atomic_write_text(
-        page, run_page(run_dir, f"{photo.name}: Consistent123 reconstruction", photo=case_dir / "rgba.png")
-    )
+    title = f"{photo.name}: Consistent123 reconstruction"
+    atomic_write_text(page, run_page(run_dir, title, case_dir / "rgba.png", f"input: {photo.name}, preprocessed"))
     return OnePhotoResult(case_dir, run_dir, page, record["metrics"], record["priors"]["priors"])

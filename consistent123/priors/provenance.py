@@ -34,6 +34,10 @@ def note_stand_in(kind: str, what: str, where: str = "") -> None:
         log.warning("%s model loaded (%s%s): %s", kind.upper(), what, f" from {where}" if where else "", STAND_IN_NOTE)
 
 
+def forget_stand_ins() -> None:
+    _STAND_INS.clear()
+
+
 def stand_ins_loaded() -> dict[str, list[str]]:
     return {kind: list(names) for kind, names in _STAND_INS.items()}
 

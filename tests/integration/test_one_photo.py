@@ -82,6 +82,7 @@ def test_run_demo_writes_the_page_metrics_and_mesh_where_asked(demo_run):
     assert run["tracking_uri"] == f"sqlite:///{(out / 'mlflow.db').resolve()}"
     page = (out / "index.html").read_text()
     assert "random-weight priors" in page and "<model-viewer" in page and "RANDOM-BACKBONE" in page
+    assert "input: toy.png, preprocessed" in page
 
 
 @pytest.mark.slow
