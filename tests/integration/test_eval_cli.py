@@ -170,7 +170,9 @@ def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, ti
         "table": "4",
         "category": "fruit",
         "priors": "random",
+        "lpips_model": "lpips-v0.1-alex-RANDOM-BACKBONE",  # the tables label LPIPS rows from it
     }
+    assert "not the method's" in record["notice"]
     assert record["priors"]["run_priors"] == "unknown" and record["priors"]["models"]["lpips"]["weights"] == "random"
     assert record["details"]["clip_model"] == str(tiny_clip_dir)
     assert record["details"]["clip_views"]["azimuths"] == [0.0, 180.0]

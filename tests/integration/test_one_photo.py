@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -140,12 +142,20 @@ def test_index_html_viewer_in_headless_chromium(demo_run, tmp_path):
 
 @pytest.mark.slow
 def test_report_run_page_viewer_in_headless_chromium(demo_run, tmp_path):
-    """The page the report shows for a run (workflow/scripts/turntable_page.py writes this one)."""
-    from eval.run_page import run_page
-
+    """The page the report shows for a run, written by the workflow's own script (handed what
+    Snakemake hands it)."""
     _, out, _ = demo_run
     page = tmp_path / "photo_default_toy.html"
-    page.write_text(run_page(out / "run", "photo / default / toy"))
+    sm = SimpleNamespace(
+        input=SimpleNamespace(glb=str(out / "run" / "mesh.glb"), metrics=str(out / "run" / "metrics.json")),
+        output=[str(page)],
+        wildcards=SimpleNamespace(benchmark="photo", variant="default", case="toy"),
+    )
+    runpy.run_path(str(REPO / "workflow" / "scripts" / "turntable_page.py"), init_globals={"snakemake": sm})
+    text = page.read_text()
+    assert "random-weight priors" in text and "lpips (lpips-v0.1-alex-RANDOM-BACKBONE)" in text
+    value = json.loads((out / "run" / "metrics.json").read_text())["metrics"]["psnr"]
+    assert f"<td>{value:.3f}</td>" in text and repr(value) not in text  # the paper's precision only
     check_viewer(page, tmp_path, "report")
 
 
