@@ -64,10 +64,11 @@ def check_weights(cfg: Config) -> None:
     # The CLIP names are resolved through open_clip, seconds to import: checked only when the
     # rest is here, so a machine without any weights hears so at once.
     missing = missing_from_cache(cfg, [p for p in parts if not p.startswith("clip")])
+    unchecked = " (the CLIP models not checked yet)" if missing else ""
     missing = missing or missing_from_cache(cfg, [p for p in parts if p.startswith("clip")])
     if missing:
         raise ModelUnavailableError(
-            f"no weights on this machine for {len(missing)} model(s): {', '.join(missing)}; run "
+            f"no weights on this machine for {len(missing)} model(s){unchecked}: {', '.join(missing)}; run "
             "`consistent123 fetch-models` on a connected machine (same cache), or pass --demo for the "
             "random-weight demo priors"
         )
