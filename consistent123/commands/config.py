@@ -1,8 +1,11 @@
-"""``consistent123 config``: print the resolved configuration (defaults <- file <- --set)."""
+"""``consistent123 config``: print the resolved configuration (defaults <- file <- --set), then
+the GSO evaluation protocols side by side (eval/protocols.py), the selected one marked, as YAML
+comments (the output stays one YAML document)."""
 
 import argparse
 
 from consistent123.config import Config, dump_config
+from eval.protocols import protocol_table
 
 
 def add_arguments(parser) -> None:
@@ -11,4 +14,7 @@ def add_arguments(parser) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     print(dump_config(cfg), end="")
+    print()
+    print(f"# GSO evaluation protocols (eval.protocol = {cfg.eval.protocol}; eval/protocols.py)")
+    print("".join(f"# {line}\n" for line in protocol_table(cfg.eval).splitlines()), end="")
     return 0

@@ -170,8 +170,10 @@ def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, ti
         "table": "4",
         "category": "fruit",
         "priors": "random",
+        "protocol": "paper",  # a run scored against a ground truth names its protocol
         "lpips_model": "lpips-v0.1-alex-RANDOM-BACKBONE",  # the tables label LPIPS rows from it
     }
+    assert m["mv_ssim"] > 0.99 and m["normal_consistency"] > 0.99
     assert "not the method's" in record["notice"]
     assert record["priors"]["run_priors"] == "unknown" and record["priors"]["models"]["lpips"]["weights"] == "random"
     assert record["details"]["clip_model"] == str(tiny_clip_dir)
@@ -184,7 +186,7 @@ def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, ti
     assert len(runs) == 1
     row = runs.iloc[0]
     assert (row["benchmark"], row["case"], row["variant"]) == ("realfusion15", "banana", "lambda=b")
-    assert row["priors"] == "random"
+    assert row["priors"] == "random" and row["protocol"] == "paper"
     assert row["psnr"] == pytest.approx(m["psnr"]) and row["volumetric_iou"] == 1.0
 
 

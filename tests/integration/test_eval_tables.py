@@ -228,3 +228,28 @@ def test_lpips_scored_on_the_random_trunk_is_labelled_in_every_format(mixed_runs
     runs["lpips_model"] = "lpips-v0.1-alex"
     md = tables.to_markdown(tables.compare(runs, tables=[1]), 1)
     assert "LPIPS ↓ |" in md and tables.RANDOM_BACKBONE not in md
+
+
+# ---------------------------------------------------------------- protocols
+def test_runs_under_another_protocol_get_their_own_column_not_the_papers(tmp_path):
+    """Only `paper`-protocol runs (or runs from before protocols) meet the paper's Table 2 cells;
+    the same method under `syncdreamer` is a column of its own, named by its protocol."""
+    rows = [("gso", "a", None, 0.04), ("gso", "b", "paper", 0.06), ("gso", "a", "syncdreamer", 0.5)]
+    for i, (benchmark, case, protocol, cd) in enumerate(rows):
+        path = tmp_path / f"run{i}" / "metrics.json"
+        path.parent.mkdir()
+        tags = {"benchmark": benchmark, "case": case, "variant": "default", "priors": "real"}
+        if protocol:
+            tags["protocol"] = protocol
+        path.write_text(json.dumps({"metrics": {"chamfer_distance": cd}, "run": {"run_id": f"r{i}"}, "tags": tags}))
+    runs = aggregate.latest_per_key(aggregate.runs_from_files(aggregate.find_metrics_files(tmp_path)))
+    assert len(runs) == 3  # same case, two protocols: both kept
+    cmp = tables.compare(runs, tables=(2,))
+    ours = cmp[(cmp["setting"] == "consistent123") & (cmp["metric"] == "chamfer_distance")].iloc[0]
+    assert ours["ours"] == pytest.approx(0.05) and ours["n_runs"] == 2 and ours["protocol"] == "paper"
+    other = cmp[cmp["setting"] == "consistent123 (protocol syncdreamer)"]
+    assert list(other["metric"]) == ["chamfer_distance"] and other["ours"].iloc[0] == 0.5
+    assert math.isnan(other["paper"].iloc[0]) and math.isnan(other["diff"].iloc[0])
+    md = tables.to_markdown(cmp, 2)
+    assert "| consistent123 (protocol syncdreamer) | Priors |" in md and "| 0.5000 | real |" in md
+    assert "Protocol: every number is scored under `paper`" in md
