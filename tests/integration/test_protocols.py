@@ -19,7 +19,7 @@ from eval.image_metrics import ssim
 from eval.protocols import PROTOCOLS, geometry_metrics, get_protocol, protocol_table
 from tests.support.golden_pairs import pairs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((ROOT / "tests" / "fixtures" / "protocol_golden.json").read_text())
 
 
