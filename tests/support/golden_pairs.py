@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-SCANS = Path(__file__).resolve().parents[1] / "datasets" / "known_answer"
+SCANS = Path(__file__).resolve().parents[2] / "datasets" / "known_answer"
 OBJECTS = ("Android_Figure_Panda", "CHICKEN_RACER", "CITY_TAXI_POLICE_CAR")
 NOISE = 0.01  # vertex noise, fraction of the longest side
 CLUSTER = 1.0 / 24.0  # decimation cell, fraction of the longest side
@@ -78,7 +78,7 @@ def golden_table(path: Path | None = None) -> str:
     from eval.mesh_metrics import compare_with_protocol
     from eval.protocols import get_protocol
 
-    path = path or Path(__file__).with_name("fixtures") / "protocol_golden.json"
+    path = path or Path(__file__).resolve().parents[1] / "fixtures" / "protocol_golden.json"
     reference = {row["pair"]: row for row in json.loads(path.read_text())["pairs"]}
     lines = ["| pair | protocol | metric | reference | ours | ours - reference |", "|---|---|---|---|---|---|"]
     for name, gt, pred in pairs():
