@@ -25,6 +25,10 @@ from consistent123.io import describe_os_error
 # name -> (module, one-line help). Modules are imported only when their command runs, so
 # `consistent123 preprocess` never pays for importing the renderer, and so on.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "consistent123.commands.run",
+        "one photo to a 3D result: preprocess, reconstruct, evaluate, DIR/index.html (--demo: random-weight priors)",
+    ),
     "preprocess": ("consistent123.commands.preprocess", "mask, recentre, depth and caption one image"),
     "tiny-models": (
         "consistent123.commands.tiny_models",
@@ -81,6 +85,16 @@ def error_line(command: str, message: str) -> str:
     return f"consistent123 {command}: error: {' '.join(str(message).split())}"
 
 
+def _stand_in_notice() -> None:
+    """The closing line of a command that loaded random-weight or oracle models (the opening one
+    is logged when the first of them loads: consistent123.priors.provenance.note_stand_in). A
+    failed command ends on its error line instead."""
+    provenance = sys.modules.get("consistent123.priors.provenance")
+    summary = provenance.stand_ins_summary() if provenance else None
+    if summary:
+        print(f"consistent123: NOTE: {summary}", file=sys.stderr, flush=True)
+
+
 def _tracking_failure(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in ("mlflow", "sqlalchemy")
 
@@ -113,6 +127,9 @@ def main(argv: list[str] | None = None, exit_handler: bool | None = None) -> int
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:  # libraries logging on the root logger (open_clip's model-creation chatter)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda record: record.name != "root" or record.levelno >= logging.WARNING)
     if getattr(args, "_missing", False):
         print(f"consistent123: error: command {args.command!r} is not available in this install", file=sys.stderr)
         return 2
@@ -121,11 +138,16 @@ def main(argv: list[str] | None = None, exit_handler: bool | None = None) -> int
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    provenance = sys.modules.get("consistent123.priors.provenance")
+    if provenance:  # a new command in the same process (tests) starts with no stand-ins
+        provenance.forget_stand_ins()
     cfg = None
     interrupted = False
     try:
         cfg = load_config(args.config, args.overrides)
-        return int(importlib.import_module(args._module).run(args, cfg) or 0)
+        code = int(importlib.import_module(args._module).run(args, cfg) or 0)
+        _stand_in_notice()
+        return code
     except Consistent123Error as exc:
         print(error_line(args.command, exc), file=sys.stderr)
         return 2

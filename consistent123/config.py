@@ -9,6 +9,7 @@ saved next to every output so a run can be reproduced from its folder alone.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Optional
@@ -65,11 +66,18 @@ class Section(BaseModel):
 
 
 # ---------------------------------------------------------------- models (registry ids)
+# Where ``models.tiny`` keeps the tiny models when ``models.tiny_dir`` is not set.
+TINY_MODELS_ENV = "CONSISTENT123_TINY_MODELS"
+
+
 class ModelsConfig(Section):
     """Where each pretrained part comes from: a hub id or a local folder/file.
 
-    ``tiny_dir`` switches every entry to the random-weight tiny models that
-    ``consistent123 tiny-models DIR`` builds (built on first use when missing).
+    ``tiny`` (or ``tiny_dir``) switches every entry to the random-weight tiny models that
+    ``consistent123 tiny-models DIR`` builds (built on first use when missing), kept in
+    ``tiny_dir`` when set, else in ``$CONSISTENT123_TINY_MODELS``, else in the user's cache
+    (``$XDG_CACHE_HOME/consistent123/tiny-models``, ``~/.cache`` when unset): built once per
+    user, never in the folder a command runs from.
     """
 
     zero123: str = "ashawkey/zero123-xl-diffusers"
@@ -82,6 +90,7 @@ class ModelsConfig(Section):
     depth: str = "Intel/dpt-hybrid-midas"
     # CLIPSeg prompted with the caption: the dedicated background removers need remote code.
     segmenter: str = "CIDAS/clipseg-rd64-refined"
+    tiny: bool = False
     tiny_dir: Optional[str] = None
     cache_dir: Optional[str] = None
     # fp16 priors on GPU (spec §7); always fp32 on CPU.
@@ -90,6 +99,17 @@ class ModelsConfig(Section):
     # the oracle built from a ground-truth mesh (the known-answer benchmark; `oracle:` section).
     prior_3d: Literal["zero123", "oracle"] = "zero123"
     prior_2d: Literal["stable_diffusion", "oracle"] = "stable_diffusion"
+
+    def tiny_models_dir(self) -> Optional[Path]:
+        """Where the tiny models live, or None when the configured (real) models are used."""
+        if self.tiny_dir:
+            return Path(self.tiny_dir).expanduser()
+        if not self.tiny:
+            return None
+        if os.environ.get(TINY_MODELS_ENV):
+            return Path(os.environ[TINY_MODELS_ENV]).expanduser()
+        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(cache) / "consistent123" / "tiny-models"
 
 
 # ---------------------------------------------------------------- preprocessing (spec §1)

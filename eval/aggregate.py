@@ -34,6 +34,9 @@ under ``"tags"``):
                ``unknown`` (not recorded); set by ``reconstruct`` and ``evaluate`` from the models
                they loaded. Only ``real`` runs are compared with the paper's numbers.
 
+``lpips_model`` the network LPIPS was computed with (``lpips-v0.1-alex``; ``-RANDOM-BACKBONE``
+               appended for the random trunk), set by ``evaluate``; the tables label it.
+
 ``output_folder``  the run's output folder (absolute path), set when the run is created; a run
                of that folder still RUNNING when the next job starts it afresh was left by a
                killed job and is marked KILLED.
@@ -59,7 +62,19 @@ from consistent123.io import atomic_path, first_line, read_json
 
 log = logging.getLogger(__name__)
 
-TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep", "priors", "protocol", "supplied"]
+TAGS = [
+    "benchmark",
+    "case",
+    "category",
+    "variant",
+    "table",
+    "method",
+    "sweep",
+    "priors",
+    "protocol",
+    "supplied",
+    "lpips_model",
+]
 METRICS = [
     "clip_similarity",
     "psnr",

@@ -83,6 +83,16 @@ def _priors_record(folder: RunFolder, clip_model, lpips_metric) -> dict:
     return {"priors": kind, "run_priors": run["priors"], "models": {**run["models"], **metric_models}}
 
 
+def _stand_in_notice(priors: dict, run: Optional[dict]) -> dict:
+    """{"notice": ...} when random-weight or oracle models made or scored the run, else {}."""
+    from consistent123.priors.provenance import STAND_IN_NOTE
+
+    kinds = [k for k, names in ((run or {}).get("stand_ins") or {}).items() if names]
+    if priors["priors"] == "random" and "random-weight" not in kinds:
+        kinds.append("random-weight")
+    return {"notice": f"{' and '.join(kinds)} models: {STAND_IN_NOTE}"} if kinds else {}
+
+
 def metrics_of_geometry(gt, pred, cfg: Config, lpips_metric, metrics: dict, details: dict, progress: bool) -> None:
     """The configured protocol's geometry and view metrics of an aligned (gt, pred) pair, into
     ``metrics`` (numbers) and ``details`` (everything else); the protocol's name into both."""
@@ -122,7 +132,7 @@ def evaluate_run(
     """Compute every applicable metric, write OUT/metrics.json and figures; return the record.
 
     ``clip_model``/``lpips_metric`` default to the configured ones (cfg.eval.clip_model or the
-    tiny CLIP when cfg.models.tiny_dir is set; LPIPS cfg.eval.lpips_net).
+    tiny CLIP when the tiny models are configured; LPIPS cfg.eval.lpips_net).
     """
     from consistent123.meshes import load_mesh
     from eval import figures
@@ -139,6 +149,10 @@ def evaluate_run(
     if not folder.reference_view.is_file():
         raise InputError(f"{folder.reference_view}: reference-view render not found")
     run = _read_run_json(folder)
+    if log_mlflow and run:
+        from consistent123.tracking.run import announce
+
+        announce(folder.run_record, "logging to")
     all_tags = {
         "case": case_dir.name,
         **_tracked_tags(run if log_mlflow else None, folder.run_record, cfg.tracking.connect_timeout_s),
@@ -180,8 +194,10 @@ def evaluate_run(
 
     priors = _priors_record(folder, clip_model, lpips_metric)
     all_tags["priors"] = priors["priors"]
+    all_tags["lpips_model"] = lpips_metric.name
     record = {
         "metrics": metrics,
+        **_stand_in_notice(priors, run),
         "tags": all_tags,
         "priors": priors,
         "run": run,
@@ -198,7 +214,7 @@ def evaluate_run(
                 folder.run_record,
                 metrics,
                 artifacts=[metrics_path, *written],
-                tags={k: all_tags[k] for k in ("priors", "protocol") if k in all_tags},
+                tags={k: all_tags[k] for k in ("priors", "protocol", "lpips_model") if k in all_tags},
             )
         except Exception as exc:  # metrics.json is the record of truth; the mirror failing is an error
             raise TrackingError(

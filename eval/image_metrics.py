@@ -100,6 +100,10 @@ class LpipsMetric:
         self.random_backbone = random_backbone
         if not random_backbone:
             ensure_backbone(net, allow_download)
+        else:
+            from consistent123.priors.provenance import note_stand_in
+
+            note_stand_in("random-weight", f"LPIPS {net} backbone")
         with warnings.catch_warnings():  # torchvision's deprecation notice for lpips' `pretrained=` call
             warnings.simplefilter("ignore", UserWarning)
             if random_backbone:

@@ -106,6 +106,7 @@ VARIANT_ALIASES = {
 MISSING = "missing"
 NOT_REPRODUCED = "n/a"
 REAL = "real"  # the `priors` tag of a run whose models were all pretrained (eval/aggregate.py)
+RANDOM_BACKBONE = "RANDOM-BACKBONE"  # eval.image_metrics.LpipsMetric.name's suffix for the random trunk
 RANDOM_BANNER = "random-weight priors: these numbers exercise the pipeline and are not comparable to the paper"
 OTHER_BANNER = (
     "priors not pretrained or not recorded for some runs (see the priors column): "
@@ -117,6 +118,14 @@ def _priors_of(runs: pd.DataFrame, metric: str) -> str:
     """The priors kinds of the runs that gave a value, e.g. "real", "random", "random+real"."""
     kinds = runs.loc[runs[metric].notna() & np.isfinite(runs[metric]), "priors"].fillna("unknown")
     return "+".join(sorted(set(kinds)))
+
+
+def _random_lpips(runs: pd.DataFrame, metric: str) -> bool:
+    """Whether any run behind an LPIPS value scored it on the random trunk (``-RANDOM-BACKBONE``)."""
+    if "lpips" not in metric or "lpips_model" not in runs:
+        return False
+    models = runs.loc[runs[metric].notna(), "lpips_model"].dropna().astype(str)
+    return bool(models.str.endswith(RANDOM_BACKBONE).any())
 
 
 def load_paper_numbers(path: str | Path = PAPER_NUMBERS) -> pd.DataFrame:
@@ -151,7 +160,7 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
     out = []
     for cell in paper[paper["table"].isin(list(tables))].itertuples(index=False):
         variant = SETTING_VARIANTS.get(cell.table, {}).get(cell.setting)
-        ours, n, priors = math.nan, 0, ""
+        ours, n, priors, random_lpips = math.nan, 0, "", False
         if variant is None:
             status = NOT_REPRODUCED
         else:
@@ -174,6 +183,7 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
                 ours, n = _mean_or_nan(sel[cell.metric]) if len(sel) else (math.nan, 0)
             status = "ok" if n else MISSING
             priors = _priors_of(sel, cell.metric) if n else ""
+            random_lpips = bool(n) and _random_lpips(sel, cell.metric)
         out.append(
             {
                 "table": cell.table,
@@ -189,6 +199,7 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
                 "priors": priors,
                 "decimals": cell.decimals,
                 "note": cell.note,
+                "random_lpips": random_lpips,
                 "protocol": PAPER_PROTOCOL,
             }
         )
@@ -276,6 +287,10 @@ def layout(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
     sub["cell"] = sub.apply(format_cell, axis=1)
     sub["Dataset"] = sub["benchmark"].map(BENCHMARK_LABELS)
     sub["Metric"] = sub["metric"].map(METRIC_LABELS)
+    # LPIPS on a random trunk is not LPIPS: its rows say so in the metric's own name.
+    flagged = sub["random_lpips"].fillna(False).astype(bool) if "random_lpips" in sub else sub["metric"].isna()
+    random_rows = sub["metric"].isin(sub.loc[flagged, "metric"]) & sub["metric"].str.contains("lpips")
+    sub.loc[random_rows, "Metric"] = sub.loc[random_rows, "Metric"] + f" ({RANDOM_BACKBONE})"
     if table == 3:
         index, columns = ["setting", "Metric"], "group"
     else:

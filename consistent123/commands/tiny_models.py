@@ -1,4 +1,4 @@
-"""``consistent123 tiny-models DIR``: every pretrained part at tiny size with random weights
+"""``consistent123 tiny-models [DIR]``: every pretrained part at tiny size with random weights
 (consistent123.priors.standins.tiny), or the full-size architectures' parameter counts."""
 
 from __future__ import annotations
@@ -11,7 +11,14 @@ from consistent123.priors.standins import tiny
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", metavar="DIR", help="folder to build the tiny models in")
+    parser.add_argument(
+        "dir",
+        metavar="DIR",
+        nargs="?",
+        default=None,
+        help="folder to build the tiny models in (default: where models.tiny looks for them: models.tiny_dir, "
+        "$CONSISTENT123_TINY_MODELS, else ~/.cache/consistent123/tiny-models)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even when DIR is already complete")
     parser.add_argument(
         "--size",
@@ -33,7 +40,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
         print_parameter_counts(cfg, args.device)
         return 0
-    root = Path(args.dir)
+    root = Path(args.dir) if args.dir else cfg.models.model_copy(update={"tiny": True}).tiny_models_dir()
     paths = tiny.build_tiny_models(root) if args.force else tiny.ensure_tiny_models(root)
     for name, path in paths.items():
         print(f"{name}\t{path}")

@@ -134,12 +134,15 @@ def reconstruct(
         raise
 
 
-def record_execution(folder: RunFolder, tracker: RunTracker, device: torch.device) -> None:
-    """Threads and device in run.json and as tags: results are bit-identical only when both match."""
-    facts = {"threads": torch.get_num_threads(), "device": str(device)}
+def record_execution(folder: RunFolder, tracker: RunTracker, device: torch.device, priors: str = "") -> None:
+    """Threads and device in run.json and as tags: results are bit-identical only when both match.
+    run.json also says which priors the run loaded (random | real | none) and any stand-ins."""
+    from consistent123.priors.provenance import stand_ins_loaded
+
+    facts = {"threads": torch.get_num_threads(), "device": str(device), "priors": priors}
     recorded = read_json(folder.run_record, "run record")
-    atomic_write_json(folder.run_record, {**recorded, **facts})
-    tracker.set_tags({k: str(v) for k, v in facts.items()})
+    atomic_write_json(folder.run_record, {**recorded, **facts, "stand_ins": stand_ins_loaded()})
+    tracker.set_tags({k: str(v) for k, v in facts.items() if k != "priors"})  # `priors` is tagged already
 
 
 class _Job:
@@ -224,7 +227,7 @@ def _reconstruct(
 def _tag_run(job: _Job, loaded: dict):
     """What the open run records besides its config: the models loaded, threads, device, backends."""
     job.tracker.set_tags(loaded["tags"])
-    record_execution(job.folder, job.tracker, job.device)
+    record_execution(job.folder, job.tracker, job.device, loaded["priors"])
     return log_backends(job.cfg, job.device, job.tracker)
 
 

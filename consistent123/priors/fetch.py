@@ -29,7 +29,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".ms
 
 
 def configured_sources(cfg: Config) -> dict[str, str]:
-    """The real ids of every part (``models.tiny_dir`` is ignored: there is nothing to fetch for it)."""
+    """The real ids of every part (``models.tiny``/``tiny_dir`` are ignored: there is nothing to fetch for it)."""
     from consistent123.priors.registry import hub_sources
 
     return {**hub_sources(cfg), "lpips": cfg.eval.lpips_net}
@@ -109,3 +109,42 @@ def fetch(part: str, source: str, cache_dir: Optional[str] = None, variant: Opti
     return hub.load_pretrained(
         _fetch_hub_repo, source, f"{part} {source}", CONFIG_KEYS[part], cache_dir=cache_dir, variant=variant
     )
+
+
+# ---------------------------------------------------------------- what is already here (offline)
+def _hub_repo_of_open_clip(source: str) -> Optional[str]:
+    """The Hugging Face repo an open_clip "name/tag" (or "hf-hub:repo") downloads from, if any."""
+    if source.startswith("hf-hub:"):
+        return source[len("hf-hub:") :]
+    import open_clip
+
+    name, _, tag = source.partition("/")
+    pretrained_cfg = open_clip.get_pretrained_cfg(name, tag) or {}
+    return (pretrained_cfg.get("hf_hub") or "").strip("/") or None
+
+
+def in_cache(part: str, source: str, cache_dir: Optional[str] = None) -> bool:
+    """True when ``source`` can be loaded without the network: a local path that exists, or a hub
+    repo already in the Hugging Face cache. Never touches the network (``local_files_only``)."""
+    if part == "lpips":
+        from consistent123.priors.lpips_backbone import lpips_backbone_path
+
+        return lpips_backbone_path(source).is_file()
+    if hub.is_local(source):
+        return True
+    repo = _hub_repo_of_open_clip(source) if part.startswith("clip") else source
+    if repo is None:  # an open_clip tag served from a plain URL: its file lands in open_clip's cache
+        return False
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo, cache_dir=cache_dir, local_files_only=True)
+    except Exception:  # noqa: BLE001 - LocalEntryNotFoundError and kin: not in the cache
+        return False
+    return True
+
+
+def missing_from_cache(cfg: Config, parts: list[str]) -> list[str]:
+    """The ``parts`` whose configured weights are not on this machine ("part (source)" each)."""
+    sources = configured_sources(cfg)
+    return [f"{p} ({sources[p]})" for p in parts if not in_cache(p, sources[p], cfg.models.cache_dir)]

@@ -8,11 +8,46 @@ lists it (``consistent123.priors.standins``); a hub id is pretrained. Every load
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from consistent123.priors.standins.constants import MANIFEST
 
 RANDOM, REAL, NO_PRIORS, UNKNOWN = "random", "real", "none", "unknown"
+
+log = logging.getLogger(__name__)
+
+# The stand-ins this process has loaded ({"random-weight": [...], "oracle": [...]}), so a command
+# says so on its first line of work and again on its last (consistent123.cli).
+_STAND_INS: dict[str, list[str]] = {}
+STAND_IN_NOTE = "outputs exercise the pipeline and are not the method's results"
+
+
+def note_stand_in(kind: str, what: str, where: str = "") -> None:
+    """Record that a random-weight or oracle model was loaded; the first one of the process is
+    announced at once (one warning line), the rest join the summary at the end."""
+    first = not _STAND_INS
+    names = _STAND_INS.setdefault(kind, [])
+    if what not in names:
+        names.append(what)
+    if first:
+        log.warning("%s model loaded (%s%s): %s", kind.upper(), what, f" from {where}" if where else "", STAND_IN_NOTE)
+
+
+def forget_stand_ins() -> None:
+    _STAND_INS.clear()
+
+
+def stand_ins_loaded() -> dict[str, list[str]]:
+    return {kind: list(names) for kind, names in _STAND_INS.items()}
+
+
+def stand_ins_summary() -> str | None:
+    """One line naming every stand-in this process loaded, or None when it loaded none."""
+    if not _STAND_INS:
+        return None
+    parts = "; ".join(f"{kind.upper()}: {', '.join(names)}" for kind, names in _STAND_INS.items())
+    return f"this command used stand-in models ({parts}): {STAND_IN_NOTE}"
 
 
 def origin(source: str) -> dict[str, str]:
@@ -22,6 +57,8 @@ def origin(source: str) -> dict[str, str]:
 
 def with_origin(model, source: str):
     model.origin = origin(source)
+    if model.origin["weights"] == RANDOM:
+        note_stand_in("random-weight", Path(source).name, str(Path(source).parent))
     return model
 
 

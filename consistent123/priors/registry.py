@@ -1,7 +1,7 @@
 """The one path from the config to every pretrained part.
 
-``cfg.models.tiny_dir`` set: every part is the random-weight tiny model built there (on first
-use); otherwise the configured hub ids / local folders. Real or tiny, the same loaders run.
+``cfg.models.tiny`` or ``tiny_dir`` set: every part is the random-weight tiny model built in
+``cfg.models.tiny_models_dir()`` (on first use); otherwise the configured hub ids / local folders. Real or tiny, the same loaders run.
 
 Every loaded part carries ``origin`` (where it was loaded from and whether its weights are
 pretrained or random), detected from the loaded files (consistent123.priors.provenance), so a run
@@ -9,8 +9,6 @@ can say what it really used whatever its config names.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
@@ -32,11 +30,11 @@ _TINY_KEYS = {
 
 def model_sources(cfg: Config) -> dict[str, str]:
     """Where each part comes from: {zero123, stable_diffusion, clip_judge, clip_metric, captioner, depth, segmenter}."""
-    m = cfg.models
-    if m.tiny_dir:
+    tiny_dir = cfg.models.tiny_models_dir()
+    if tiny_dir is not None:
         from consistent123.priors.standins.tiny import ensure_tiny_models
 
-        built = ensure_tiny_models(Path(m.tiny_dir))
+        built = ensure_tiny_models(tiny_dir)
         return {key: str(built[tiny]) for key, tiny in _TINY_KEYS.items() if tiny in built}
     return hub_sources(cfg)
 
@@ -61,14 +59,14 @@ def _source(cfg: Config, key: str) -> str:
         from consistent123.errors import ModelUnavailableError
 
         raise ModelUnavailableError(
-            f"{key}: no tiny model in {cfg.models.tiny_dir} (rebuild with `consistent123 tiny-models DIR --force`)"
+            f"{key}: no tiny model in {cfg.models.tiny_models_dir()} (rebuild with `consistent123 tiny-models DIR --force`)"
         )
     return sources[key]
 
 
 def params_naming_loaded_models(cfg: Config) -> dict:
     """The config as MLflow params, each model entry naming the source the registry loads (the
-    tiny model's folder when ``models.tiny_dir`` is set, never a hub id that was not used)."""
+    tiny model's folder when the tiny models are used, never a hub id that was not used)."""
     params = cfg.model_dump(mode="json")
     sources = model_sources(cfg)
     for key in ("zero123", "stable_diffusion", "clip_judge", "captioner", "depth", "segmenter"):
@@ -95,7 +93,9 @@ def load_stable_diffusion(cfg: Config, device: torch.device | str):
 
 def load_oracle(cfg: Config, device: torch.device | str, role: str):
     from consistent123.priors.oracle import OraclePrior
+    from consistent123.priors.provenance import note_stand_in
 
+    note_stand_in("oracle", f"{role} prior from {cfg.oracle.mesh}")
     return OraclePrior.from_config(cfg, torch.device(device), role)
 
 
@@ -132,21 +132,25 @@ def load_clip_metric(cfg: Config, device: torch.device | str):
 def load_captioner(cfg: Config, device: torch.device | str):
     from consistent123.priors import vision
 
-    return vision.load_captioner(_source(cfg, "captioner"), torch.device(device), cfg.models.cache_dir)
+    source = _source(cfg, "captioner")
+    return with_origin(vision.load_captioner(source, torch.device(device), cfg.models.cache_dir), source)
 
 
 def load_depth_estimator(cfg: Config, device: torch.device | str):
     from consistent123.priors import vision
 
-    return vision.load_depth_estimator(
-        _source(cfg, "depth"), torch.device(device), cfg.models.cache_dir, cfg.preprocess.depth_input_size
+    source = _source(cfg, "depth")
+    model = vision.load_depth_estimator(
+        source, torch.device(device), cfg.models.cache_dir, cfg.preprocess.depth_input_size
     )
+    return with_origin(model, source)
 
 
 def load_segmenter(cfg: Config, device: torch.device | str):
     from consistent123.priors import vision
 
-    return vision.load_segmenter(_source(cfg, "segmenter"), torch.device(device), cfg.models.cache_dir)
+    source = _source(cfg, "segmenter")
+    return with_origin(vision.load_segmenter(source, torch.device(device), cfg.models.cache_dir), source)
 
 
 # ---------------------------------------------------------------- what a run loads

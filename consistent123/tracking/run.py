@@ -109,6 +109,17 @@ def find_folder_run(client, experiment_id: str, folder: str) -> str | None:
     return found[0].info.run_id if len(found) == 1 else None
 
 
+def where(uri: str, experiment: str | None, run_id: str) -> str:
+    """How a command names its MLflow run on the console, at its start and at its end."""
+    return f"MLflow run {run_id} (experiment {experiment!r}, tracking URI {uri})"
+
+
+def announce(run_json: str | Path, when: str) -> None:
+    """Log where the run recorded in ``run_json`` lives (``when``: "logging to", "logged to")."""
+    recorded = json.loads(Path(run_json).read_text())
+    log.info("%s %s", when, where(recorded["tracking_uri"], recorded.get("experiment"), recorded["run_id"]))
+
+
 class RunTracker:
     """One MLflow run bound to an output folder; buffered metrics; resumable."""
 
@@ -120,6 +131,7 @@ class RunTracker:
         self.flush_every = flush_every
         self._buffer: list = []
         self._logged: set[tuple[str, int]] = set()  # (key, step) already in the store
+        self.experiment: str | None = None
 
     def load_history(self) -> int:
         """Remember every (metric, step) the run already holds, so a replay logs none of them twice."""
@@ -181,6 +193,8 @@ class RunTracker:
                 },
             )
         tracker = cls(uri, run_id, resumed=resumed)
+        tracker.experiment = json.loads(run_json.read_text()).get("experiment", experiment)
+        log.info("logging to %s", where(uri, tracker.experiment, run_id))
         if resumed:
             log.info("run %s holds %d metric points; a replay skips them", run_id, tracker.load_history())
         if params:
@@ -236,6 +250,7 @@ class RunTracker:
     def finish(self, status: str = "FINISHED") -> None:
         self.flush()
         self.client.set_terminated(self.run_id, status=status)
+        log.info("%s: logged to %s", status, where(self.uri, self.experiment, self.run_id))
 
     def log_image(self, image, artifact_file: str) -> None:
         """One RGB image (uint8 [H, W, 3]) as an artifact, e.g. ``progress/check_views_it000500.png``."""
@@ -256,3 +271,4 @@ def log_to_run(
     tracker.log_artifacts(artifacts)
     if tags:
         tracker.set_tags(tags)
+    announce(run_json, "logged to")

@@ -171,8 +171,10 @@ def test_evaluate_writes_metrics_figures_and_logs_to_mlflow(tmp_path, capsys, ti
         "category": "fruit",
         "priors": "random",
         "protocol": "paper",  # a run scored against a ground truth names its protocol
+        "lpips_model": "lpips-v0.1-alex-RANDOM-BACKBONE",  # the tables label LPIPS rows from it
     }
     assert m["mv_ssim"] > 0.99 and m["normal_consistency"] > 0.99
+    assert "not the method's" in record["notice"]
     assert record["priors"]["run_priors"] == "unknown" and record["priors"]["models"]["lpips"]["weights"] == "random"
     assert record["details"]["clip_model"] == str(tiny_clip_dir)
     assert record["details"]["clip_views"]["azimuths"] == [0.0, 180.0]

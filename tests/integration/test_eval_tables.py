@@ -212,6 +212,24 @@ def test_tables_of_real_runs_only_keep_the_difference_and_no_banner(mixed_runs):
     assert tables.RANDOM_BANNER not in tables.to_latex(cmp, 1)
 
 
+def test_lpips_scored_on_the_random_trunk_is_labelled_in_every_format(mixed_runs, tmp_path):
+    from consistent123.commands.tables import write_tables
+
+    runs = mixed_runs.copy()
+    runs["lpips_model"] = ["lpips-v0.1-alex"] * 3 + ["lpips-v0.1-alex-RANDOM-BACKBONE"]
+    write_tables(runs, tmp_path / "out", [1])
+    label = f"LPIPS ↓ ({tables.RANDOM_BACKBONE})"
+    for name in ("table1.md", "table1.html"):
+        text = (tmp_path / "out" / name).read_text()
+        assert label in text, name
+        assert "PSNR ↑ (" not in text  # only LPIPS rows carry it
+    assert "LPIPS $\\downarrow$ (RANDOM-BACKBONE)" in (tmp_path / "out" / "table1.tex").read_text()
+    # Every run on the real backbone: the plain label.
+    runs["lpips_model"] = "lpips-v0.1-alex"
+    md = tables.to_markdown(tables.compare(runs, tables=[1]), 1)
+    assert "LPIPS ↓ |" in md and tables.RANDOM_BACKBONE not in md
+
+
 # ---------------------------------------------------------------- protocols
 def test_runs_under_another_protocol_get_their_own_column_not_the_papers(tmp_path):
     """Only `paper`-protocol runs (or runs from before protocols) meet the paper's Table 2 cells;

@@ -78,7 +78,7 @@ def golden_table(path: Path | None = None) -> str:
     from eval.mesh_metrics import compare_with_protocol
     from eval.protocols import get_protocol
 
-    path = path or Path(__file__).with_name("fixtures") / "protocol_golden.json"
+    path = path or Path(__file__).resolve().parents[1] / "fixtures" / "protocol_golden.json"
     reference = {row["pair"]: row for row in json.loads(path.read_text())["pairs"]}
     lines = ["| pair | protocol | metric | reference | ours | ours - reference |", "|---|---|---|---|---|---|"]
     for name, gt, pred in pairs():
