@@ -75,13 +75,18 @@ def caption_of(mesh_path: Path) -> str:
 
 
 @torch.no_grad()
-def render_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) -> Path:
-    """The case folder of the reference view, as ``consistent123 preprocess`` writes it, plus the truth."""
+def render_case(
+    gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str, true_elevation: Optional[float] = None
+) -> Path:
+    """The case folder of the reference view, as ``consistent123 preprocess`` writes it, plus the
+    truth; ``true_elevation`` (degrees) renders it from that elevation instead of the configured one."""
     from consistent123.preprocess.depth import normalise_in_mask
     from consistent123.priors.oracle import mesh_vertex_colours
     from consistent123.render.rasterize import render_mesh
 
     size = cfg.preprocess.size
+    if true_elevation is not None:
+        cfg = config_from_dict(cfg.model_dump(mode="json"), [f"cameras.ref_elevation={true_elevation}"])
     out = render_mesh(
         torch.as_tensor(np.asarray(gt.vertices), dtype=torch.float32),
         torch.as_tensor(np.asarray(gt.faces), dtype=torch.int64),
@@ -101,11 +106,13 @@ def render_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) 
     )
 
 
-def oracle_config(cfg: Config, gt_path: Path) -> Config:
-    """The run's config: the oracle in both roles, built from ``gt_path``; no alignment (known frame)."""
+def oracle_config(cfg: Config, gt_path: Path, true_elevation: Optional[float] = None) -> Config:
+    """The run's config: the oracle in both roles, built from ``gt_path``; no alignment (known
+    frame). ``true_elevation``: the render's, told to the oracle only (``oracle.reference_elevation``)."""
+    extra = [] if true_elevation is None else [f"oracle.reference_elevation={true_elevation}"]
     return config_from_dict(
         cfg.model_dump(mode="json"),
-        ["models.prior_3d=oracle", "models.prior_2d=oracle", f"oracle.mesh={gt_path}", "eval.align=false"],
+        ["models.prior_3d=oracle", "models.prior_2d=oracle", f"oracle.mesh={gt_path}", "eval.align=false", *extra],
     )
 
 
@@ -118,7 +125,10 @@ def known_answer(
     run_name: Optional[str] = None,
     tags: Optional[dict] = None,
     progress: bool = True,
+    true_elevation: Optional[float] = None,
 ) -> dict:
+    """``true_elevation``: render the reference view from this elevation (degrees) while the
+    pipeline's cameras follow ``cameras.ref_elevation`` (assumed, or estimated when ``auto``)."""
     from consistent123.meshes import load_mesh
     from consistent123.pipeline.reconstruct import reconstruct
     from eval.evaluate import evaluate_run
@@ -127,8 +137,8 @@ def known_answer(
     source = load_mesh(mesh_path)  # one clear line when the file is missing or not a mesh
     case_dir, run_dir = out_dir / "case", out_dir / "run"
     gt = prepare_ground_truth(source, up_axis, cfg.oracle)
-    render_case(gt, case_dir, cfg, caption_of(mesh_path))
-    cfg = oracle_config(cfg, case_dir / GROUND_TRUTH)
+    render_case(gt, case_dir, cfg, caption_of(mesh_path), true_elevation)
+    cfg = oracle_config(cfg, case_dir / GROUND_TRUTH, true_elevation)
     all_tags = {"benchmark": "known_answer", "case": mesh_path.stem, "prior": "oracle", **(tags or {})}
     start = time.perf_counter()
     reconstruct(
