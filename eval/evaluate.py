@@ -75,6 +75,16 @@ def _priors_record(folder: RunFolder, clip_model, lpips_metric) -> dict:
     return {"priors": kind, "run_priors": run["priors"], "models": {**run["models"], **metric_models}}
 
 
+def _clip_views_polar(cfg: Config, input_elevation: Optional[dict]) -> float:
+    """The CLIP views' polar as the reconstruction rendered them: moved with its input elevation."""
+    from consistent123.render.cameras import relative_polar
+
+    cams = cfg.cameras
+    if input_elevation is not None:
+        cams = cams.model_copy(update={"ref_elevation": float(input_elevation["elevation"])})
+    return relative_polar(cfg.eval.clip_views_polar, cams)
+
+
 def evaluate_run(
     out_dir: str | Path,
     case_dir: str | Path,
@@ -129,7 +139,9 @@ def evaluate_run(
     ref = reference_view_metrics(out_dir, case_dir, lpips_metric)
     metrics.update(psnr=ref.pop("psnr"), lpips=ref.pop("lpips"))
     details.update(ref)
-    clip = clip_metrics(out_dir, case_dir, clip_model, cfg.eval.clip_views_azimuths, cfg.eval.clip_views_polar)
+    input_elevation = (run or {}).get("input_elevation")
+    clip_polar = _clip_views_polar(cfg, input_elevation)
+    clip = clip_metrics(out_dir, case_dir, clip_model, cfg.eval.clip_views_azimuths, clip_polar)
     metrics["clip_similarity"] = clip.pop("clip_similarity")
     details.update(clip_model=clip.pop("clip_model"), clip_per_view=clip.pop("per_view"), clip_views=clip["clip_views"])
     if gt is not None:
@@ -157,6 +169,7 @@ def evaluate_run(
         "tags": all_tags,
         "priors": priors,
         "run": run,
+        "input_elevation": input_elevation,
         "details": details,
         "inputs": {"out": str(out_dir), "case": str(case_dir), "gt_mesh": None if gt_mesh is None else str(gt_mesh)},
     }

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import trimesh
 
-from consistent123.case import DEPTH, write_case
+from consistent123.case import DEPTH, ELEVATION, elevation_record_writer, write_case
 from consistent123.config import Config, OracleConfig, config_from_dict
 from consistent123.images import straight_colour
 from consistent123.io import atomic_write_json
@@ -101,9 +101,9 @@ def render_case(
     rgba = (torch.cat([straight, alpha], -1).numpy() * 255.0 + 0.5).astype(np.uint8)
     mask = (alpha[..., 0].numpy() > 0.5) & (out["depth"][..., 0].numpy() > 0)  # the object mask of rgba.png
     depth = normalise_in_mask(out["depth"][..., 0].numpy(), mask, str(case_dir / DEPTH))
-    return write_case(
-        case_dir, rgba, depth, caption, extra={GROUND_TRUTH: lambda path: gt.export(path, file_type="ply")}
-    )
+    # A fresh elevation record: the true elevation stays a fact of the harness, never the case's.
+    extra = {GROUND_TRUTH: lambda path: gt.export(path, file_type="ply"), ELEVATION: elevation_record_writer(None)}
+    return write_case(case_dir, rgba, depth, caption, extra=extra)
 
 
 def oracle_config(cfg: Config, gt_path: Path, true_elevation: Optional[float] = None) -> Config:
@@ -134,6 +134,8 @@ def known_answer(
     from eval.evaluate import evaluate_run
 
     mesh_path, out_dir = Path(mesh_path), Path(out_dir)
+    if true_elevation is None and cfg.cameras.ref_elevation == "auto":
+        true_elevation = 0.0  # an estimate needs a render taken from somewhere: level
     source = load_mesh(mesh_path)  # one clear line when the file is missing or not a mesh
     case_dir, run_dir = out_dir / "case", out_dir / "run"
     gt = prepare_ground_truth(source, up_axis, cfg.oracle)
@@ -153,6 +155,8 @@ def known_answer(
         "object": mesh_path.stem,
         "tags": record["tags"],
         "up_axis": up_axis,
+        "true_elevation": float(cfg.cameras.ref_elevation if true_elevation is None else true_elevation),
+        "input_elevation": record.get("input_elevation"),
         "alignment": record["details"].get("alignment", {"enabled": False}),
         "iterations": cfg.total_iters,
         "run": str(run_dir),

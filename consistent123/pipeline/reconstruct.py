@@ -26,6 +26,7 @@ from consistent123.io import (
     remove_partial_files,
 )
 from consistent123.locks import folder_lock
+from consistent123.pipeline.elevation import check_elevation_known, resolve_input_elevation
 from consistent123.pipeline.outputs import export_outputs, write_schedule_csv, write_views
 from consistent123.priors.provenance import loaded_models_record
 from consistent123.priors.registry import load_priors, params_naming_loaded_models
@@ -77,10 +78,13 @@ def reconstruct(
     progress: bool = True,
 ) -> Path:
     case = load_case(case_dir)  # validates before anything is built or written
+    check_elevation_known(case_dir, cfg)
     with folder_lock(out_dir):  # a second writer of this folder stops here with one line
         if remove_partial_files(out_dir):
             log.info("%s: removed temporary files of an interrupted run", out_dir)
-        return _reconstruct(case, Path(out_dir), cfg, run_name, parent_run_id, tags, stop_after, progress)
+        return _reconstruct(
+            case, Path(case_dir), Path(out_dir), cfg, run_name, parent_run_id, tags, stop_after, progress
+        )
 
 
 def record_execution(folder: RunFolder, tracker: RunTracker, device: torch.device) -> None:
@@ -91,8 +95,19 @@ def record_execution(folder: RunFolder, tracker: RunTracker, device: torch.devic
     tracker.set_tags({k: str(v) for k, v in facts.items()})
 
 
+def record_input_elevation(folder: RunFolder, tracker: RunTracker, record: dict) -> None:
+    """The input elevation in run.json (metrics.json copies it) and in MLflow."""
+    recorded = read_json(folder.run_record, "run record")
+    atomic_write_json(folder.run_record, {**recorded, "input_elevation": record})
+    tracker.log_params({"input_elevation": record["elevation"], "input_elevation_source": record["source"]})
+    tracker.log_metrics({"input_elevation": record["elevation"]}, 0)
+    if record.get("prior_evaluations"):
+        tracker.log_metrics({"input_elevation_prior_evaluations": record["prior_evaluations"]}, 0)
+
+
 def _reconstruct(
     case: Case,
+    case_dir: Path,
     out_dir: Path,
     cfg: Config,
     run_name: Optional[str],
@@ -131,8 +146,11 @@ def _reconstruct(
     atomic_write_json(folder.priors_record, loaded)
     tracker.set_tags(loaded["tags"])
     record_execution(folder, tracker, device)
+    # The input elevation before any camera is placed: given, configured, or estimated once.
+    elevation_cfg, elevation = resolve_input_elevation(case_dir, cfg, priors.zero123)
+    record_input_elevation(folder, tracker, elevation)
     chosen = log_backends(cfg, device, tracker)
-    run_cfg = chosen.apply(cfg)  # the fields and the export read the chosen backends, not "auto"
+    run_cfg = chosen.apply(elevation_cfg)  # the fields and the export read the chosen backends, not "auto"
     images = ProgressImages(tracker, cfg.train.log_images_every, cfg.eval.render_size)
     # Every metric up to a checkpoint is in the store before that checkpoint exists: a kill in
     # between only makes the resumed job replay steps the store already holds (the tracker
