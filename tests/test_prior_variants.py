@@ -16,8 +16,6 @@ from consistent123.priors.variants import VARIANTS, describe, prior_3d_source
 from consistent123.render.cameras import CAMERA_LAYOUTS, Camera, orbit_position, stable_zero123_embedding
 from tests._tiny_run import TINY_OVERRIDES, make_case
 
-pytestmark = pytest.mark.slow
-
 
 # ---------------------------------------------------------------- Stable Zero123's camera vector
 def _threestudio_angles(cam: Camera) -> tuple[float, float]:
@@ -115,6 +113,7 @@ def tiny_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "variant,elevation",
     [("zero123_xl", None), ("zero123", "12.5"), ("stable_zero123", "auto")],
@@ -131,6 +130,7 @@ def test_each_variant_runs_end_to_end_with_its_stand_in(tiny_run, variant, eleva
         assert record == {"elevation": float(elevation or 0.0), "source": "config"}
 
 
+@pytest.mark.slow
 def test_stable_zero123_refuses_to_run_without_an_elevation(tiny_run, capsys):
     code, out = tiny_run("out-refused", "models.prior_3d=stable_zero123")
     assert code != 0 and not (out / "DONE").exists()
