@@ -27,6 +27,8 @@ under ``"tags"``):
                demo/test models, LPIPS on a random trunk) | ``none`` (no prior loaded) |
                ``unknown`` (not recorded); set by ``reconstruct`` and ``evaluate`` from the models
                they loaded. Only ``real`` runs are compared with the paper's numbers.
+``prior_3d``   the 3D prior variant the run used (``models.prior_3d``: zero123_xl | zero123 |
+               stable_zero123 | oracle); set by ``reconstruct``; ``unrecorded`` for older runs.
 
 ``output_folder``  the run's output folder (absolute path), set when the run is created; a run
                of that folder still RUNNING when the next job starts it afresh was left by a
@@ -52,9 +54,10 @@ from consistent123.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
-TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep", "priors"]
+TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep", "priors", "prior_3d"]
 METRICS = ["clip_similarity", "psnr", "lpips", "chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "t_switch"]
 COLUMNS = ["run_id", *TAGS, *METRICS, "source"]
+UNRECORDED = "unrecorded"  # the prior_3d of a run made before runs recorded it
 
 
 def _row(run_id: str, tags: dict, metrics: dict, source: str) -> dict:
@@ -65,6 +68,7 @@ def _row(run_id: str, tags: dict, metrics: dict, source: str) -> dict:
     row["variant"] = row["variant"] or "default"
     row["method"] = row["method"] or "consistent123"
     row["priors"] = row["priors"] or "unknown"
+    row["prior_3d"] = row["prior_3d"] or UNRECORDED
     for m in METRICS:
         value = metrics.get(m)
         row[m] = None if value is None else float(value)

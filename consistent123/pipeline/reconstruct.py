@@ -129,7 +129,7 @@ def _reconstruct(
     save_config(cfg, folder.config)
     atomic_write_text(folder.config_stamp, fingerprint + "\n")
     device = resolve_device(cfg.train.device)
-    all_tags = {"case": case.name, **(tags or {})}
+    all_tags = {"case": case.name, "prior_3d": cfg.models.prior_3d, **(tags or {})}
     # The store is checked (and the run opened) before any model loads: a store that cannot be
     # written fails in one line without the minutes of loading.
     tracker = RunTracker.open(
