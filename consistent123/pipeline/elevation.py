@@ -68,7 +68,13 @@ def _estimate_once(case_dir: Path, cfg: Config, prior: Optional[object]) -> dict
         earlier = stored.get("auto", {}).get(key)
         if earlier and earlier.get("settings") == settings:
             log.info("%s: input elevation %.1f deg (estimated earlier with %s)", case_dir, earlier["elevation"], key)
-            return {"elevation": earlier["elevation"], "source": "auto", "prior": key, "prior_evaluations": 0}
+            return {
+                "elevation": earlier["elevation"],
+                "source": "auto",
+                "prior": key,
+                "prior_evaluations": earlier["prior_evaluations"],
+                "reused": True,
+            }
         case = load_case(case_dir)
         estimate = estimate_elevation(
             prior, case.rgba, cfg.cameras, cfg.elevation, needs_elevation=variant_of(cfg).needs_elevation
