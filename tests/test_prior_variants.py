@@ -110,6 +110,7 @@ def tiny_run(tmp_path_factory):
             args += ["--set", o]
         return cli_main(args), tmp / out_name
 
+    run.case = case
     return run
 
 
@@ -126,6 +127,8 @@ def test_each_variant_runs_end_to_end_with_its_stand_in(tiny_run, variant, eleva
     if elevation == "auto":
         assert record["source"] == "auto" and record["prior_evaluations"] == 2 * 3 * 3  # two passes, 3 views, 3 steps
         assert record["prior"].startswith("stable_zero123:")
+        kept = json.loads((tiny_run.case / "elevation.json").read_text())["auto"][record["prior"]]
+        assert kept["elevation"] == record["elevation"]  # written to the case, reused by later runs
     else:
         assert record == {"elevation": float(elevation or 0.0), "source": "config"}
 
