@@ -72,8 +72,10 @@ def test_each_variant_has_its_id_layout_guidance_and_licence_in_one_table():
     assert prior_3d_source(cfg) == "ashawkey/stable-zero123-diffusers"
     cfg.models.zero123 = "/my/weights"  # a local copy replaces the id, not the layout
     assert prior_3d_source(cfg) == "/my/weights"
-    text = describe("stable_zero123")
+    text = describe(load_config(None, ["models.prior_3d=stable_zero123"]))
     assert "* stable_zero123" in text and "Non-Commercial" in text and "kxic/zero123-165000" in text
+    assert "usually run at 5" in text  # the run's guidance (the paper's 10) is not Stable Zero123's
+    assert "usually run at" not in describe(Config())
 
 
 def test_fetch_models_fetches_the_chosen_variant():

@@ -13,5 +13,5 @@ def add_arguments(parser) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     print(dump_config(cfg), end="")
-    print(describe(cfg.models.prior_3d), end="")
+    print(describe(cfg), end="")
     return 0

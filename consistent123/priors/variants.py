@@ -97,8 +97,10 @@ def require_elevation(cfg: Config) -> None:
         )
 
 
-def describe(chosen: str) -> str:
-    """The table as YAML comments (``consistent123 config`` prints it under the config)."""
+def describe(cfg: Config) -> str:
+    """The table as YAML comments (``consistent123 config`` prints it under the config), the
+    chosen variant marked, and a note when the run's guidance is not the one it recommends."""
+    chosen = cfg.models.prior_3d
     lines = ["# 3D prior variants (models.prior_3d; consistent123/priors/variants.py):"]
     for v in VARIANTS.values():
         mark = "*" if v.name == chosen else " "
@@ -106,4 +108,10 @@ def describe(chosen: str) -> str:
         lines.append(f"#     model id: {v.model_id or '-'}   camera vector: {v.layout}   guidance: {v.guidance_scale}")
         lines.append(f"#     guidance from: {v.guidance_source}")
         lines.append(f"#     licence: {v.licence}")
+    recommended = VARIANTS[chosen].guidance_scale
+    if recommended is not None and recommended != cfg.sds.guidance_scale_3d:
+        lines.append(
+            f"# note: sds.guidance_scale_3d is {cfg.sds.guidance_scale_3d:g}; {chosen} is usually run at "
+            f"{recommended:g} (--set sds.guidance_scale_3d={recommended:g})"
+        )
     return "\n".join(lines) + "\n"
