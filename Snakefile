@@ -3,7 +3,8 @@
     snakemake --cores 2                                   # the CPU demo (config/config.yaml)
     snakemake --profile slurm --configfile config/paper.yaml   # the paper, on a SLURM cluster
 
-image -> preprocess -> reconstruct -> evaluate -> tables (+ `snakemake --report`).
+image -> preprocess -> reconstruct -> evaluate -> tables (+ `snakemake --report`). Rules in
+workflow/rules/ (helpers in common.smk), the jobs' conda environment in workflow/envs/.
 """
 from snakemake.utils import min_version
 
@@ -29,6 +30,7 @@ rule all:
     input:
         tables_done=f"{SWEEP_DIR}/tables.done",
         turntables=report_pages(),
+        report_facts=rules.report_facts.output.front_page,
         known_answer=known_answer_outputs(),
     default_target: True
 
@@ -42,12 +44,4 @@ onerror:
     finish_sweep("FAILED")
     # After --keep-going (profiles/default) let the good cases finish: list every failed job
     # with its own error line. Snakemake still exits non-zero.
-    import sys
-
-    sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
-    from _cli import failure_summary
-
-    failures = failure_summary(log[0] if isinstance(log, (list, tuple)) else log)
-    print(f"\nConsistent123 workflow: {len(failures)} job(s) failed:", file=sys.stderr)
-    for row in failures:
-        print("  " + row, file=sys.stderr)
+    print_failure_summary(log)

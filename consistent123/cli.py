@@ -32,7 +32,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch-models": ("consistent123.commands.fetch_models", "download the real weights into the Hugging Face cache"),
     "reconstruct": ("consistent123.commands.reconstruct", "run the two-stage optimisation on a preprocessed case"),
     "evaluate": ("consistent123.commands.evaluate", "metrics of one reconstruction (writes OUT/metrics.json)"),
-    "eval-mesh": ("consistent123.commands.eval_mesh", "Chamfer distance and volumetric IoU of two meshes"),
+    "eval-mesh": ("consistent123.commands.eval_mesh", "the configured protocol's geometry metrics of two meshes"),
+    "evaluate-meshes": (
+        "consistent123.commands.evaluate_meshes",
+        "score a folder of any method's meshes (one per case) under the configured protocol",
+    ),
     "tables": ("consistent123.commands.tables", "the paper's tables from tracked runs"),
     "known-answer": (
         "consistent123.commands.known_answer",

@@ -408,6 +408,10 @@ class EvalConfig(Section):
     # mesh normalised into the unit cube by its own bbox (the benchmark protocol), or both by the
     # ground truth's (runs in the ground truth's own frame: the known-answer benchmark).
     normalise: Literal["each", "ground_truth"] = "each"
+    # Which GSO protocol scores the geometry and the views (eval/protocols.py, each choice with
+    # its source): the paper's appendix A.2 (Table 2), SyncDreamer's (eval_mesh.py, as reused by
+    # Wonder3D / EscherNet) or SPAR3D's (Table 1: F-score at 0.1 / 0.2 / 0.5).
+    protocol: Literal["paper", "syncdreamer", "spar3d"] = "paper"
     # 18-view GSO render (not given in the paper): both meshes normalised into the unit cube,
     # seen from this distance with this field of view so the cube's bounding sphere fits.
     gso_render_radius: float = 2.5
@@ -438,7 +442,7 @@ class TrackingConfig(Section):
 # ---------------------------------------------------------------- speed (no effect on the method)
 class PerfConfig(Section):
     """Speed switches. None changes what is optimised; each is checked against the plain path on
-    the CPU (tests/test_perf.py) and timed by benchmarks/iteration_speed.py (eager vs optimised)."""
+    the CPU (tests/integration/test_perf.py) and timed by perf/iteration_speed.py (eager vs optimised)."""
 
     # Loss values stay on the device; they are read once every train.log_every iterations.
     sync_free_logging: bool = False

@@ -23,6 +23,11 @@ under ``"tags"``):
 ``table``      optional, informational: the table(s) the run was launched for, e.g. ``4``
 ``method``     ``consistent123`` (default when absent)
 ``sweep``      the workflow sweep the run belongs to (``tables --sweep`` keeps one sweep)
+``protocol``   the GSO protocol of the geometry and 18-view metrics (``paper`` | ``syncdreamer`` |
+               ``spar3d``, eval/protocols.py); absent on runs without a ground truth and on runs
+               scored before protocols existed (those used ``paper``)
+``supplied``   ``user`` on rows of meshes a user supplied (``consistent123 evaluate-meshes``):
+               another method's outputs, scored beside ours, never compared with the paper
 ``priors``     ``real`` (every model pretrained) | ``random`` (any random-weight model: the tiny
                demo/test models, LPIPS on a random trunk) | ``none`` (no prior loaded) |
                ``unknown`` (not recorded); set by ``reconstruct`` and ``evaluate`` from the models
@@ -38,7 +43,8 @@ Parent runs of sweeps (tag ``role=parent``) are skipped.
 
 Metric names (MLflow metrics and ``metrics.json["metrics"]``): ``clip_similarity``, ``psnr``,
 ``lpips`` (reference view), ``chamfer_distance``, ``volumetric_iou``, ``mv_psnr``,
-``mv_lpips`` (GSO), and ``t_switch`` (logged by the trainer).
+``mv_lpips``, ``mv_ssim``, ``normal_consistency``, ``fscore_<threshold>`` (GSO; which ones
+depends on the protocol), and ``t_switch`` (logged by the trainer).
 """
 
 from __future__ import annotations
@@ -54,8 +60,34 @@ from consistent123.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
-TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep", "priors", "prior_3d"]
-METRICS = ["clip_similarity", "psnr", "lpips", "chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "t_switch"]
+TAGS = [
+    "benchmark",
+    "case",
+    "category",
+    "variant",
+    "table",
+    "method",
+    "sweep",
+    "priors",
+    "protocol",
+    "supplied",
+    "prior_3d",
+]
+METRICS = [
+    "clip_similarity",
+    "psnr",
+    "lpips",
+    "chamfer_distance",
+    "volumetric_iou",
+    "mv_psnr",
+    "mv_lpips",
+    "mv_ssim",
+    "normal_consistency",
+    "fscore_0.1",
+    "fscore_0.2",
+    "fscore_0.5",
+    "t_switch",
+]
 COLUMNS = ["run_id", *TAGS, *METRICS, "source"]
 UNRECORDED = "unrecorded"  # the prior_3d of a run made before runs recorded it
 
@@ -145,11 +177,12 @@ def collect_runs(
 
 
 def latest_per_key(df: pd.DataFrame) -> pd.DataFrame:
-    """One run per (benchmark, case, variant, sweep): a re-run of a case must not be averaged
-    with its predecessor. Runs with more metrics win, then the newest (MLflow lists newest first)."""
+    """One run per (benchmark, case, variant, sweep, method, protocol): a re-run of a case must
+    not be averaged with its predecessor. Runs with more metrics win, then the newest (MLflow
+    lists newest first)."""
     if df.empty:
         return df
-    keys = [k for k in ("benchmark", "case", "variant", "sweep") if k in df]
+    keys = [k for k in ("benchmark", "case", "variant", "sweep", "method", "protocol") if k in df]
     metric_cols = [m for m in METRICS if m in df]
     filled = df[metric_cols].notna().sum(axis=1) if metric_cols else pd.Series(0, index=df.index)
     order = filled.sort_values(ascending=False, kind="stable").index

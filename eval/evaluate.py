@@ -85,6 +85,23 @@ def _clip_views_polar(cfg: Config, input_elevation: Optional[dict]) -> float:
     return relative_polar(cfg.eval.clip_views_polar, cams)
 
 
+def metrics_of_geometry(gt, pred, cfg: Config, lpips_metric, metrics: dict, details: dict, progress: bool) -> None:
+    """The configured protocol's geometry and view metrics of an aligned (gt, pred) pair, into
+    ``metrics`` (numbers) and ``details`` (everything else); the protocol's name into both."""
+    from eval.gso_views import multiview_metrics
+    from eval.mesh_metrics import compare_as_configured
+    from eval.protocols import geometry_metrics, get_protocol
+
+    protocol = get_protocol(cfg.eval.protocol)
+    geo = compare_as_configured(gt, pred, cfg.eval)
+    for name in geometry_metrics(protocol):
+        metrics[name] = geo.pop(name)
+    details.update(geo)
+    mv = multiview_metrics(gt, pred, cfg.eval, lpips_metric, progress=progress, device=resolve_device(cfg.train.device))
+    metrics.update(mv_psnr=mv.pop("mv_psnr"), mv_ssim=mv.pop("mv_ssim"), mv_lpips=mv.pop("mv_lpips"))
+    details.update(mv)
+
+
 def evaluate_run(
     out_dir: str | Path,
     case_dir: str | Path,
@@ -104,7 +121,6 @@ def evaluate_run(
     from consistent123.meshes import load_mesh
     from eval import figures
     from eval.image_metrics import load_lpips
-    from eval.mesh_metrics import compare_as_configured
     from eval.reference_view import clip_metrics, reference_view_metrics
 
     out_dir, case_dir = Path(out_dir), Path(case_dir)
@@ -145,22 +161,14 @@ def evaluate_run(
     metrics["clip_similarity"] = clip.pop("clip_similarity")
     details.update(clip_model=clip.pop("clip_model"), clip_per_view=clip.pop("per_view"), clip_views=clip["clip_views"])
     if gt is not None:
-        from eval.gso_views import multiview_metrics
-
+        all_tags["protocol"] = cfg.eval.protocol
         if cfg.eval.align:  # the reconstruction's frame is its photo's; the scan's is its own
             from eval.alignment import align_to
 
             pred, details["alignment"] = align_to(gt, pred, cfg.eval)
         else:
             details["alignment"] = {"enabled": False}
-        geo = compare_as_configured(gt, pred, cfg.eval)
-        metrics.update(chamfer_distance=geo.pop("chamfer_distance"), volumetric_iou=geo.pop("volumetric_iou"))
-        details.update(geo)
-        mv = multiview_metrics(
-            gt, pred, cfg.eval, lpips_metric, progress=progress, device=resolve_device(cfg.train.device)
-        )
-        metrics.update(mv_psnr=mv.pop("mv_psnr"), mv_lpips=mv.pop("mv_lpips"))
-        details.update(mv)
+        metrics_of_geometry(gt, pred, cfg, lpips_metric, metrics, details, progress)
 
     priors = _priors_record(folder, clip_model, lpips_metric)
     all_tags["priors"] = priors["priors"]
@@ -180,7 +188,10 @@ def evaluate_run(
             from consistent123.tracking.run import log_to_run
 
             log_to_run(
-                folder.run_record, metrics, artifacts=[metrics_path, *written], tags={"priors": priors["priors"]}
+                folder.run_record,
+                metrics,
+                artifacts=[metrics_path, *written],
+                tags={k: all_tags[k] for k in ("priors", "protocol") if k in all_tags},
             )
         except Exception as exc:  # metrics.json is the record of truth; tracking is a mirror
             log.warning("metrics not logged to MLflow (%s: %s)", exc.__class__.__name__, exc)

@@ -1,9 +1,13 @@
 """Multi-view protocol of the GSO benchmark (paper A.2, Eq. 11-12): the ground-truth mesh and
 the reconstruction, each normalised into the unit cube, rendered by our rasteriser under the
-same 18 cameras on white; PSNR and LPIPS averaged over the views.
+same cameras on white; PSNR, SSIM and LPIPS averaged over the views. The view set is the
+protocol's (eval/protocols.py): the paper's 18 views or SyncDreamer's 16 (elevation 30 degrees,
+every 22.5 degrees of azimuth, its meta_info/camera-16.pkl layout).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -13,7 +17,7 @@ from tqdm import tqdm
 from consistent123.config import EvalConfig
 from consistent123.meshes import normalise_pair
 from consistent123.render.cameras import gso_cameras
-from eval.image_metrics import psnr
+from eval.image_metrics import psnr, ssim
 
 
 def _colour_inputs(mesh: trimesh.Trimesh) -> dict:
@@ -60,6 +64,26 @@ def render_views(
     return out
 
 
+# SyncDreamer's 16 views: meta_info/camera-16.pkl of liuyuan-pal/SyncDreamer@cc373c8 (elevation 30
+# degrees, azimuths every 22.5 degrees, distance 1.5, focal 280 px on 256 px: fovy 2 atan(128/280)).
+SYNCDREAMER_ELEVATION = 30.0
+SYNCDREAMER_VIEWS = 16
+SYNCDREAMER_RADIUS = 1.5
+SYNCDREAMER_FOVY = 2.0 * math.degrees(math.atan(128.0 / 280.0))
+
+
+def protocol_views(eval_cfg: EvalConfig, views: str) -> tuple[list[float], list[float], float, float]:
+    """(azimuths, elevations, radius, fovy) of a protocol's view set."""
+    if views == "paper18":
+        angles = list(eval_cfg.gso_azimuths), list(eval_cfg.gso_elevations)
+        return (*angles, eval_cfg.gso_render_radius, eval_cfg.gso_render_fovy)
+    if views == "syncdreamer16":
+        step = 360.0 / SYNCDREAMER_VIEWS
+        azimuths = [i * step for i in range(SYNCDREAMER_VIEWS)]
+        return azimuths, [SYNCDREAMER_ELEVATION] * SYNCDREAMER_VIEWS, SYNCDREAMER_RADIUS, SYNCDREAMER_FOVY
+    raise ValueError(f"unknown view set {views!r}")
+
+
 def multiview_metrics(
     gt: trimesh.Trimesh,
     pred: trimesh.Trimesh,
@@ -70,25 +94,32 @@ def multiview_metrics(
     device: str | torch.device = "cpu",
 ) -> dict:
     """{"mv_psnr", "mv_lpips", per-view lists, the views used} for two meshes."""
-    cams = gso_cameras(eval_cfg, eval_cfg.gso_render_radius, eval_cfg.gso_render_fovy)
+    from eval.protocols import get_protocol
+
+    azimuths, elevations, radius, fovy = protocol_views(eval_cfg, get_protocol(eval_cfg.protocol).views)
+    views_cfg = eval_cfg.model_copy(update={"gso_azimuths": azimuths, "gso_elevations": elevations})
+    cams = gso_cameras(views_cfg, radius, fovy)
     size = eval_cfg.render_size
     gt_n, pred_n = normalise_pair(gt, pred, eval_cfg.normalise)
     gt_views = render_views(gt_n, cams, size, backend, device)
     pred_views = render_views(pred_n, cams, size, backend, device)
-    psnrs, lpipss = [], []
+    psnrs, ssims, lpipss = [], [], []
     for g, p in tqdm(list(zip(gt_views, pred_views)), desc="GSO views", disable=not progress, leave=False):
         psnrs.append(psnr(p, g))
+        ssims.append(ssim(p, g))
         lpipss.append(lpips_metric(p, g))
     return {
         "mv_psnr": float(np.mean(psnrs)),
+        "mv_ssim": float(np.mean(ssims)),
         "mv_lpips": float(np.mean(lpipss)),
         "mv_psnr_per_view": psnrs,
+        "mv_ssim_per_view": ssims,
         "mv_lpips_per_view": lpipss,
         "gso_views": {
-            "azimuths": list(eval_cfg.gso_azimuths),
-            "elevations": list(eval_cfg.gso_elevations),
-            "radius": eval_cfg.gso_render_radius,
-            "fovy": eval_cfg.gso_render_fovy,
+            "azimuths": azimuths,
+            "elevations": elevations,
+            "radius": radius,
+            "fovy": fovy,
             "size": size,
         },
     }

@@ -1,4 +1,4 @@
-"""Image metrics: PSNR (scikit-image) and LPIPS (the `lpips` package), on white backgrounds.
+"""Image metrics: PSNR and SSIM (scikit-image) and LPIPS (the `lpips` package), on white backgrounds.
 
 Images are float arrays [H, W, 3] in [0, 1]. RGBA inputs are composited over white first,
 as the paper evaluates the reference view on a white background.
@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from skimage.metrics import peak_signal_noise_ratio
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from consistent123.errors import InputError
 from consistent123.images import on_white
@@ -63,6 +63,18 @@ def psnr(pred: np.ndarray, target: np.ndarray) -> float:
         return float(
             peak_signal_noise_ratio(np.asarray(target, np.float64), np.asarray(pred, np.float64), data_range=1.0)
         )
+
+
+# ---------------------------------------------------------------- SSIM
+def ssim(pred: np.ndarray, target: np.ndarray) -> float:
+    """SSIM of two RGB images in [0, 1] (scikit-image, 7x7 window, channels averaged): EscherNet's
+    metrics/eval_2D_NVS.py call (skimage, channel_axis=2; it passes uint8, i.e. data range 255)."""
+    _check_pair(pred, target)
+    return float(
+        structural_similarity(
+            np.asarray(target, np.float64), np.asarray(pred, np.float64), channel_axis=2, data_range=1.0
+        )
+    )
 
 
 # ---------------------------------------------------------------- LPIPS

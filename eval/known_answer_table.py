@@ -39,10 +39,12 @@ def read_runs(paths: list[str | Path]) -> pd.DataFrame:
             {
                 "object": record["object"],
                 "label": "oracle" if variant == "oracle" else f"oracle, {variant}",
+                # runs scored before protocols existed used the paper's (eval/protocols.py)
+                "protocol": record["tags"].get("protocol", "paper"),
                 **{k: record["metrics"].get(k) for k in COLUMNS},
             }
         )
-    return pd.DataFrame(rows, columns=["object", "label", *COLUMNS])
+    return pd.DataFrame(rows, columns=["object", "label", "protocol", *COLUMNS])
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -50,6 +52,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     mean = {
         "object": f"mean ({len(runs)} object{'s' if len(runs) != 1 else ''})",
         "label": "oracle",
+        "protocol": "+".join(sorted(set(runs["protocol"]))),
         **{k: runs[k].astype(float).mean() for k in COLUMNS},
     }
     paper = load_paper_numbers()
@@ -57,6 +60,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     paper_row = {
         "object": "paper Table 2, GSO mean",
         "label": "Consistent123, real priors",
+        "protocol": "paper",
         **{k: paper.get(k, float("nan")) for k in COLUMNS},
     }
     return pd.concat([runs, pd.DataFrame([mean, paper_row])], ignore_index=True)
@@ -64,7 +68,9 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def to_markdown(frame: pd.DataFrame) -> str:
     header = ["object", "prior", *COLUMNS.values()]
-    lines = [f"### {TITLE}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    protocols = "; ".join(f"{row['object']}: {row['protocol']}" for _, row in frame.iterrows())
+    lines = [f"### {TITLE}", "", f"Protocol of each row (eval/protocols.py): {protocols}.", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in frame.iterrows():
         cells = [str(row["object"]), str(row["label"])]
         for key in COLUMNS:

@@ -1,4 +1,6 @@
-"""Geometry metrics of the GSO benchmark (paper A.2, Eq. 10): Chamfer distance and volumetric IoU.
+"""Geometry metrics of the GSO benchmark (paper A.2, Eq. 10): Chamfer distance and volumetric IoU,
+and those of the community protocols (eval/protocols.py): the mean-of-means Chamfer, mesh2sdf's
+IoU, F-score and normal consistency.
 
 Both compare two meshes after normalising *each on its own* into the unit cube: its
 bounding-box centre goes to the origin and its longest bounding-box side becomes 1. So the
@@ -31,7 +33,56 @@ def chamfer_distance(points_a: np.ndarray, points_b: np.ndarray) -> float:
     return float(np.mean(d_ab**2) + np.mean(d_ba**2))
 
 
+def one_way_distances(points_a: np.ndarray, points_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unsquared nearest-neighbour distances a->b and b->a (scipy's k-d tree)."""
+    d_ab, _ = cKDTree(points_b).query(points_a, k=1)
+    d_ba, _ = cKDTree(points_a).query(points_b, k=1)
+    return d_ab, d_ba
+
+
+def chamfer_mean_of_means(points_a: np.ndarray, points_b: np.ndarray) -> float:
+    """SyncDreamer's / EscherNet's Chamfer: the mean of the two one-way mean (unsquared) distances."""
+    d_ab, d_ba = one_way_distances(points_a, points_b)
+    return float((d_ab.mean() + d_ba.mean()) / 2.0)
+
+
+def fscore(gt_points: np.ndarray, pred_points: np.ndarray, threshold: float) -> float:
+    """Harmonic mean of precision (prediction points within ``threshold`` of the ground truth)
+    and recall (ground-truth points within ``threshold`` of the prediction); 0 when both are 0."""
+    d_gp, d_pg = one_way_distances(gt_points, pred_points)
+    precision, recall = float((d_pg < threshold).mean()), float((d_gp < threshold).mean())
+    return 0.0 if precision + recall == 0 else 2.0 * precision * recall / (precision + recall)
+
+
+def sample_with_normals(mesh: trimesh.Trimesh, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` surface points (area-weighted) and the unit normal of the face each lies on."""
+    points, faces = trimesh.sample.sample_surface(mesh, int(count), seed=seed)
+    return np.asarray(points, np.float64), np.asarray(mesh.face_normals[faces], np.float64)
+
+
+def normal_consistency(gt: trimesh.Trimesh, pred: trimesh.Trimesh, count: int, seed: int = 0) -> float:
+    """Mean |cos| between each sample's normal and its nearest neighbour's on the other surface,
+    both ways averaged (the Occupancy Networks definition): 1 = same orientation everywhere."""
+    pg, ng = sample_with_normals(gt, count, seed)
+    pp, np_ = sample_with_normals(pred, count, seed)
+    _, i_gp = cKDTree(pp).query(pg, k=1)
+    _, i_pg = cKDTree(pg).query(pp, k=1)
+    cos_g = np.abs((ng * np_[i_gp]).sum(1))
+    cos_p = np.abs((np_ * ng[i_pg]).sum(1))
+    return float((cos_g.mean() + cos_p.mean()) / 2.0)
+
+
 # ---------------------------------------------------------------- volumetric IoU
+def mesh2sdf_voxels(mesh: trimesh.Trimesh, resolution: int = 64) -> np.ndarray:
+    """Bool grid where mesh2sdf's signed distance is negative, as SyncDreamer and EscherNet take
+    it (``mesh2sdf.compute(vertices, faces, size, fix=False)``: the grid spans [-1, 1]^3, so a
+    mesh normalised into the unit cube fills the middle half of it, as in their code)."""
+    import mesh2sdf
+
+    sdf = mesh2sdf.compute(np.asarray(mesh.vertices), np.asarray(mesh.faces), resolution, fix=False, return_mesh=False)
+    return sdf < 0
+
+
 def voxel_centres(resolution: int) -> np.ndarray:
     """Centres of a resolution³ grid tiling the unit cube [-0.5, 0.5]³ (the normalised frame)."""
     return (np.arange(resolution) + 0.5) / resolution - 0.5
@@ -140,9 +191,47 @@ def compare_meshes(
     }
 
 
+def protocol_points(mesh: trimesh.Trimesh, protocol, count: int, seed: int) -> np.ndarray:
+    """The points a protocol measures distances between: surface samples or the vertices."""
+    if protocol.points == "vertices":
+        return np.asarray(mesh.vertices, dtype=np.float64)
+    return sample_points(mesh, protocol.point_count or count, seed)
+
+
+def compare_with_protocol(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg: EvalConfig, protocol=None) -> dict:
+    """Every geometry metric of ``protocol`` (default: ``eval_cfg.protocol``; eval/protocols.py)."""
+    from eval.protocols import fscore_name, get_protocol
+
+    protocol = protocol or get_protocol(eval_cfg.protocol)
+    if protocol.name == "paper":
+        out = compare_meshes(
+            gt, pred, eval_cfg.chamfer_points, eval_cfg.iou_resolution, eval_cfg.seed, eval_cfg.normalise
+        )
+        gt_n, pred_n = normalise_pair(gt, pred, eval_cfg.normalise)
+    else:
+        gt_n, pred_n = normalise_pair(gt, pred, eval_cfg.normalise)
+        seed = eval_cfg.seed
+        pg = protocol_points(gt_n, protocol, eval_cfg.chamfer_points, seed)
+        pp = protocol_points(pred_n, protocol, eval_cfg.chamfer_points, seed)
+        out = {"chamfer_distance": chamfer_mean_of_means(pg, pp)}
+        if protocol.iou == "mesh2sdf":
+            res = protocol.iou_resolution or eval_cfg.iou_resolution
+            out["volumetric_iou"] = volumetric_iou(mesh2sdf_voxels(gt_n, res), mesh2sdf_voxels(pred_n, res))
+            out["iou_resolution"] = int(res)
+        for t in protocol.fscore_thresholds:
+            out[fscore_name(t)] = fscore(pg, pp, t)
+        out.update(chamfer_points=None if protocol.points == "vertices" else len(pg), seed=int(seed))
+        out["normalise"] = eval_cfg.normalise
+    out["normal_consistency"] = normal_consistency(
+        gt_n, pred_n, protocol.point_count or eval_cfg.chamfer_points, eval_cfg.seed
+    )
+    out["protocol"] = protocol.name
+    return out
+
+
 def compare_as_configured(gt: trimesh.Trimesh, pred: trimesh.Trimesh, eval_cfg: EvalConfig) -> dict:
-    """``compare_meshes`` with the counts, seed and frame from the config's eval section."""
-    return compare_meshes(gt, pred, eval_cfg.chamfer_points, eval_cfg.iou_resolution, eval_cfg.seed, eval_cfg.normalise)
+    """The geometry metrics of the configured protocol (``eval.protocol``), with its counts and frame."""
+    return compare_with_protocol(gt, pred, eval_cfg)
 
 
 def compare_mesh_files(gt_path: str | Path, pred_path: str | Path, eval_cfg: EvalConfig) -> dict:

@@ -6,6 +6,12 @@ paper, each cell reading ``ours / paper (ours - paper)``. A cell we have no runs
 ``missing``; a cell we cannot reproduce (another group's method) says ``n/a``; nothing missing
 is ever shown as 0.
 
+Every number is named with its protocol (eval/protocols.py): the paper's cells compare only our
+runs scored under ``paper`` (appendix A.2; runs from before protocols existed count as such).
+Table 2 gains one extra column per (method, protocol) of GSO runs that are not those: meshes a
+user supplied (``consistent123 evaluate-meshes``, marked "supplied by the user") and our runs
+under another protocol; their cells have no paper value and show ours alone.
+
 Only runs with pretrained priors are compared with the paper: a cell with any other run
 (random-weight, no priors, not recorded) shows ``ours / paper`` with no difference, and a table
 holding such a cell opens with a one-line banner saying the numbers are not comparable.
@@ -39,7 +45,29 @@ METRIC_LABELS = {
     "volumetric_iou": "IoU ↑",
     "mv_psnr": "PSNR ↑",
     "mv_lpips": "LPIPS ↓",
+    "mv_ssim": "SSIM ↑",
+    "normal_consistency": "NC ↑",
+    "fscore_0.1": "FS@0.1 ↑",
+    "fscore_0.2": "FS@0.2 ↑",
+    "fscore_0.5": "FS@0.5 ↑",
 }
+# Table 2's metrics in the extra columns, and their printed precision.
+EXTRA_DECIMALS = {
+    "chamfer_distance": 4,
+    "volumetric_iou": 3,
+    "fscore_0.1": 3,
+    "fscore_0.2": 3,
+    "fscore_0.5": 3,
+    "normal_consistency": 3,
+    "mv_psnr": 2,
+    "mv_ssim": 3,
+    "mv_lpips": 3,
+}
+PAPER_PROTOCOL = "paper"
+SUPPLIED = "user"  # the `supplied` tag of a user's mesh rows (eval/mesh_folder.py)
+PROTOCOL_NOTE = (
+    "Protocol: every number is scored under `paper` (appendix A.2; eval/protocols.py) unless its column names another."
+)
 BENCHMARK_LABELS = {
     "realfusion15": "RealFusion15",
     "c10": "C10",
@@ -148,6 +176,14 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
         runs["priors"] = "unknown"
     if "prior_3d" not in runs:  # ... or their 3D prior
         runs["prior_3d"] = "unrecorded"
+    for column in ("protocol", "supplied", "method"):  # run tables saved before these tags
+        if column not in runs:
+            runs[column] = None
+    # object first: a CSV column with no value at all reads back as float NaN
+    runs["protocol"] = runs["protocol"].astype(object).fillna(PAPER_PROTOCOL)
+    runs["method"] = runs["method"].astype(object).fillna("consistent123")
+    elsewhere = (runs["supplied"] == SUPPLIED) | (runs["protocol"] != PAPER_PROTOCOL)
+    extra_runs, runs = runs[elsewhere], runs[~elsewhere]
     out = []
     for cell in paper[paper["table"].isin(list(tables))].itertuples(index=False):
         variant = SETTING_VARIANTS.get(cell.table, {}).get(cell.setting)
@@ -191,16 +227,62 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
                 "prior_3d": prior_3d,
                 "decimals": cell.decimals,
                 "note": cell.note,
+                "protocol": PAPER_PROTOCOL,
             }
         )
+    if 2 in tables:
+        out += extra_rows(extra_runs)
     return pd.DataFrame(out)
+
+
+def extra_label(method: str, variant: str, protocol: str, supplied) -> str:
+    """The column of a (method, protocol) outside the paper's cells, naming both."""
+    who = method if variant == "default" else f"{method} {variant}"
+    return (
+        f"{who} (supplied by the user; protocol {protocol})" if supplied == SUPPLIED else f"{who} (protocol {protocol})"
+    )
+
+
+def extra_rows(runs: pd.DataFrame) -> list[dict]:
+    """Table 2 cells of GSO runs outside the paper's columns: one column per (method, variant,
+    protocol, supplied), one cell per metric any of its runs has; no paper value, no difference."""
+    runs = runs[runs["benchmark"] == "gso"]
+    out = []
+    keys = ["method", "variant", "protocol", "supplied"]
+    for (method, variant, protocol, supplied), group in runs.groupby(keys, dropna=False, sort=True):
+        for metric, decimals in EXTRA_DECIMALS.items():
+            if metric not in group:
+                continue
+            ours, n = _mean_or_nan(group[metric])
+            if not n:
+                continue
+            out.append(
+                {
+                    "table": 2,
+                    "benchmark": "gso",
+                    "group": "",
+                    "setting": extra_label(method, variant, protocol, supplied),
+                    "metric": metric,
+                    "paper": math.nan,
+                    "ours": ours,
+                    "diff": math.nan,
+                    "n_runs": n,
+                    "status": "ok",
+                    "priors": _priors_of(group, metric),
+                    "prior_3d": "" if supplied == SUPPLIED else _prior_3d_of(group, metric),
+                    "decimals": decimals,
+                    "note": "",
+                    "protocol": protocol,
+                }
+            )
+    return out
 
 
 # ---------------------------------------------------------------- layout
 def format_cell(row) -> str:
     """``ours / paper (diff)``; a missing or not-reproduced side says so in words."""
     d = int(row["decimals"])
-    if math.isnan(row["paper"]):  # our own ablation: no paper number to set beside ours
+    if math.isnan(row["paper"]):  # a column outside the paper's: ours alone
         return _number(row["ours"], d) if row["status"] == "ok" else row["status"]
     paper = f"{row['paper']:.{d}f}" + ("†" if row.get("note") else "")
     if row["status"] != "ok":
@@ -212,7 +294,8 @@ def format_cell(row) -> str:
 
 def banner(cmp: pd.DataFrame, table: int) -> str:
     """The one-line warning a table opens with when any of its numbers is not comparable ("" if none)."""
-    kinds = set("+".join(cmp.loc[(cmp["table"] == table) & (cmp["status"] == "ok"), "priors"]).split("+")) - {""}
+    compared = (cmp["table"] == table) & (cmp["status"] == "ok") & cmp["paper"].notna()
+    kinds = set("+".join(cmp.loc[compared, "priors"]).split("+")) - {""}
     if "random" in kinds:
         return RANDOM_BANNER
     return OTHER_BANNER if kinds - {REAL} else ""
@@ -266,8 +349,12 @@ def _rows(grid: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 def _legend(cmp: pd.DataFrame, table: int) -> str:
     if banner(cmp, table):
-        return "Each cell: ours / paper; (ours − paper) only where every run had pretrained priors."
-    return "Each cell: ours / paper (ours − paper)."
+        text = "Each cell: ours / paper; (ours − paper) only where every run had pretrained priors."
+    else:
+        text = "Each cell: ours / paper (ours − paper)."
+    if (cmp.loc[cmp["table"] == table, "paper"].isna()).any():
+        text += " Columns naming a protocol have no paper value: the cell is their number alone."
+    return text + " " + PROTOCOL_NOTE
 
 
 def to_markdown(cmp: pd.DataFrame, table: int) -> str:
@@ -357,6 +444,19 @@ def to_html(cmp: pd.DataFrame, table: int) -> str:
 
 def to_csv_frame(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
     """The long, machine-readable form of one table (empty cells are empty, never 0)."""
-    cols = ["table", "benchmark", "group", "setting", "metric", "paper", "ours", "diff", "n_runs", "status", "priors"]
-    cols.append("prior_3d")
+    cols = [
+        "table",
+        "benchmark",
+        "group",
+        "setting",
+        "metric",
+        "protocol",
+        "paper",
+        "ours",
+        "diff",
+        "n_runs",
+        "status",
+        "priors",
+        "prior_3d",
+    ]
     return cmp.loc[cmp["table"] == table, cols].reset_index(drop=True)

@@ -1,16 +1,28 @@
-"""Test-session policy for the ``gpu`` marker.
+"""Test-session fixtures and the policy for the ``gpu`` marker.
+
+Session fixtures: what costs seconds to build and is only read afterwards, built once for all
+test folders (``tiny_models``).
 
 A ``gpu`` test skips where CUDA is missing: the only allowed skip. With ``REQUIRE_GPU=1`` (a GPU
-node's check, benchmarks/gpu_check.sh) every skipped ``gpu`` test is a failure instead, and so is
+node's check, perf/gpu_check.sh) every skipped ``gpu`` test is a failure instead, and so is
 a run that selected no ``gpu`` test at all, so a broken CUDA install can never look green.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+from tests.support.tiny_models import tiny_models_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> Path:
+    """Every tiny model (random weights, the real classes), built once per session; read-only use."""
+    return tiny_models_dir()
 
 
 def require_gpu() -> bool:

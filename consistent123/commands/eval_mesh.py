@@ -1,4 +1,5 @@
-"""``consistent123 eval-mesh GT PRED``: Chamfer distance and volumetric IoU as JSON on stdout."""
+"""``consistent123 eval-mesh GT PRED``: the geometry metrics of the configured protocol
+(``eval.protocol``: Chamfer distance, volumetric IoU, F-score, normal consistency) as JSON on stdout."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@ comparison of config/grids/priors_3d.tsv, which the paper does not have) from tr
 
 Runs come from MLflow (``--tracking-uri``/``--experiment``, default: the config's tracking
 section), else from the ``metrics.json`` files under ``--results``, or from a tidy table
-saved earlier (``--runs runs.csv|runs.parquet``). Writes ``runs.csv``/``runs.parquet`` and
+saved earlier (``--runs runs.csv|runs.parquet``); ``--supplied DIR`` adds the rows of another
+method's meshes scored by ``evaluate-meshes`` (Table 2, marked "supplied by the user"). Writes ``runs.csv``/``runs.parquet`` and
 ``table<N>.md``, ``table<N>.tex``, ``table<N>.csv`` and ``table<N>.html`` (for the report) for
 each table, atomically.
 
@@ -37,6 +38,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: config tracking.uri)")
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: config tracking.experiment)")
     parser.add_argument("--sweep", default=None, help="keep only the runs tagged with this sweep")
+    parser.add_argument(
+        "--supplied",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder written by `evaluate-meshes` (another method's meshes): its rows join Table 2 "
+        "as a column marked 'supplied by the user'; repeatable",
+    )
     parser.add_argument("--no-mlflow", action="store_true", help="read only metrics.json files / --runs")
     parser.add_argument(
         "--tables",
@@ -72,7 +81,7 @@ def read_run_table(path: Path) -> pd.DataFrame:
 
 def load_runs(args: argparse.Namespace, cfg: Config) -> pd.DataFrame:
     if args.runs:
-        return read_run_table(Path(args.runs))
+        return pd.concat([read_run_table(Path(args.runs)), *supplied_runs(args.supplied)], ignore_index=True)
     uri = experiment = None
     if not args.no_mlflow:
         from consistent123.tracking import store as tracking
@@ -88,7 +97,18 @@ def load_runs(args: argparse.Namespace, cfg: Config) -> pd.DataFrame:
     runs = aggregate.collect_runs(uri, experiment, args.results)
     if args.sweep is not None and not runs.empty:
         runs = runs[runs.get("sweep", pd.Series(index=runs.index, dtype=object)) == args.sweep].reset_index(drop=True)
-    return aggregate.latest_per_key(runs)
+    return aggregate.latest_per_key(pd.concat([runs, *supplied_runs(args.supplied)], ignore_index=True))
+
+
+def supplied_runs(folders: list[str]) -> list[pd.DataFrame]:
+    """The rows `evaluate-meshes` wrote under each folder (its metrics.json files)."""
+    frames = []
+    for folder in folders:
+        files = aggregate.find_metrics_files(folder) if Path(folder).is_dir() else []
+        if not files:
+            raise InputError(f"{folder}: no metrics.json of `evaluate-meshes` found")
+        frames.append(aggregate.runs_from_files(files))
+    return frames
 
 
 def write_tables(runs: pd.DataFrame, out: Path, which) -> list[Path]:

@@ -1,7 +1,7 @@
 """Multiresolution hash encoding (Instant-NGP) behind one seam: tinycudann or pure PyTorch.
 
 Both backends follow tiny-cuda-nn's ``HashGrid`` conventions exactly, so a table trained with
-one can be loaded into the other (``tests/test_hashgrid.py`` checks this on a GPU):
+one can be loaded into the other (``tests/unit/test_hashgrid.py`` checks this on a GPU):
 
 * input ``x`` in ``[-bound, bound]`` is mapped to ``u = (x + bound) / (2 bound)`` in [0, 1];
 * level ``l`` has ``scale_l = base * b**l - 1`` cells per unit and ``ceil(scale_l) + 1``

@@ -190,7 +190,7 @@ def zero123_embedding(target: Camera, reference: Camera) -> torch.Tensor:
 
     Zero-1-to-3 measured azimuth counter-clockwise about the world up axis (atan2(y, x) with z
     up in its Objaverse renders), which is the same handedness as this module's azimuth, so
-    d_azimuth = target - reference with no sign flip (tests/test_cameras.py checks this
+    d_azimuth = target - reference with no sign flip (tests/unit/test_cameras.py checks this
     against Zero-1-to-3's own cartesian formula).
     """
     d_polar = math.radians(target.polar - reference.polar)

@@ -1,12 +1,17 @@
 # Parse-time set-up: validate the config and the case sheets, expand the ablation grids into
-# variants (deduplicated), and list every (benchmark, case, variant) run once.
-import json
+# variants (deduplicated), and list every (benchmark, case, variant) run once. Every helper
+# the rules use lives here (the rule files hold rules only); none reads a run's results.
+import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import Paramspace, validate
 
-from consistent123.config import config_from_dict
+from consistent123.config import config_from_dict, get_field
 from consistent123.errors import ConfigError
 from eval.tables import variant_tag
 
@@ -43,6 +48,24 @@ except ConfigError as exc:
     _fail(f"method: {exc}")
 TRACKING_URI = BASE_CFG.tracking.uri
 EXPERIMENT = BASE_CFG.tracking.experiment
+TINY_DIR = BASE_CFG.models.tiny_dir
+KNOWN_ANSWER = config.get("known_answer")
+TABLES_DIR = f"{RESULTS}/tables/{SWEEP}"
+SUPPLIED_MESHES = config.get("supplied_meshes", {})
+REPORT_HTML = f"{SWEEP_DIR}/report.html"
+# The report's front page, which report_facts writes (absolute: `report:` joins a relative path
+# to the folder of the file that names it).
+FRONT_PAGE = os.path.abspath(f"{SWEEP_DIR}/report/front_page.rst")
+
+
+# ------------------------------------------------------------------ how jobs run the CLI
+# One adapter runs the CLI for every job that needs it (from the job's shell command):
+#   PYTHON CLI_ADAPTER --log LOG --threads N -- COMMAND ARGS
+# Snakemake's own interpreter, so a job never picks up another install; under --sdm conda the
+# job's environment (workflow/envs/consistent123.yaml) provides `python`.
+PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+CLI_ADAPTER = f"{workflow.basedir}/workflow/scripts/_cli.py"
+CONDA_ENV = "../envs/consistent123.yaml"
 
 
 # ------------------------------------------------------------------ case sheets
@@ -89,13 +112,6 @@ def _override(key, value):
     return f"{key}={value}"
 
 
-def _field(cfg, dotted):
-    node = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
-
-
 def expand_grid(table, path):
     """(setting, variant name, overrides) per grid row.
 
@@ -118,10 +134,10 @@ def expand_grid(table, path):
         for key in grid.columns.drop("setting"):
             value = row[key].item() if hasattr(row[key], "item") else row[key]
             try:
-                resolved = _field(config_from_dict(config["method"], [_override(key, value)]), key)
+                resolved = get_field(config_from_dict(config["method"], [_override(key, value)]), key)
             except (ConfigError, AttributeError) as exc:
                 _fail(f"{grid_path}, setting {row['setting']!r}, column {key!r}: {exc}")
-            if resolved != _field(BASE_CFG, key):
+            if resolved != get_field(BASE_CFG, key):
                 changed[key] = value
         if changed:
             one = pd.DataFrame([{k.replace(".", "_"): v for k, v in sorted(changed.items())}])
@@ -195,6 +211,98 @@ def all_metrics():
     return [f"{run_dir(b, v, c)}/metrics.json" for (b, c, v) in RUNS]
 
 
+def supplied_runs():
+    """runs.csv of each method whose meshes the user supplied (config supplied_meshes)."""
+    return [f"{RESULTS}/supplied/{SWEEP}/{method}/runs.csv" for method in SUPPLIED_MESHES]
+
+
+def report_pages():
+    return [f"{SWEEP_DIR}/report/{b}/{v}/{c}.html" for (b, c, v) in RUNS]
+
+
+def sets(overrides):
+    """`--set KEY=VALUE` per override, as CLI arguments."""
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+def tiny_models():
+    """The tiny random-weight models, built once before the jobs that load them (demo/tests)."""
+    return [f"{TINY_DIR}/tiny_models.json"] if TINY_DIR else []
+
+
+def manifest_entry(benchmark, filename):
+    """url and sha256 of one file named in a manifest (any role)."""
+    sheet = MANIFESTS[benchmark]
+    for role in ROLES:
+        if role in sheet.columns:
+            hit = sheet[sheet[role] == filename]
+            if len(hit):
+                row = hit.iloc[0]
+                return {"url": f"{row['source']}{filename}", "sha256": row[f"{role}_sha256"], "file": filename}
+    raise WorkflowError(f"{filename} is not listed in the {benchmark} manifest")
+
+
+def preprocess_inputs(wildcards):
+    files = config["benchmarks"][wildcards.benchmark].get("files", ["rgba", "depth"])
+    inputs = {"image": data_file(wildcards.benchmark, wildcards.case, "rgba"), "config": rules.method_config.output[0],
+              "models": tiny_models()}
+    if "depth" in files:
+        inputs["depth"] = data_file(wildcards.benchmark, wildcards.case, "depth")
+    return inputs
+
+
+def preprocess_options(wildcards, input):
+    """`--caption` (the benchmark's published prompt) and `--depth` (its published depth) when given."""
+    caption = case_row(wildcards).get("prompt", "")
+    options = ["--caption", caption] if caption else []
+    return options + (["--depth", input.depth] if "depth" in input.keys() else [])
+
+
+def gt_mesh_options(wildcards):
+    """`--gt-mesh` with the GSO ground-truth mesh of a case; nothing where the mapping is unknown."""
+    pattern = config["benchmarks"][wildcards.benchmark].get("gt_mesh_pattern")
+    model = case_row(wildcards).get("gt_mesh", "")
+    return ["--gt-mesh", pattern.format(model=model)] if pattern and model else []
+
+
+def known_answer_objects():
+    return list(KNOWN_ANSWER["objects"]) if KNOWN_ANSWER else []
+
+
+def known_answer_dir(obj):
+    return f"{SWEEP_DIR}/known_answer/{obj}"
+
+
+def known_answer_outputs():
+    if not known_answer_objects():
+        return []
+    return [f"{SWEEP_DIR}/known_answer/known_answer.md"]
+
+
+def known_answer_overrides(wildcards):
+    """The sweep's tracking store and tiny models, then the object-size settings of the config."""
+    return sets([f"tracking.uri={TRACKING_URI}", f"tracking.experiment={EXPERIMENT}",
+                 *([f"models.tiny_dir={TINY_DIR}"] if TINY_DIR else []), *KNOWN_ANSWER.get("set", [])])
+
+
+def report_scope():
+    """The sweep's runs, tables and stores, as the report_facts rule hands them to its script."""
+    return {
+        "sweep": SWEEP,
+        "runs": [{"benchmark": b, "case": c, "variant": v, "dir": run_dir(b, v, c)} for (b, c, v) in RUNS],
+        "tables": list(config["tables"]),
+        "tables_dir": TABLES_DIR,
+        "runs_dir": f"{SWEEP_DIR}/runs",
+        "tracking_uri": TRACKING_URI,
+        "experiment": EXPERIMENT,
+    }
+
+
+def report_front_page():
+    """The front page report_facts wrote; before it ran, a page saying so (never a run's files)."""
+    return FRONT_PAGE if os.path.isfile(FRONT_PAGE) else "../report/no_front_page.rst"
+
+
 def print_where_outputs_are():
     print(
         "\nConsistent123 workflow finished.\n"
@@ -204,3 +312,44 @@ def print_where_outputs_are():
         f"  MLflow:      mlflow ui --backend-store-uri {TRACKING_URI}   (experiment {EXPERIMENT!r})\n"
         f"  report:      snakemake --report {SWEEP_DIR}/report.html\n"
     )
+
+
+def finish_sweep(status):
+    """End the sweep's MLflow parent run (FINISHED / FAILED) holding the tables and the report.
+
+    When the sweep's tables exist (the whole DAG ran), the report is written first
+    (`snakemake --report`, same config files and `--config` values)."""
+    from consistent123.tracking.sweep import finish_parent_run
+
+    artifacts = {"tables": sorted(p for p in Path(TABLES_DIR).glob("*") if not p.name.startswith("."))}
+    if status == "FINISHED" and Path(f"{SWEEP_DIR}/tables.done").is_file():
+        args = [sys.executable, "-m", "snakemake", "--report", REPORT_HTML, "--nolock"]
+        for path in workflow.overwrite_configfiles or []:
+            args += ["--configfile", str(path)]
+        # `--config k=v` too (e.g. another results folder), in the form Snakemake hands its own jobs.
+        if workflow.config_settings.config_args:
+            args += ["--config", *workflow.config_settings.config_args]
+        made = subprocess.run(args, capture_output=True, text=True)
+        if made.returncode == 0:
+            artifacts["report"] = [REPORT_HTML]
+        else:
+            why = made.stderr.strip().splitlines()[-1:]
+            print(f"report not written ({why}); run: snakemake --report {REPORT_HTML}")
+    try:
+        if finish_parent_run(f"{SWEEP_DIR}/parent_run.json", status, artifacts):
+            print(f"MLflow parent run of sweep {SWEEP!r}: {status}")
+    except Exception as exc:  # tracking is a mirror of the files: never turn a result into an error
+        print(f"MLflow parent run not updated ({exc.__class__.__name__}: {exc})")
+
+
+def print_failure_summary(snakemake_log):
+    """After --keep-going (profiles/default) the good cases finished: list every failed job with
+    its own error line (workflow/scripts/_cli.py). Snakemake still exits non-zero."""
+    spec = importlib.util.spec_from_file_location("consistent123_workflow_cli", CLI_ADAPTER)
+    adapter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(adapter)
+    log_file = snakemake_log[0] if isinstance(snakemake_log, (list, tuple)) else snakemake_log
+    failures = adapter.failure_summary(log_file)
+    print(f"\nConsistent123 workflow: {len(failures)} job(s) failed:", file=sys.stderr)
+    for row in failures:
+        print(f"  {row}", file=sys.stderr)

@@ -2,22 +2,6 @@
 # ORACLE prior (`consistent123 known-answer`, config/known_answer.yaml), one job per object,
 # then a Table-2-style table. Enabled by a `known_answer:` section of the workflow config.
 
-KNOWN_ANSWER = config.get("known_answer")
-
-
-def known_answer_objects():
-    return list(KNOWN_ANSWER["objects"]) if KNOWN_ANSWER else []
-
-
-def known_answer_dir(obj):
-    return f"{SWEEP_DIR}/known_answer/{obj}"
-
-
-def known_answer_outputs():
-    if not known_answer_objects():
-        return []
-    return [f"{SWEEP_DIR}/known_answer/known_answer.md"]
-
 
 if KNOWN_ANSWER:
 
@@ -34,12 +18,11 @@ if KNOWN_ANSWER:
         output:
             f"{SWEEP_DIR}/known_answer/{{obj}}/metrics.json",
         params:
+            python=PYTHON,
+            cli=CLI_ADAPTER,
             out=lambda wc, output: str(Path(output[0]).parent),
             up_axis=KNOWN_ANSWER.get("up_axis", "y"),
-            # the sweep's tracking store and tiny models; the object-size settings of the config
-            overrides=lambda wc: [f"tracking.uri={TRACKING_URI}", f"tracking.experiment={EXPERIMENT}",
-                                  *([f"models.tiny_dir={TINY_DIR}"] if TINY_DIR else []),
-                                  *KNOWN_ANSWER.get("set", [])],
+            overrides=known_answer_overrides,
             run_name=lambda wc: f"known_answer/{wc.obj}/oracle",
             tags=lambda wc: ["variant=oracle", f"sweep={SWEEP}"],
         log:
@@ -49,8 +32,13 @@ if KNOWN_ANSWER:
         threads: config["resources"]["reconstruct"]["cpus"]
         resources:
             **rule_resources("reconstruct"),
-        script:
-            "../scripts/known_answer.py"
+        conda:
+            CONDA_ENV
+        shell:
+            "{params.python:q} {params.cli:q} --log {log:q} --threads {threads} -- "
+            "known-answer {input.mesh:q} --out {params.out:q} --up-axis {params.up_axis:q} "
+            "--config {input.config:q} --run-name {params.run_name:q} --no-progress {params.overrides:q} "
+            "--tags {params.tags:q}"
 
     rule known_answer_table:
         """Table-2-style table of the oracle runs (labelled as such), beside the paper's row."""
@@ -63,5 +51,7 @@ if KNOWN_ANSWER:
             f"{SWEEP_DIR}/logs/known_answer_table.log",
         benchmark:
             f"{SWEEP_DIR}/benchmarks/known_answer_table.tsv"
+        conda:
+            CONDA_ENV
         script:
             "../scripts/known_answer_table.py"

@@ -3,20 +3,17 @@
 localrules: fetch, method_config
 
 
-TINY_DIR = BASE_CFG.models.tiny_dir
-
-
-def tiny_models():
-    """The tiny random-weight models, built once before the jobs that load them (demo/tests)."""
-    return [f"{TINY_DIR}/tiny_models.json"] if TINY_DIR else []
-
-
 if TINY_DIR:
 
     rule tiny_models:
-        """`consistent123 tiny-models DIR`: every pretrained part at tiny size, random weights."""
+        """`consistent123 tiny-models DIR`: every pretrained part at tiny size, random weights
+        (a no-op when DIR is already complete)."""
         output:
             f"{TINY_DIR}/tiny_models.json",
+        params:
+            python=PYTHON,
+            cli=CLI_ADAPTER,
+            folder=lambda wc, output: str(Path(output[0]).parent),
         log:
             f"{RESULTS}/logs/tiny_models.log",
         benchmark:
@@ -24,8 +21,10 @@ if TINY_DIR:
         threads: 1
         resources:
             **rule_resources("preprocess"),
-        script:
-            "../scripts/tiny_models.py"
+        conda:
+            CONDA_ENV
+        shell:
+            "{params.python:q} {params.cli:q} --log {log:q} --threads {threads} -- tiny-models {params.folder:q}"
 
 
 rule fetch:
@@ -41,20 +40,10 @@ rule fetch:
     benchmark:
         f"{RESULTS}/benchmarks/fetch/{{benchmark}}/{{file}}.tsv"
     retries: 2
+    conda:
+        CONDA_ENV
     script:
         "../scripts/fetch.py"
-
-
-def manifest_entry(benchmark, filename):
-    """url and sha256 of one file named in a manifest (any role)."""
-    sheet = MANIFESTS[benchmark]
-    for role in ROLES:
-        if role in sheet.columns:
-            hit = sheet[sheet[role] == filename]
-            if len(hit):
-                row = hit.iloc[0]
-                return {"url": row["source"] + filename, "sha256": row[f"{role}_sha256"], "file": filename}
-    raise WorkflowError(f"{filename} is not listed in the {benchmark} manifest")
 
 
 rule method_config:
@@ -67,17 +56,10 @@ rule method_config:
         f"{SWEEP_DIR}/logs/method_config.log",
     benchmark:
         f"{SWEEP_DIR}/benchmarks/method_config.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../scripts/method_config.py"
-
-
-def preprocess_inputs(wildcards):
-    files = config["benchmarks"][wildcards.benchmark].get("files", ["rgba", "depth"])
-    inputs = {"image": data_file(wildcards.benchmark, wildcards.case, "rgba"), "config": rules.method_config.output[0],
-              "models": tiny_models()}
-    if "depth" in files:
-        inputs["depth"] = data_file(wildcards.benchmark, wildcards.case, "depth")
-    return inputs
 
 
 rule preprocess:
@@ -90,7 +72,10 @@ rule preprocess:
         caption=f"{SWEEP_DIR}/preprocess/{{benchmark}}/{{case}}/caption.txt",
         record=f"{SWEEP_DIR}/preprocess/{{benchmark}}/{{case}}/preprocess.json",
     params:
-        caption=lambda wc: case_row(wc).get("prompt", "") or None,
+        python=PYTHON,
+        cli=CLI_ADAPTER,
+        out=lambda wc, output: str(Path(output.rgba).parent),
+        options=preprocess_options,
     log:
         f"{SWEEP_DIR}/logs/preprocess/{{benchmark}}/{{case}}.log",
     benchmark:
@@ -98,5 +83,8 @@ rule preprocess:
     threads: config["resources"]["preprocess"]["cpus"]
     resources:
         **rule_resources("preprocess"),
-    script:
-        "../scripts/preprocess.py"
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.python:q} {params.cli:q} --log {log:q} --threads {threads} -- "
+        "preprocess {input.image:q} --out {params.out:q} --config {input.config:q} {params.options:q}"

@@ -16,6 +16,8 @@ rule mlflow_init:
         f"{SWEEP_DIR}/logs/mlflow_init.log",
     benchmark:
         f"{SWEEP_DIR}/benchmarks/mlflow_init.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../scripts/mlflow_init.py"
 
@@ -30,14 +32,16 @@ rule variants_sheet:
         f"{SWEEP_DIR}/logs/variants_sheet.log",
     benchmark:
         f"{SWEEP_DIR}/benchmarks/variants_sheet.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../scripts/variants_sheet.py"
 
 
 rule reconstruct:
-    """`consistent123 reconstruct`: resumes from its checkpoints when re-run after a kill and
-    logs into the same MLflow run (run.json and checkpoints/ are not declared outputs, so
-    Snakemake never deletes them)."""
+    """`consistent123 reconstruct` under the sweep's parent run: resumes from its checkpoints
+    when re-run after a kill and logs into the same MLflow run (run.json and checkpoints/ are
+    not declared outputs, so Snakemake never deletes them)."""
     input:
         rgba=rules.preprocess.output.rgba,
         depth=rules.preprocess.output.depth,
@@ -51,9 +55,11 @@ rule reconstruct:
         boundary=f"{SWEEP_DIR}/runs/{{benchmark}}/{{variant}}/{{case}}/boundary.json",
         schedule=f"{SWEEP_DIR}/runs/{{benchmark}}/{{variant}}/{{case}}/schedule.csv",
     params:
+        python=PYTHON,
+        cli=CLI_ADAPTER,
         case_dir=lambda wc, input: str(Path(input.rgba).parent),
         out=lambda wc, output: str(Path(output.glb).parent),
-        overrides=lambda wc: VARIANTS[wc.variant]["overrides"],
+        overrides=lambda wc: sets(VARIANTS[wc.variant]["overrides"]),
         run_name=lambda wc: f"{wc.benchmark}/{wc.case}/{wc.variant}",
         tags=run_tags,
     log:
@@ -64,5 +70,9 @@ rule reconstruct:
     resources:
         **rule_resources("reconstruct"),
     retries: 1
-    script:
-        "../scripts/reconstruct.py"
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.python:q} {params.cli:q} --log {log:q} --threads {threads} --parent-run {input.parent:q} -- "
+        "reconstruct {params.case_dir:q} --out {params.out:q} --config {input.config:q} "
+        "--run-name {params.run_name:q} --no-progress {params.overrides:q} --tags {params.tags:q}"

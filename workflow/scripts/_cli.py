@@ -1,5 +1,9 @@
 """Run one `consistent123` command for a Snakemake job, its output going to the job's log.
 
+The one adapter of every rule that runs the CLI (from a ``shell:`` directive)::
+
+    python workflow/scripts/_cli.py --log LOG --threads N [--parent-run FILE] -- COMMAND ARGS...
+
 A failed job ends its log with one ``FAILED:`` line: the command's own marked error line
 (``consistent123 COMMAND: error: ...``), or how the process died. Snakemake shows that line,
 and ``failure_summary`` (the workflow's ``onerror``) lists it for every failed job.
@@ -7,6 +11,8 @@ and ``failure_summary`` (the workflow's ``onerror``) lists it for every failed j
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import re
 import signal
@@ -74,3 +80,23 @@ def failure_summary(snakemake_log: str) -> list[str]:
             line = lines[-1][len(FAILED) :] if lines else "no error line in the log"
         rows.append(f"{rule}  {job_log or '-'}  {line}")
     return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="run one consistent123 command for a Snakemake job")
+    parser.add_argument("--log", required=True, help="the job's log (the command's stdout and stderr)")
+    parser.add_argument("--threads", type=int, default=1, help="the job's threads")
+    # The sweep's parent run id exists only once mlflow_init has run, so the job reads it.
+    parser.add_argument("--parent-run", help="parent_run.json of the sweep: adds --parent-run-id")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    opts = parser.parse_args(argv)
+    args = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
+    if not args:
+        parser.error("no consistent123 command given after --")
+    if opts.parent_run:
+        args += ["--parent-run-id", json.loads(Path(opts.parent_run).read_text())["run_id"]]
+    run_cli(args, opts.log, opts.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Fault injection: kills, concurrent writers, read-only and full disks, bad inputs."""

@@ -1,0 +1,1 @@
+"""Several modules end to end: reconstruct, preprocess, export, priors, the oracle, evaluation and tables."""

@@ -1,0 +1,1 @@
+"""The Snakemake workflow and the CI scripts in .ci/."""
