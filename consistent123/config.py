@@ -204,6 +204,10 @@ class CamerasConfig(Section):
     ref_radius: PositiveFloat = 3.2
     ref_fovy: PositiveFloat = 20.0
     polar_range: OrderedRange = (45.0, 105.0)
+    # Frame of polar_range when the input is not level: "input" moves it with the input view
+    # (its offsets from the input stay the paper's, -45..+15 deg); "world" keeps it about the
+    # object's equator (more side views of a photo taken from high above). Same at elevation 0.
+    polar_range_frame: Literal["input", "world"] = "input"
     azimuth_range: OrderedRange = (-180.0, 180.0)
     radius_range: OrderedRange = (3.0, 3.5)
     # R main.py: fovy_range = [default_fovy, default_fovy] whenever Zero-1-to-3 guides (it has no

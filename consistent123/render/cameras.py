@@ -133,8 +133,11 @@ def relative_polar(polar: float, cams_cfg: CamerasConfig) -> float:
 
 
 def novel_polar_range(cams_cfg: CamerasConfig) -> tuple[float, float]:
-    """``cameras.polar_range`` around the input view: shifted by -elevation (clamped to the sphere)."""
+    """``cameras.polar_range`` around the input view: shifted by -elevation (clamped to the sphere);
+    as given with ``polar_range_frame: world``."""
     low, high = cams_cfg.polar_range
+    if cams_cfg.polar_range_frame == "world":
+        return float(low), float(high)
     return relative_polar(low, cams_cfg), relative_polar(high, cams_cfg)
 
 

@@ -26,6 +26,7 @@ def test_cameras_relative_to_the_input_follow_its_elevation_and_the_gso_views_do
     level, raised = CamerasConfig(), CamerasConfig(ref_elevation=30.0)
     assert reference_camera(level).polar == 90.0 and reference_camera(raised).polar == 60.0
     assert novel_polar_range(level) == (45.0, 105.0) and novel_polar_range(raised) == (15.0, 75.0)
+    assert novel_polar_range(CamerasConfig(ref_elevation=30.0, polar_range_frame="world")) == (45.0, 105.0)
     assert {c.polar for c in check_cameras(raised)} == {60.0}
     assert {c.polar for c in clip_view_cameras(EvalConfig(), raised)} == {60.0}
     gen = torch.Generator().manual_seed(0)
