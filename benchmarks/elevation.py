@@ -14,7 +14,11 @@ cameras at the assumed or estimated elevation. Per object and true elevation:
     IoU fixed0  the paper's recipe, which assumes a level photo
     IoU auto    the cameras at the estimate
 
-``--estimate-only`` runs the estimator alone (seconds per row, no reconstruction). Numbers come
+``--estimate-only`` runs the estimator alone (seconds per row, no reconstruction). A full grid
+is 27 reconstructions; on 2 shared CPU cores a reduced one (NeRF phase only, ~5 min a run) is
+``--set train.nerf_iters=200 --set train.mesh_iters=0 --set dynamic.fixed_switch_iter=100
+--set train.checkpoint_every=200 --set eval.render_size=64``; add
+``--set cameras.polar_range_frame=world`` to keep the novel-view polar range about the equator. Numbers come
 from the oracle prior (known-answer config: config/known_answer.yaml, sized for the CPU); they
 say nothing about how well a real Zero-1-to-3 estimates. The cost of ``auto`` is printed next to
 a paper run's 3D-prior evaluations.
