@@ -6,6 +6,7 @@ at once with one line naming the file and the problem.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,9 @@ RGBA = "rgba.png"
 DEPTH = "depth.png"
 CAPTION = "caption.txt"
 CASE_FILES = (RGBA, DEPTH, CAPTION)
+# Optional: the input view's elevation, {"given": degrees or null, "auto": {prior: estimate}}
+# (`consistent123 preprocess --elevation`, or the estimate of cameras.ref_elevation: auto).
+ELEVATION = "elevation.json"
 
 
 # depth.png: 16-bit greyscale, 65535 = 1, larger = farther, 0 outside the mask.
@@ -83,6 +87,34 @@ def _read_rgba(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         im.load()
         return np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+
+
+def read_elevation_record(case_dir: str | Path) -> dict:
+    """The case's elevation record ({} when it has none)."""
+    path = Path(case_dir) / ELEVATION
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise InputError(f"{path}: not valid JSON; delete it or rerun `consistent123 preprocess`") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return record
+
+
+def elevation_record_writer(given: float | None) -> Callable[[Path], None]:
+    """Writer of a fresh elevation.json (a new image: no estimate of an earlier one survives)."""
+    if given is not None and not -89.0 <= given <= 89.0:
+        raise InputError(f"elevation must be degrees in [-89, 89] (got {given})")
+    record = {"given": None if given is None else float(given), "auto": {}}
+    return lambda path: Path(path).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def given_elevation(case_dir: str | Path) -> float | None:
+    """The known elevation recorded by ``consistent123 preprocess --elevation`` (None: unknown)."""
+    value = read_elevation_record(case_dir).get("given")
+    return None if value is None else float(value)
 
 
 def load_case(case_dir: str | Path) -> Case:

@@ -12,7 +12,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Optional
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -80,7 +80,9 @@ class ModelsConfig(Section):
     user, never in the folder a command runs from.
     """
 
-    zero123: str = "ashawkey/zero123-xl-diffusers"
+    # The 3D prior's weights: a hub id or local folder; None = the model id of the variant
+    # ``prior_3d`` names (consistent123/priors/variants.py; zero123_xl: ashawkey/zero123-xl-diffusers).
+    zero123: Optional[str] = None
     # Weights variant of the Zero123 repo (e.g. "fp16_ema" for bennyguo/zero123-xl-diffusers).
     zero123_variant: Optional[str] = None
     stable_diffusion: str = "stabilityai/stable-diffusion-2-1-base"
@@ -97,7 +99,9 @@ class ModelsConfig(Section):
     half_precision_on_gpu: bool = True
     # Which prior fills each role (consistent123/priors/registry.py): the pretrained models, or
     # the oracle built from a ground-truth mesh (the known-answer benchmark; `oracle:` section).
-    prior_3d: Literal["zero123", "oracle"] = "zero123"
+    # The 3D variants (model id, camera-vector layout, guidance, licence) are the table of
+    # consistent123/priors/variants.py; the paper's is Zero-1-to-3 XL.
+    prior_3d: Literal["zero123_xl", "zero123", "stable_zero123", "oracle"] = "zero123_xl"
     prior_2d: Literal["stable_diffusion", "oracle"] = "stable_diffusion"
 
     def tiny_models_dir(self) -> Optional[Path]:
@@ -200,12 +204,31 @@ class DMTetConfig(Section):
 
 
 # ---------------------------------------------------------------- cameras (spec §3)
+def _elevation(value):
+    if value != "auto" and not -89.0 <= value <= 89.0:
+        raise ValueError(f"must be 'auto' or degrees in [-89, 89] (got {value})")
+    return value
+
+
 class CamerasConfig(Section):
+    # Polar angle of the input view at elevation 0 (the equator); the reference camera's polar
+    # is ref_polar - ref_elevation.
     ref_polar: float = 90.0
+    # Elevation of the input photo's camera above the object's equator, in degrees (P/R: 0, the
+    # photo is taken as level). "auto": estimated once from the loaded 3D prior
+    # (consistent123/priors/elevation.py, written to the case folder). Every camera placed
+    # relative to the input view follows it: the reference, polar_range, the check views and
+    # eval.clip_views_polar all move by -elevation in polar; the GSO 18 views do not. A case's
+    # known elevation (`consistent123 preprocess --elevation`) is used whatever this says.
+    ref_elevation: Annotated[Union[float, Literal["auto"]], AfterValidator(_elevation)] = 0.0
     ref_azimuth: float = 0.0
     ref_radius: PositiveFloat = 3.2
     ref_fovy: PositiveFloat = 20.0
     polar_range: OrderedRange = (45.0, 105.0)
+    # Frame of polar_range when the input is not level: "input" moves it with the input view
+    # (its offsets from the input stay the paper's, -45..+15 deg); "world" keeps it about the
+    # object's equator (more side views of a photo taken from high above). Same at elevation 0.
+    polar_range_frame: Literal["input", "world"] = "input"
     azimuth_range: OrderedRange = (-180.0, 180.0)
     radius_range: OrderedRange = (3.0, 3.5)
     # R main.py: fovy_range = [default_fovy, default_fovy] whenever Zero-1-to-3 guides (it has no
@@ -222,6 +245,38 @@ class CamerasConfig(Section):
     ref_view_interval: PositiveInt = 4
     ref_view_probability: float = 0.25
     check_views: PositiveInt = 8
+
+
+class ElevationConfig(Section):
+    """How ``cameras.ref_elevation: auto`` estimates the input elevation (priors/elevation.py).
+
+    Not in the paper. One-2-3-45 (Liu et al. 2023) estimates it by generating nearby views with
+    Zero-1-to-3 and keeping the candidate elevation whose camera poses explain them best; here the views are generated the same way and scored by silhouette coherence
+    (Hernandez, Schmitt & Cipolla, "Silhouette Coherence for Camera Calibration under Circular
+    Motion", PAMI 2007): under the right elevation, every silhouette pixel's ray meets the
+    visual hull carved by the other silhouettes. No feature matcher is needed.
+    """
+
+    # Azimuths (degrees, relative to the input view, same polar and radius) of the generated views.
+    view_azimuths: list[float] = [90.0, 180.0, 270.0]
+    # DDIM steps (deterministic, eta 0) per generated view and their guidance: One-2-3-45's
+    # run.py generates its elevation views with stage2_run(..., scale=3, stage2_steps=50).
+    # Cost: len(view_azimuths) * sampling_steps prior evaluations (150; a paper run makes
+    # about 7500 with the 3D prior alone).
+    sampling_steps: PositiveInt = 50
+    sampling_guidance: float = 3.0
+    # Candidate elevations: a coarse scan of search_range, then a fine one +- coarse_step around the best.
+    search_range: OrderedRange = (-40.0, 70.0)
+    coarse_step: PositiveFloat = 5.0
+    fine_step: PositiveFloat = 1.0
+    # Silhouettes at this size; a generated pixel is the object where its darkest channel is
+    # below white_threshold (Zero-1-to-3 generates on white).
+    mask_size: PositiveInt = 64
+    white_threshold: float = Field(0.95, gt=0.0, le=1.0)
+    # Rays per silhouette (a random subset of its pixels) and samples along each ray.
+    max_rays: PositiveInt = 1500
+    ray_samples: PositiveInt = 96
+    seed: int = 0
 
 
 # ---------------------------------------------------------------- losses (spec §4)
@@ -575,6 +630,11 @@ class OracleConfig(Section):
     # Test-only: the 3D role rebuilds the novel camera with the azimuth difference negated, a
     # deliberately wrong pose convention the benchmark must catch.
     flip_azimuth: bool = False
+    # The true elevation (degrees) of the render the case was made from, a fact of the
+    # known-answer harness: the 3D role applies each relative pose to the true reference camera,
+    # as a perfect Zero-1-to-3 that sees the image would, whatever elevation the pipeline
+    # assumed or estimated. None = the reference camera the pipeline hands over.
+    reference_elevation: Optional[float] = None
 
 
 class Config(Section):
@@ -584,6 +644,7 @@ class Config(Section):
     nerf: NeRFConfig = NeRFConfig()
     dmtet: DMTetConfig = DMTetConfig()
     cameras: CamerasConfig = CamerasConfig()
+    elevation: ElevationConfig = ElevationConfig()
     loss: LossConfig = LossConfig()
     sds: SDSConfig = SDSConfig()
     boundary: BoundaryConfig = BoundaryConfig()

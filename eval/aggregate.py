@@ -33,6 +33,8 @@ under ``"tags"``):
                demo/test models, LPIPS on a random trunk) | ``none`` (no prior loaded) |
                ``unknown`` (not recorded); set by ``reconstruct`` and ``evaluate`` from the models
                they loaded. Only ``real`` runs are compared with the paper's numbers.
+``prior_3d``   the 3D prior variant the run used (``models.prior_3d``: zero123_xl | zero123 |
+               stable_zero123 | oracle); set by ``reconstruct``; ``unrecorded`` for older runs.
 
 ``lpips_model`` the network LPIPS was computed with (``lpips-v0.1-alex``; ``-RANDOM-BACKBONE``
                appended for the random trunk), set by ``evaluate``; the tables label it.
@@ -74,6 +76,7 @@ TAGS = [
     "protocol",
     "supplied",
     "lpips_model",
+    "prior_3d",
 ]
 METRICS = [
     "clip_similarity",
@@ -91,6 +94,7 @@ METRICS = [
     "t_switch",
 ]
 COLUMNS = ["run_id", *TAGS, *METRICS, "source"]
+UNRECORDED = "unrecorded"  # the prior_3d of a run made before runs recorded it
 
 
 def _row(run_id: str, tags: dict, metrics: dict, source: str) -> dict:
@@ -101,6 +105,7 @@ def _row(run_id: str, tags: dict, metrics: dict, source: str) -> dict:
     row["variant"] = row["variant"] or "default"
     row["method"] = row["method"] or "consistent123"
     row["priors"] = row["priors"] or "unknown"
+    row["prior_3d"] = row["prior_3d"] or UNRECORDED
     for m in METRICS:
         value = metrics.get(m)
         row[m] = None if value is None else float(value)

@@ -93,6 +93,16 @@ def _stand_in_notice(priors: dict, run: Optional[dict]) -> dict:
     return {"notice": f"{' and '.join(kinds)} models: {STAND_IN_NOTE}"} if kinds else {}
 
 
+def _clip_views_polar(cfg: Config, input_elevation: Optional[dict]) -> float:
+    """The CLIP views' polar as the reconstruction rendered them: moved with its input elevation."""
+    from consistent123.render.cameras import relative_polar
+
+    cams = cfg.cameras
+    if input_elevation is not None:
+        cams = cams.model_copy(update={"ref_elevation": float(input_elevation["elevation"])})
+    return relative_polar(cfg.eval.clip_views_polar, cams)
+
+
 def metrics_of_geometry(gt, pred, cfg: Config, lpips_metric, metrics: dict, details: dict, progress: bool) -> None:
     """The configured protocol's geometry and view metrics of an aligned (gt, pred) pair, into
     ``metrics`` (numbers) and ``details`` (everything else); the protocol's name into both."""
@@ -179,7 +189,9 @@ def evaluate_run(
     ref = reference_view_metrics(out_dir, case_dir, lpips_metric)
     metrics.update(psnr=ref.pop("psnr"), lpips=ref.pop("lpips"))
     details.update(ref)
-    clip = clip_metrics(out_dir, case_dir, clip_model, cfg.eval.clip_views_azimuths, cfg.eval.clip_views_polar)
+    input_elevation = (run or {}).get("input_elevation")
+    clip_polar = _clip_views_polar(cfg, input_elevation)
+    clip = clip_metrics(out_dir, case_dir, clip_model, cfg.eval.clip_views_azimuths, clip_polar)
     metrics["clip_similarity"] = clip.pop("clip_similarity")
     details.update(clip_model=clip.pop("clip_model"), clip_per_view=clip.pop("per_view"), clip_views=clip["clip_views"])
     if gt is not None:
@@ -201,6 +213,7 @@ def evaluate_run(
         "tags": all_tags,
         "priors": priors,
         "run": run,
+        "input_elevation": input_elevation,
         "details": details,
         "inputs": {"out": str(out_dir), "case": str(case_dir), "gt_mesh": None if gt_mesh is None else str(gt_mesh)},
     }

@@ -34,6 +34,7 @@ TITLES = {
     4: "Table 4: reference-loss weights (a) {1000,500,0} (b) {10,1000,500} (c) {500,10,1000} (d) {800,600,400} (default) {1000,500,10} for (lambda_rgb, lambda_mask, lambda_depth)",
     5: "Table 5: boundary window and threshold (a) L=1, d=2.5e-5 (b) L=20, d=2.5e-5 (c) L=5, d=1e-4 (d) L=5, d=1e-3 (default) L=5, d=2.5e-4",
     6: "Table 6: strategies (a) fixed switch at 3000 (b) w2D = 1 in stage 2 (c) single stage, sigma = 1.5",
+    7: "Table 7 (not in the paper): the 3D prior (Zero-1-to-3 XL, Zero-1-to-3, Stable Zero123), input elevation auto",
 }
 
 METRIC_LABELS = {
@@ -83,9 +84,19 @@ SETTING_VARIANTS: dict[int, dict[str, str]] = {
     4: {"a": "lambda=a", "b": "lambda=b", "c": "lambda=c", "d": "lambda=d", "default": "default"},
     5: {"a": "Ldelta=a", "b": "Ldelta=b", "c": "Ldelta=c", "d": "Ldelta=d", "default": "default"},
     6: {"a": "strategy=a", "b": "strategy=b", "c": "strategy=c", "default": "default"},
+    7: {p: f"prior={p}" for p in ("zero123_xl", "zero123", "stable_zero123")},
 }
 # The ablation each table varies: a run's `variant` tag is "<ablation>=<setting>" (aggregate.py).
-ABLATION_OF_TABLE = {1: "strategy", 2: "strategy", 3: "schedule", 4: "lambda", 5: "Ldelta", 6: "strategy"}
+ABLATION_OF_TABLE = {1: "strategy", 2: "strategy", 3: "schedule", 4: "lambda", 5: "Ldelta", 6: "strategy", 7: "prior"}
+# Tables of our own ablations (config/grids/priors_3d.tsv): no paper number, our cells only.
+OWN_TABLE_METRICS = {
+    7: {
+        "realfusion15": ("clip_similarity", "psnr", "lpips"),
+        "c10": ("clip_similarity", "psnr", "lpips"),
+        "gso": ("chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips"),
+    }
+}
+ALL_TABLES = (1, 2, 3, 4, 5, 6, 7)
 
 
 def variant_tag(table: int, setting: str) -> str:
@@ -129,11 +140,34 @@ def _random_lpips(runs: pd.DataFrame, metric: str) -> bool:
 
 
 def load_paper_numbers(path: str | Path = PAPER_NUMBERS) -> pd.DataFrame:
-    """The paper's numbers; ``decimals`` is taken from the printed value."""
+    """The paper's numbers; ``decimals`` is taken from the printed value. Our own tables' cells
+    follow, with no paper value (NaN) at 3 decimals."""
     df = pd.read_csv(path, comment="#", dtype={"value": str, "group": str, "note": str}, keep_default_na=False)
     df["decimals"] = df["value"].map(lambda v: len(v.split(".")[1]) if "." in v else 0)
     df["value"] = df["value"].astype(float)
-    return df
+    own = [
+        {
+            "table": t,
+            "benchmark": b,
+            "group": "",
+            "setting": s,
+            "metric": m,
+            "value": math.nan,
+            "note": "",
+            "decimals": 3,
+        }
+        for t, benches in OWN_TABLE_METRICS.items()
+        for b, metrics in benches.items()
+        for m in metrics
+        for s in SETTING_VARIANTS[t]
+    ]
+    return pd.concat([df, pd.DataFrame(own, columns=df.columns)], ignore_index=True)
+
+
+def _prior_3d_of(runs: pd.DataFrame, metric: str) -> str:
+    """The 3D prior variants of the runs that gave a value, e.g. "zero123_xl"."""
+    kinds = runs.loc[runs[metric].notna() & np.isfinite(runs[metric]), "prior_3d"].fillna("unrecorded")
+    return "+".join(sorted(set(kinds)))
 
 
 def _mean_or_nan(values: pd.Series) -> tuple[float, int]:
@@ -149,6 +183,8 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
     runs["variant"] = runs["variant"].fillna("default").replace(VARIANT_ALIASES)
     if "priors" not in runs:  # a run table saved before runs recorded their priors
         runs["priors"] = "unknown"
+    if "prior_3d" not in runs:  # ... or their 3D prior
+        runs["prior_3d"] = "unrecorded"
     for column in ("protocol", "supplied", "method"):  # run tables saved before these tags
         if column not in runs:
             runs[column] = None
@@ -160,7 +196,7 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
     out = []
     for cell in paper[paper["table"].isin(list(tables))].itertuples(index=False):
         variant = SETTING_VARIANTS.get(cell.table, {}).get(cell.setting)
-        ours, n, priors, random_lpips = math.nan, 0, "", False
+        ours, n, priors, random_lpips, prior_3d = math.nan, 0, "", False, ""
         if variant is None:
             status = NOT_REPRODUCED
         else:
@@ -184,6 +220,7 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
             status = "ok" if n else MISSING
             priors = _priors_of(sel, cell.metric) if n else ""
             random_lpips = bool(n) and _random_lpips(sel, cell.metric)
+            prior_3d = _prior_3d_of(sel, cell.metric) if n else ""
         out.append(
             {
                 "table": cell.table,
@@ -197,6 +234,7 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
                 "n_runs": n,
                 "status": status,
                 "priors": priors,
+                "prior_3d": prior_3d,
                 "decimals": cell.decimals,
                 "note": cell.note,
                 "random_lpips": random_lpips,
@@ -242,6 +280,7 @@ def extra_rows(runs: pd.DataFrame) -> list[dict]:
                     "n_runs": n,
                     "status": "ok",
                     "priors": _priors_of(group, metric),
+                    "prior_3d": "" if supplied == SUPPLIED else _prior_3d_of(group, metric),
                     "decimals": decimals,
                     "note": "",
                     "protocol": protocol,
@@ -302,12 +341,18 @@ def layout(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
         pd.MultiIndex.from_tuples(sub[index].drop_duplicates().itertuples(index=False, name=None), names=index)
     )
     grid = grid.fillna(NOT_REPRODUCED)
+
     # Which priors the row's numbers come from (empty: no run behind any of its cells).
-    grid["Priors"] = (
-        sub.groupby(index, sort=False)["priors"]
-        .agg(lambda kinds: "+".join(sorted(set("+".join(kinds).split("+")) - {""})))
-        .reindex(grid.index)
-    )
+    def joined(column: str) -> pd.Series:
+        return (
+            sub.groupby(index, sort=False)[column]
+            .agg(lambda kinds: "+".join(sorted(set("+".join(kinds).split("+")) - {""})))
+            .reindex(grid.index)
+        )
+
+    grid["Priors"] = joined("priors")
+    # The 3D prior variant(s) behind the row (models.prior_3d): an ablation of the prior reads at a glance.
+    grid["3D prior"] = joined("prior_3d")
     return grid.reset_index().rename(columns={"setting": "Method"})
 
 
@@ -427,5 +472,6 @@ def to_csv_frame(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
         "n_runs",
         "status",
         "priors",
+        "prior_3d",
     ]
     return cmp.loc[cmp["table"] == table, cols].reset_index(drop=True)

@@ -1,5 +1,6 @@
 """``consistent123 fetch-models [--only NAME]``: download the configured real weights into the
-Hugging Face cache (``consistent123.priors.fetch``), on a connected machine."""
+Hugging Face cache (``consistent123.priors.fetch``), on a connected machine. The 3D prior
+fetched is the chosen variant (``models.prior_3d``, consistent123/priors/variants.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     sources = configured_sources(cfg)
     names = args.only or list(sources)
     for part in names:
+        if part not in sources:
+            print(f"{part}: models.prior_3d={cfg.models.prior_3d} has no weights to fetch")
+            continue
         source = sources[part]
         if is_local(source):
             print(f"{part}: {source} is a local path, nothing to fetch")

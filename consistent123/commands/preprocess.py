@@ -1,4 +1,4 @@
-"""``consistent123 preprocess IMAGE --out DIR [--caption TEXT] [--depth FILE]``."""
+"""``consistent123 preprocess IMAGE --out DIR [--caption TEXT] [--depth FILE] [--elevation DEG]``."""
 
 from __future__ import annotations
 
@@ -19,10 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="use this depth map (larger = farther, same framing as IMAGE) instead of the estimator",
     )
+    parser.add_argument(
+        "--elevation",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="the photo's known elevation above the object's equator (degrees; recorded in elevation.json, "
+        "followed by every camera relative to the input view)",
+    )
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from consistent123.preprocess.pipeline import preprocess_image
 
-    preprocess_image(args.image, args.out, cfg, caption=args.caption, depth_path=args.depth)
+    preprocess_image(args.image, args.out, cfg, caption=args.caption, depth_path=args.depth, elevation=args.elevation)
     return 0

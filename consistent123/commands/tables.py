@@ -1,4 +1,5 @@
-"""``consistent123 tables --out DIR``: the paper's Tables 1-6 from tracked runs.
+"""``consistent123 tables --out DIR``: the paper's Tables 1-6 (and Table 7, the 3D-prior
+comparison of config/grids/priors_3d.tsv, which the paper does not have) from tracked runs.
 
 Runs come from MLflow (``--tracking-uri``/``--experiment``, default: the config's tracking
 section), else from the ``metrics.json`` files under ``--results``, or from a tidy table
@@ -52,10 +53,10 @@ def add_arguments(parser) -> None:
         "--tables",
         nargs="*",
         type=int,
-        default=[1, 2, 3, 4, 5, 6],
-        choices=range(1, 7),
+        default=list(tables.ALL_TABLES),
+        choices=tables.ALL_TABLES,
         metavar="N",
-        help="which tables (default: all six)",
+        help="which tables (default: the paper's six and 7, the 3D-prior comparison)",
     )
 
 

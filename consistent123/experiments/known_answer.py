@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import trimesh
 
-from consistent123.case import DEPTH, write_case
+from consistent123.case import DEPTH, ELEVATION, elevation_record_writer, write_case
 from consistent123.config import Config, OracleConfig, config_from_dict
 from consistent123.images import straight_colour
 from consistent123.io import atomic_write_json
@@ -75,13 +75,18 @@ def caption_of(mesh_path: Path) -> str:
 
 
 @torch.no_grad()
-def render_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) -> Path:
-    """The case folder of the reference view, as ``consistent123 preprocess`` writes it, plus the truth."""
+def render_case(
+    gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str, true_elevation: Optional[float] = None
+) -> Path:
+    """The case folder of the reference view, as ``consistent123 preprocess`` writes it, plus the
+    truth; ``true_elevation`` (degrees) renders it from that elevation instead of the configured one."""
     from consistent123.preprocess.depth import normalise_in_mask
     from consistent123.priors.oracle import mesh_vertex_colours
     from consistent123.render.rasterize import render_mesh
 
     size = cfg.preprocess.size
+    if true_elevation is not None:
+        cfg = config_from_dict(cfg.model_dump(mode="json"), [f"cameras.ref_elevation={true_elevation}"])
     out = render_mesh(
         torch.as_tensor(np.asarray(gt.vertices), dtype=torch.float32),
         torch.as_tensor(np.asarray(gt.faces), dtype=torch.int64),
@@ -96,16 +101,18 @@ def render_case(gt: trimesh.Trimesh, case_dir: Path, cfg: Config, caption: str) 
     rgba = (torch.cat([straight, alpha], -1).numpy() * 255.0 + 0.5).astype(np.uint8)
     mask = (alpha[..., 0].numpy() > 0.5) & (out["depth"][..., 0].numpy() > 0)  # the object mask of rgba.png
     depth = normalise_in_mask(out["depth"][..., 0].numpy(), mask, str(case_dir / DEPTH))
-    return write_case(
-        case_dir, rgba, depth, caption, extra={GROUND_TRUTH: lambda path: gt.export(path, file_type="ply")}
-    )
+    # A fresh elevation record: the true elevation stays a fact of the harness, never the case's.
+    extra = {GROUND_TRUTH: lambda path: gt.export(path, file_type="ply"), ELEVATION: elevation_record_writer(None)}
+    return write_case(case_dir, rgba, depth, caption, extra=extra)
 
 
-def oracle_config(cfg: Config, gt_path: Path) -> Config:
-    """The run's config: the oracle in both roles, built from ``gt_path``; no alignment (known frame)."""
+def oracle_config(cfg: Config, gt_path: Path, true_elevation: Optional[float] = None) -> Config:
+    """The run's config: the oracle in both roles, built from ``gt_path``; no alignment (known
+    frame). ``true_elevation``: the render's, told to the oracle only (``oracle.reference_elevation``)."""
+    extra = [] if true_elevation is None else [f"oracle.reference_elevation={true_elevation}"]
     return config_from_dict(
         cfg.model_dump(mode="json"),
-        ["models.prior_3d=oracle", "models.prior_2d=oracle", f"oracle.mesh={gt_path}", "eval.align=false"],
+        ["models.prior_3d=oracle", "models.prior_2d=oracle", f"oracle.mesh={gt_path}", "eval.align=false", *extra],
     )
 
 
@@ -118,17 +125,22 @@ def known_answer(
     run_name: Optional[str] = None,
     tags: Optional[dict] = None,
     progress: bool = True,
+    true_elevation: Optional[float] = None,
 ) -> dict:
+    """``true_elevation``: render the reference view from this elevation (degrees) while the
+    pipeline's cameras follow ``cameras.ref_elevation`` (assumed, or estimated when ``auto``)."""
     from consistent123.meshes import load_mesh
     from consistent123.pipeline.reconstruct import reconstruct
     from eval.evaluate import evaluate_run
 
     mesh_path, out_dir = Path(mesh_path), Path(out_dir)
+    if true_elevation is None and cfg.cameras.ref_elevation == "auto":
+        true_elevation = 0.0  # an estimate needs a render taken from somewhere: level
     source = load_mesh(mesh_path)  # one clear line when the file is missing or not a mesh
     case_dir, run_dir = out_dir / "case", out_dir / "run"
     gt = prepare_ground_truth(source, up_axis, cfg.oracle)
-    render_case(gt, case_dir, cfg, caption_of(mesh_path))
-    cfg = oracle_config(cfg, case_dir / GROUND_TRUTH)
+    render_case(gt, case_dir, cfg, caption_of(mesh_path), true_elevation)
+    cfg = oracle_config(cfg, case_dir / GROUND_TRUTH, true_elevation)
     all_tags = {"benchmark": "known_answer", "case": mesh_path.stem, "prior": "oracle", **(tags or {})}
     start = time.perf_counter()
     reconstruct(
@@ -143,6 +155,8 @@ def known_answer(
         "object": mesh_path.stem,
         "tags": record["tags"],
         "up_axis": up_axis,
+        "true_elevation": float(cfg.cameras.ref_elevation if true_elevation is None else true_elevation),
+        "input_elevation": record.get("input_elevation"),
         "alignment": record["details"].get("alignment", {"enabled": False}),
         "iterations": cfg.total_iters,
         "run": str(run_dir),

@@ -14,7 +14,7 @@ from PIL import Image
 
 from consistent123.images import on_white, straight_colour
 from consistent123.io import atomic_path, atomic_write_text
-from consistent123.render.cameras import Camera, reference_camera, ring_cameras
+from consistent123.render.cameras import Camera, clip_view_cameras, reference_camera, ring_cameras
 from consistent123.run_folder import RunFolder
 from consistent123.training.trainer import Trainer
 
@@ -46,8 +46,7 @@ def write_views(trainer: Trainer, folder: RunFolder) -> list[Path]:
     size = cfg.eval.render_size
     paths = [folder.reference_view]
     _save_png(paths[0], render_view(trainer, reference_camera(cfg.cameras), size))
-    for az in cfg.eval.clip_views_azimuths:
-        cam = Camera(cfg.eval.clip_views_polar, float(az), cfg.cameras.ref_radius, cfg.cameras.ref_fovy)
+    for az, cam in zip(cfg.eval.clip_views_azimuths, clip_view_cameras(cfg.eval, cfg.cameras)):
         path = folder.novel_view(az)
         _save_png(path, render_view(trainer, cam, size))
         paths.append(path)
@@ -104,7 +103,8 @@ def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
             backend=cfg.dmtet.rasteriser_backend,
         )
     paths = export.save_textured_mesh(out_dir, verts.detach(), faces, uv, uv_faces, texture, stem="mesh")
-    cams = ring_cameras(cfg.export.turntable_views, cfg.cameras.ref_polar, cfg.cameras.ref_radius, cfg.cameras.ref_fovy)
+    ref = reference_camera(cfg.cameras)
+    cams = ring_cameras(cfg.export.turntable_views, ref.polar, ref.radius, ref.fovy)
     size = cfg.export.turntable_size
     paths["turntable"] = export.render_turntable(
         lambda cam: on_white(render_view(trainer, cam, size)),

@@ -41,6 +41,7 @@ from consistent123.io import (
     remove_partial_files,
 )
 from consistent123.locks import folder_lock
+from consistent123.pipeline.elevation import check_elevation_known, resolve_input_elevation
 from consistent123.pipeline.outputs import export_outputs, write_schedule_csv, write_views
 from consistent123.priors.provenance import loaded_models_record
 from consistent123.priors.registry import load_priors, params_naming_loaded_models
@@ -116,6 +117,7 @@ def reconstruct(
     progress: bool = True,
 ) -> Path:
     case = load_case(case_dir)  # validates before anything is built or written
+    check_elevation_known(case_dir, cfg)
     # The store answers (within tracking.connect_timeout_s) and takes writes before the folder
     # is made: a store that cannot take the run costs no folder and no model load.
     check_store(resolve_uri(cfg.tracking.uri), cfg.tracking.connect_timeout_s)
@@ -126,7 +128,9 @@ def reconstruct(
         with folder_lock(out_dir):  # a second writer of this folder stops here with one line
             if remove_partial_files(out_dir):
                 log.info("%s: removed temporary files of an interrupted run", out_dir)
-            return _reconstruct(case, out_dir, cfg, run_name, parent_run_id, tags, stop_after, progress, reached)
+            return _reconstruct(
+                case, Path(case_dir), out_dir, cfg, run_name, parent_run_id, tags, stop_after, progress, reached
+            )
     except BaseException:
         # A start that failed (store, models, backends) leaves no folder it made behind.
         if created and "training" not in reached:
@@ -148,15 +152,16 @@ def record_execution(folder: RunFolder, tracker: RunTracker, device: torch.devic
 class _Job:
     """The open MLflow run and the trainer of one reconstruction; a start over replaces both."""
 
-    def __init__(self, case, folder, cfg, run_name, parent_run_id, tags, device):
-        self.case, self.folder, self.cfg, self.device = case, folder, cfg, device
+    def __init__(self, case, case_dir, folder, cfg, run_name, parent_run_id, tags, device):
+        self.case, self.case_dir, self.folder, self.cfg, self.device = case, case_dir, folder, cfg, device
+        self.elevation: Optional[dict] = None  # the input elevation's record, once resolved
         self.open_args = dict(
             uri=cfg.tracking.uri,
             experiment=cfg.tracking.experiment,
             run_name=run_name or case.name,
             params=params_naming_loaded_models(cfg),
             parent_run_id=parent_run_id,
-            tags={"case": case.name, **(tags or {})},
+            tags={"case": case.name, "prior_3d": cfg.models.prior_3d, **(tags or {})},
         )
         self.tracker: Optional[RunTracker] = None
 
@@ -190,8 +195,19 @@ class _Job:
         return self.open_run()
 
 
+def record_input_elevation(folder: RunFolder, tracker: RunTracker, record: dict) -> None:
+    """The input elevation in run.json (metrics.json copies it) and in MLflow."""
+    recorded = read_json(folder.run_record, "run record")
+    atomic_write_json(folder.run_record, {**recorded, "input_elevation": record})
+    tracker.log_params({"input_elevation": record["elevation"], "input_elevation_source": record["source"]})
+    tracker.log_metrics({"input_elevation": record["elevation"]}, 0)
+    if record.get("prior_evaluations"):
+        tracker.log_metrics({"input_elevation_prior_evaluations": record["prior_evaluations"]}, 0)
+
+
 def _reconstruct(
     case: Case,
+    case_dir: Path,
     out_dir: Path,
     cfg: Config,
     run_name: Optional[str],
@@ -214,7 +230,7 @@ def _reconstruct(
     save_config(cfg, folder.config)
     atomic_write_text(folder.config_stamp, fingerprint + "\n")
     device = resolve_device(cfg.train.device)
-    job = _Job(case, folder, cfg, run_name, parent_run_id, tags, device)
+    job = _Job(case, case_dir, folder, cfg, run_name, parent_run_id, tags, device)
     # The run is opened before any model loads; from here every way out marks it.
     job.open_run()
     try:
@@ -228,6 +244,7 @@ def _tag_run(job: _Job, loaded: dict):
     """What the open run records besides its config: the models loaded, threads, device, backends."""
     job.tracker.set_tags(loaded["tags"])
     record_execution(job.folder, job.tracker, job.device, loaded["priors"])
+    record_input_elevation(job.folder, job.tracker, job.elevation)
     return log_backends(job.cfg, job.device, job.tracker)
 
 
@@ -247,8 +264,10 @@ def _train_and_export(job: _Job, stop_after: Optional[int], progress: bool, reac
     priors = load_priors(cfg, job.device)
     loaded = loaded_models_record(vars(priors))  # pretrained or random-weight, read from the loaded files
     atomic_write_json(folder.priors_record, loaded)
+    # The input elevation before any camera is placed: given, configured, or estimated once.
+    elevation_cfg, job.elevation = resolve_input_elevation(job.case_dir, cfg, priors.zero123)
     chosen = _tag_run(job, loaded)
-    run_cfg = chosen.apply(cfg)  # the fields and the export read the chosen backends, not "auto"
+    run_cfg = chosen.apply(elevation_cfg)  # the fields and the export read the chosen backends, not "auto"
     trainer, images = _build_trainer(job, priors, run_cfg)
     ckpt = folder.checkpoint
     if ckpt.exists():

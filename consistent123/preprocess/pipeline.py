@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from consistent123.case import CASE_FILES, write_case
+from consistent123.case import CASE_FILES, ELEVATION, elevation_record_writer, write_case
 from consistent123.config import Config
 from consistent123.device import resolve_device
 from consistent123.errors import InputError
@@ -78,8 +78,12 @@ def preprocess_image(
     caption: str | None = None,
     depth_path: str | Path | None = None,
     models: Mapping[str, Callable] | None = None,
+    elevation: float | None = None,
 ) -> dict:
-    """Preprocess one image into ``out_dir``; return the record also saved as ``preprocess.json``."""
+    """Preprocess one image into ``out_dir``; return the record also saved as ``preprocess.json``.
+
+    ``elevation``: the photo's known elevation in degrees, recorded in elevation.json (every
+    camera relative to the input view follows it); None leaves it unknown."""
     pcfg = cfg.preprocess
     image_path, out_dir = Path(image_path), Path(out_dir)
     threshold = pcfg.alpha_threshold / 255.0
@@ -87,6 +91,7 @@ def preprocess_image(
     # 1. user inputs, all validated before anything heavy happens
     if caption is not None:
         caption = clean_caption(caption, image_path)
+    write_elevation = elevation_record_writer(elevation)  # a bad value fails before any work
     image = load_image(image_path, pcfg.min_image_side)
     given_depth = None
     if depth_path is not None:
@@ -108,7 +113,19 @@ def preprocess_image(
     check_writable(out_dir)
     try:
         return _models_and_outputs(
-            cfg, image_path, out_dir, image, caption, depth_path, given_depth, alpha, use_alpha, model_view, models
+            cfg,
+            image_path,
+            out_dir,
+            image,
+            caption,
+            depth_path,
+            given_depth,
+            alpha,
+            use_alpha,
+            model_view,
+            models,
+            elevation,
+            write_elevation,
         )
     except BaseException:
         if created:
@@ -135,6 +152,8 @@ def _models_and_outputs(
     use_alpha: bool,
     model_view,
     models: Mapping[str, Callable] | None,
+    elevation: float | None,
+    write_elevation: Callable[[Path], None],
 ) -> dict:
     pcfg = cfg.preprocess
     threshold = pcfg.alpha_threshold / 255.0
@@ -205,6 +224,7 @@ def _models_and_outputs(
         "border_ratio": pcfg.border_ratio,
         "depth_png": "16-bit greyscale, 65535 = 1, larger = farther, 0 outside the mask",
         "caption": caption,
+        "elevation": elevation,
         "config": {"preprocess": pcfg.model_dump(mode="json"), "models": cfg.models.model_dump(mode="json")},
     }
     for what, source in sources.items():
@@ -216,7 +236,10 @@ def _models_and_outputs(
         rgba_out,
         depth_out,
         caption,
-        extra={PREPROCESS_RECORD: lambda path: path.write_text(json.dumps(record, indent=2) + "\n")},
+        extra={
+            PREPROCESS_RECORD: lambda path: path.write_text(json.dumps(record, indent=2) + "\n"),
+            ELEVATION: write_elevation,
+        },
     )
     log.info("%s: wrote %s (crop window %s)", image_path.name, out_dir, window.as_dict())
     return record

@@ -19,7 +19,9 @@ random weights, and a real one cannot be downloaded. In pixel space the known an
 camera and, per view, the relative pose [d_polar, sin d_az, cos d_az, d_radius] of
 ``zero123_embedding``; it rebuilds the absolute camera from those alone (Zero-1-to-3 has no
 field-of-view input, so the reference's is used), so any slip in the pose convention renders
-the truth from the wrong place. 2D role (Stable Diffusion's place): the rendered view and the
+the truth from the wrong place. The pose is applied to the TRUE reference camera of the
+render when the harness knows it (``oracle.reference_elevation``): a perfect Zero-1-to-3 sees
+the photo as it was taken, whatever elevation the pipeline assumed. 2D role (Stable Diffusion's place): the rendered view and the
 novel camera, nothing else.
 """
 
@@ -34,6 +36,7 @@ import torch
 
 from consistent123.config import Config, OracleConfig
 from consistent123.priors.base import resize
+from consistent123.priors.sampling import ddim_sample
 from consistent123.priors.sds import score_distillation
 from consistent123.render.cameras import Camera, zero123_embedding
 
@@ -155,7 +158,10 @@ class OraclePrior:
         self.grad_clip = sds.grad_clip
         self.grad_scale_mode = sds.zero123_grad_scale if role == "3d" else "none"
         self.flip_azimuth = cfg.oracle.flip_azimuth
-        self.reference_camera: Optional[Camera] = None
+        self.true_elevation = cfg.oracle.reference_elevation
+        self.level_polar = cfg.cameras.ref_polar
+        self.reference_camera: Optional[Camera] = None  # as handed over by the pipeline
+        self.true_reference: Optional[Camera] = None  # where the photo was really taken from
 
     @classmethod
     def from_config(cls, cfg: Config, device, role: str) -> "OraclePrior":
@@ -168,6 +174,11 @@ class OraclePrior:
     # the two set-up calls of the real priors
     def set_reference(self, rgb: torch.Tensor, ref_cam: Camera) -> None:
         self.reference_camera = ref_cam  # the image itself is not needed: the oracle knows the object
+        self.true_reference = ref_cam
+        if self.true_elevation is not None:
+            self.true_reference = Camera(
+                self.level_polar - self.true_elevation, ref_cam.azimuth, ref_cam.radius, ref_cam.fovy
+            )
 
     def set_prompt(self, text: str) -> None:
         pass  # the caption adds nothing the oracle does not know
@@ -179,7 +190,7 @@ class OraclePrior:
         if self.reference_camera is None:
             raise RuntimeError("oracle 3D prior: sds called before set_reference")
         return [
-            camera_from_pose(zero123_embedding(c, self.reference_camera), self.reference_camera, self.flip_azimuth)
+            camera_from_pose(zero123_embedding(c, self.reference_camera), self.true_reference, self.flip_azimuth)
             for c in cams
         ]
 
@@ -189,6 +200,21 @@ class OraclePrior:
 
             return angle_grad_scale(cams, self.reference_camera).to(self.device)
         return None
+
+    @torch.no_grad()
+    def generate(self, cams: Sequence[Camera], steps: int, guidance_scale: float, generator: torch.Generator):
+        """Views [B,3,H,W] in [0,1] by the same DDIM loop as Zero-1-to-3's: with the ideal noise
+        every clean estimate is the truth, so the sample is the truth's render from ``cams``."""
+        target = self.truth.render(self.target_cameras(cams), self.resolution).to(self.device) * 2.0 - 1.0
+
+        def predict(noisy, t):
+            eps = ideal_noise(noisy, target, t, self.alphas_cumprod)
+            return eps, eps
+
+        x = ddim_sample(
+            predict, tuple(target.shape), self.alphas_cumprod, steps, guidance_scale, generator, self.device
+        )
+        return ((x + 1.0) / 2.0).clamp(0, 1)
 
     def sds(
         self, rgb: torch.Tensor, cams: Sequence[Camera], t_range, generator: torch.Generator

@@ -15,6 +15,7 @@ import torch
 from consistent123.config import Config
 from consistent123.priors.base import Priors
 from consistent123.priors.provenance import with_origin
+from consistent123.priors.variants import VARIANTS, prior_3d_source
 
 # config key of each part -> key of the tiny-models manifest
 _TINY_KEYS = {
@@ -40,10 +41,11 @@ def model_sources(cfg: Config) -> dict[str, str]:
 
 
 def hub_sources(cfg: Config) -> dict[str, str]:
-    """The configured hub ids or local paths of the pretrained parts (``tiny_dir`` aside)."""
+    """The configured hub ids or local paths of the pretrained parts (``tiny_dir`` aside); the
+    3D prior's is its variant's model id (or ``models.zero123``), none for the oracle."""
     m = cfg.models
-    return {
-        "zero123": m.zero123,
+    sources = {
+        "zero123": prior_3d_source(cfg),
         "stable_diffusion": m.stable_diffusion,
         "clip_judge": m.clip_judge,
         "clip_metric": cfg.eval.clip_model,
@@ -51,6 +53,9 @@ def hub_sources(cfg: Config) -> dict[str, str]:
         "depth": m.depth,
         "segmenter": m.segmenter,
     }
+    if not sources["zero123"]:
+        del sources["zero123"]
+    return sources
 
 
 def _source(cfg: Config, key: str) -> str:
@@ -99,8 +104,13 @@ def load_oracle(cfg: Config, device: torch.device | str, role: str):
     return OraclePrior.from_config(cfg, torch.device(device), role)
 
 
-# The priors each role can take (config models.prior_3d / models.prior_2d).
-PRIORS_3D = {"zero123": load_zero123, "oracle": lambda cfg, device: load_oracle(cfg, device, "3d")}
+def load_oracle_3d(cfg: Config, device: torch.device | str):
+    return load_oracle(cfg, device, "3d")
+
+
+# The priors each role can take (config models.prior_3d / models.prior_2d); the 3D variants
+# share Zero-1-to-3's loader and differ in weights and camera vector (priors/variants.py).
+PRIORS_3D = {name: load_oracle_3d if name == "oracle" else load_zero123 for name in VARIANTS}
 PRIORS_2D = {"stable_diffusion": load_stable_diffusion, "oracle": lambda cfg, device: load_oracle(cfg, device, "2d")}
 
 

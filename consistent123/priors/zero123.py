@@ -6,7 +6,9 @@ Conditioning (as in Zero-1-to-3's ldm code, stable-dreamfusion and threestudio):
   * concat: the reference latent ``vae.encode(2·ref − 1).mode()`` (NOT multiplied by the VAE
     scaling factor, as Zero-1-to-3 was trained), concatenated to the noisy latent -> 8 channels;
   * unconditional branch for guidance: both conditionings zeroed.
-The camera vector comes from ``render.cameras.zero123_embedding`` only.
+The camera vector comes from ``render.cameras.CAMERA_LAYOUTS`` only: Zero-1-to-3's
+``zero123_embedding`` or Stable Zero123's ``stable_zero123_embedding`` (the variant's layout,
+consistent123/priors/variants.py).
 
 A repo is a folder / hub id with unet, vae, image_encoder, feature_extractor, scheduler and
 the camera projection, stored as a diffusers-style folder (``clip_camera_projection/`` in
@@ -28,7 +30,8 @@ from consistent123.backends import prior_dtype
 from consistent123.config import Config
 from consistent123.priors import hub
 from consistent123.priors.base import LatentSDSPrior, frozen, load_scheduler, resize
-from consistent123.render.cameras import Camera, orbit_position, zero123_embedding
+from consistent123.priors.sampling import ddim_sample
+from consistent123.render.cameras import CAMERA_LAYOUTS, Camera, orbit_position
 
 PROJECTION_FOLDERS = ("clip_camera_projection", "cc_projection")
 
@@ -141,7 +144,7 @@ def angle_grad_scale(cams: Sequence[Camera], reference: Camera) -> torch.Tensor:
 class Zero123Prior(LatentSDSPrior):
     """Image- and camera-conditioned SDS: ``set_reference`` once, ``sds`` for novel views."""
 
-    def __init__(self, components: dict, cfg: Config, device, dtype: torch.dtype, name: str):
+    def __init__(self, components: dict, cfg: Config, device, dtype: torch.dtype, name: str, layout: str = "zero123"):
         super().__init__(
             components, device, dtype, name, cfg.sds.zero123_resolution, cfg.sds.guidance_scale_3d, cfg.sds.grad_clip
         )
@@ -152,13 +155,17 @@ class Zero123Prior(LatentSDSPrior):
         self.clip_mean = torch.tensor(fe.image_mean, device=self.device).view(1, 3, 1, 1)
         self.clip_std = torch.tensor(fe.image_std, device=self.device).view(1, 3, 1, 1)
         self.grad_scale_mode = cfg.sds.zero123_grad_scale
+        self.layout = layout
+        self.camera_vector = CAMERA_LAYOUTS[layout]
         self.reference_camera: Optional[Camera] = None
         self.image_embedding: Optional[torch.Tensor] = None  # [1, 1, D]
         self.reference_latent: Optional[torch.Tensor] = None  # [1, 4, h, w], unscaled
 
     @classmethod
     def from_config(cls, cfg: Config, device, source: Optional[str] = None) -> "Zero123Prior":
-        source = source or cfg.models.zero123
+        from consistent123.priors.variants import prior_3d_source, variant_of
+
+        source = source or prior_3d_source(cfg)
         dtype = prior_dtype(cfg, device)
         parts = hub.load_pretrained(
             _load_components,
@@ -169,7 +176,7 @@ class Zero123Prior(LatentSDSPrior):
             dtype=dtype,
             variant=getattr(cfg.models, "zero123_variant", None),
         )
-        return cls(parts, cfg, device, dtype, source)
+        return cls(parts, cfg, device, dtype, source, variant_of(cfg).layout)
 
     @torch.no_grad()
     def encode_image(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -188,7 +195,7 @@ class Zero123Prior(LatentSDSPrior):
 
     def camera_conditioning(self, cams: Sequence[Camera]) -> torch.Tensor:
         """cc_projection(image embedding ⊕ camera) for each view: [B, 1, D]."""
-        pose = torch.stack([zero123_embedding(c, self.reference_camera) for c in cams]).to(self.device, self.dtype)
+        pose = torch.stack([self.camera_vector(c, self.reference_camera) for c in cams]).to(self.device, self.dtype)
         emb = self.image_embedding.expand(len(cams), -1, -1)
         return self.cc_projection(torch.cat([emb, pose[:, None, :]], dim=-1))
 
@@ -207,6 +214,24 @@ class Zero123Prior(LatentSDSPrior):
         if self.grad_scale_mode == "angle":
             return angle_grad_scale(cams, self.reference_camera).to(self.device)
         return None
+
+    @torch.no_grad()
+    def generate(self, cams: Sequence[Camera], steps: int, guidance_scale: float, generator: torch.Generator):
+        """Novel views [B,3,H,W] in [0,1] of the reference seen from ``cams`` (DDIM, eta 0)."""
+        if self.reference_latent is None:
+            raise RuntimeError("Zero123Prior.generate called before set_reference")
+        size = self.resolution // 8
+        latents = ddim_sample(
+            lambda x, t: self.predict_noise(x.to(self.dtype), t, cams),
+            (len(cams), 4, size, size),
+            self.alphas_cumprod,
+            steps,
+            guidance_scale,
+            generator,
+            self.device,
+        )
+        rgb = self.vae.decode((latents / self.vae.config.scaling_factor).to(self.dtype)).sample
+        return ((rgb.float() + 1.0) / 2.0).clamp(0, 1)
 
     def sds(
         self, rgb: torch.Tensor, cams: list[Camera], t_range, generator: torch.Generator

@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 
 from consistent123.config import CamerasConfig, EvalConfig
+from consistent123.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,36 @@ def mvp_matrix(cam: Camera, aspect: float = 1.0, near: float = 0.01, far: float 
     return perspective(cam.fovy, aspect, near, far) @ torch.linalg.inv(camera_to_world(cam))
 
 
+# ---------------------------------------------------------------- the input view's elevation
+def input_elevation(cams_cfg: CamerasConfig) -> float:
+    """The input view's elevation in degrees; ``auto`` must have been resolved to a number first
+    (consistent123.pipeline.elevation) before any camera is placed."""
+    value = cams_cfg.ref_elevation
+    if value == "auto":
+        raise ConfigError("cameras.ref_elevation is 'auto' but no estimate was made for this run")
+    return float(value)
+
+
+def relative_polar(polar: float, cams_cfg: CamerasConfig) -> float:
+    """A polar angle given for a level input view, moved with the input view's elevation."""
+    return min(180.0, max(0.0, polar - input_elevation(cams_cfg)))
+
+
+def novel_polar_range(cams_cfg: CamerasConfig) -> tuple[float, float]:
+    """``cameras.polar_range`` around the input view: shifted by -elevation (clamped to the sphere);
+    as given with ``polar_range_frame: world``."""
+    low, high = cams_cfg.polar_range
+    if cams_cfg.polar_range_frame == "world":
+        return float(low), float(high)
+    return relative_polar(low, cams_cfg), relative_polar(high, cams_cfg)
+
+
 # ---------------------------------------------------------------- the project's camera sets
 def reference_camera(cams_cfg: CamerasConfig) -> Camera:
-    return Camera(cams_cfg.ref_polar, cams_cfg.ref_azimuth, cams_cfg.ref_radius, cams_cfg.ref_fovy)
+    """The input view: polar ``ref_polar - ref_elevation``."""
+    return Camera(
+        relative_polar(cams_cfg.ref_polar, cams_cfg), cams_cfg.ref_azimuth, cams_cfg.ref_radius, cams_cfg.ref_fovy
+    )
 
 
 def sample_novel_camera(ranges, generator: torch.Generator) -> Camera:
@@ -130,8 +158,9 @@ def sample_novel_camera(ranges, generator: torch.Generator) -> Camera:
     def lerp(rng: Sequence[float], x: float) -> float:
         return float(rng[0] + (rng[1] - rng[0]) * x)
 
+    polar_range = novel_polar_range(cams_cfg) if isinstance(cams_cfg, CamerasConfig) else cams_cfg.polar_range
     return Camera(
-        lerp(cams_cfg.polar_range, u[0]),
+        lerp(polar_range, u[0]),
         lerp(cams_cfg.azimuth_range, u[1]),
         lerp(cams_cfg.radius_range, u[2]),
         lerp(cams_cfg.fovy_range, u[3]),
@@ -145,7 +174,13 @@ def ring_cameras(n: int, polar: float, radius: float, fovy: float, start_azimuth
 
 def check_cameras(cams_cfg: CamerasConfig) -> list[Camera]:
     """The boundary-judgement views: azimuth 0, 45, ..., 315 on the reference orbit (spec §3)."""
-    return ring_cameras(cams_cfg.check_views, cams_cfg.ref_polar, cams_cfg.ref_radius, cams_cfg.ref_fovy)
+    return ring_cameras(cams_cfg.check_views, reference_camera(cams_cfg).polar, cams_cfg.ref_radius, cams_cfg.ref_fovy)
+
+
+def clip_view_cameras(eval_cfg: EvalConfig, cams_cfg: CamerasConfig) -> list[Camera]:
+    """The CLIP-similarity views: ``eval.clip_views_polar`` moved with the input elevation."""
+    polar = relative_polar(eval_cfg.clip_views_polar, cams_cfg)
+    return [Camera(polar, float(az), cams_cfg.ref_radius, cams_cfg.ref_fovy) for az in eval_cfg.clip_views_azimuths]
 
 
 def gso_cameras(eval_cfg: EvalConfig, radius: float, fovy: float) -> list[Camera]:
@@ -166,3 +201,20 @@ def zero123_embedding(target: Camera, reference: Camera) -> torch.Tensor:
     return torch.tensor(
         [d_polar, math.sin(d_az), math.cos(d_az), target.radius - reference.radius], dtype=torch.float32
     )
+
+
+def stable_zero123_embedding(target: Camera, reference: Camera) -> torch.Tensor:
+    """Stable Zero123's camera: [d_polar (rad), sin d_azimuth, cos d_azimuth, polar of the input (rad)].
+
+    The first three entries are Zero-1-to-3's; the fourth is the input view's absolute polar
+    angle (90 - its elevation) instead of d_radius, as threestudio's
+    threestudio/models/guidance/stable_zero123_guidance.py (get_cond) builds it, so the model
+    needs the input elevation. Azimuth has Zero-1-to-3's handedness (tests/test_cameras.py).
+    """
+    d_polar = math.radians(target.polar - reference.polar)
+    d_az = math.radians(target.azimuth - reference.azimuth)
+    return torch.tensor([d_polar, math.sin(d_az), math.cos(d_az), math.radians(reference.polar)], dtype=torch.float32)
+
+
+# The camera-vector layouts of the 3D priors (named by consistent123/priors/variants.py).
+CAMERA_LAYOUTS = {"zero123": zero123_embedding, "stable_zero123": stable_zero123_embedding}

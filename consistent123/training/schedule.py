@@ -23,7 +23,7 @@ import torch
 
 from consistent123.config import BoundaryConfig, CamerasConfig, Config, DynamicConfig, LossConfig, TrainConfig
 from consistent123.priors.sds import timestep_range
-from consistent123.render.cameras import Camera, reference_camera, sample_novel_camera
+from consistent123.render.cameras import Camera, novel_polar_range, reference_camera, sample_novel_camera
 from consistent123.render.shading import sample_shading
 
 
@@ -239,7 +239,7 @@ def camera_ranges(cams_cfg: CamerasConfig, r_v: float) -> CameraRanges:
         return (ref * (1 - r_v) + full[0] * r_v, ref * (1 - r_v) + full[1] * r_v)
 
     return CameraRanges(
-        grow(cams_cfg.ref_polar, cams_cfg.polar_range),
+        grow(reference_camera(cams_cfg).polar, novel_polar_range(cams_cfg)),
         grow(cams_cfg.ref_azimuth, cams_cfg.azimuth_range),
         grow(cams_cfg.ref_radius, cams_cfg.radius_range),
         grow(cams_cfg.ref_fovy, cams_cfg.fovy_range),

@@ -253,3 +253,34 @@ def test_runs_under_another_protocol_get_their_own_column_not_the_papers(tmp_pat
     md = tables.to_markdown(cmp, 2)
     assert "| consistent123 (protocol syncdreamer) | Priors |" in md and "| 0.5000 | real |" in md
     assert "Protocol: every number is scored under `paper`" in md
+
+
+# ---------------------------------------------------------------- the 3D prior of every row
+def test_tables_name_the_3d_prior_of_every_row_and_table_7_compares_the_priors():
+    from eval.aggregate import _frame, _row
+
+    rows = []
+    for i, (variant, prior, psnr) in enumerate(
+        [
+            ("default", "zero123_xl", 20.0),
+            ("prior=zero123", "zero123", 18.0),
+            ("prior=stable_zero123", "stable_zero123", 22.0),
+        ]
+    ):
+        tags = {"benchmark": "realfusion15", "case": f"c{i}", "variant": variant, "priors": "real", "prior_3d": prior}
+        rows.append(_row(f"r{i}", tags, {"psnr": psnr, "lpips": 0.1, "clip_similarity": 0.8}, "test"))
+    rows.append(
+        _row("old", {"benchmark": "c10", "case": "x", "variant": "default", "priors": "real"}, {"psnr": 1}, "t")
+    )
+    runs = _frame(rows)
+    assert runs.set_index("run_id").loc["old", "prior_3d"] == "unrecorded"
+    cmp = tables.compare(runs, tables=[1, 7])
+    grid1 = tables.layout(cmp, 1).set_index(["Dataset", "Metric"])
+    assert grid1.loc[("RealFusion15", "PSNR ↑"), "3D prior"] == "zero123_xl"
+    assert grid1.loc[("C10", "PSNR ↑"), "3D prior"] == "unrecorded"
+    grid7 = tables.layout(cmp, 7).set_index(["Dataset", "Metric"])
+    psnr = grid7.loc[("RealFusion15", "PSNR ↑")]
+    assert (psnr["zero123"], psnr["stable_zero123"]) == ("18.000", "22.000")  # ours alone: no paper number
+    assert psnr["zero123_xl"] == "missing"  # the grid's zero123_xl row runs with elevation auto: not the default run
+    assert psnr["3D prior"] == "stable_zero123+zero123"
+    assert "Table 7" in tables.to_markdown(cmp, 7)

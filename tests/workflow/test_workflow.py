@@ -100,9 +100,12 @@ def test_paper_dag_lists_every_case_and_variant_exactly_once():
     variants_of = lambda bench: {v for b, _, v in runs if b == bench}  # noqa: E731
     assert len(variants_of("realfusion15")) == n_variants == len(variants_of("c10"))
     baselines = {"default", "dynamic_strategy~3d_only", "dynamic_strategy~magic123"}
-    assert variants_of("gso") == baselines
+    priors_3d = {v for v in variants_of("c10") if "prior_3d" in v or "ref_elevation" in v}  # table 7's grid
+    assert len(priors_3d) == 3
+    gso_variants = baselines | priors_3d
+    assert variants_of("gso") == gso_variants
     expected = {(b, c, v) for b, cases in (("realfusion15", rf15), ("c10", c10)) for c in cases for v in variants_of(b)}
-    expected |= {("gso", c, v) for c in gso for v in baselines}
+    expected |= {("gso", c, v) for c in gso for v in gso_variants}
     assert set(runs) == expected
     assert {"dynamic_schedule~log", "dynamic_strategy~fixed_switch", "loss_lambda_depth~0"} <= variants_of("c10")
 

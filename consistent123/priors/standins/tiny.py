@@ -4,7 +4,11 @@ Same classes, same on-disk formats as the real checkpoints, so the CPU demo and 
 through exactly the loaders the real weights use:
 
     DIR/zero123/            diffusers layout of a Zero-1-to-3 (XL) repo: unet (8 input channels),
-                            vae, image_encoder, feature_extractor, scheduler, clip_camera_projection
+                            vae, image_encoder, feature_extractor, scheduler, clip_camera_projection.
+                            It stands in for every 3D prior variant (consistent123/priors/variants.py):
+                            Zero-1-to-3 XL, Zero-1-to-3 and Stable Zero123 share this architecture
+                            and the projection's 4-entry camera input; what differs, the camera
+                            vector's layout, is the variant's, so each layout runs on these weights.
     DIR/stable_diffusion/   StableDiffusionPipeline.save_pretrained (unet, vae, text_encoder,
                             tokenizer, scheduler)
     DIR/clip/               open_clip folder: open_clip_config.json + open_clip_model.safetensors
