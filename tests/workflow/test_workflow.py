@@ -92,7 +92,8 @@ def test_paper_dag_lists_every_case_and_variant_exactly_once():
     rf15 = [r["case"] for r in read_tsv(REPO / "datasets/realfusion15.tsv")]
     c10 = [r["case"] for r in read_tsv(REPO / "datasets/c10.tsv")]
     gso = [r["case"] for r in read_tsv(REPO / "datasets/gso.tsv")]
-    grids = sorted((REPO / "config/grids").glob("*.tsv"))  # tables 3-6 and the baselines of tables 1-2
+    # tables 3-6 and the baselines of tables 1-2 (Table 7, the 3D priors, is config/priors_3d.yaml's)
+    grids = sorted(g for g in (REPO / "config/grids").glob("*.tsv") if g.name != "priors_3d.tsv")
     # Every grid row is a variant; rows equal to the paper's settings all collapse into "default".
     n_rows = sum(len(read_tsv(g)) for g in grids)
     n_default_rows = len(grids)  # each grid has exactly one row with the paper's settings
@@ -100,14 +101,25 @@ def test_paper_dag_lists_every_case_and_variant_exactly_once():
     variants_of = lambda bench: {v for b, _, v in runs if b == bench}  # noqa: E731
     assert len(variants_of("realfusion15")) == n_variants == len(variants_of("c10"))
     baselines = {"default", "dynamic_strategy~3d_only", "dynamic_strategy~magic123"}
-    priors_3d = {v for v in variants_of("c10") if "prior_3d" in v or "ref_elevation" in v}  # table 7's grid
-    assert len(priors_3d) == 3
-    gso_variants = baselines | priors_3d
-    assert variants_of("gso") == gso_variants
+    assert variants_of("gso") == baselines
     expected = {(b, c, v) for b, cases in (("realfusion15", rf15), ("c10", c10)) for c in cases for v in variants_of(b)}
-    expected |= {("gso", c, v) for c in gso for v in gso_variants}
+    expected |= {("gso", c, v) for c in gso for v in baselines}
     assert set(runs) == expected
     assert {"dynamic_schedule~log", "dynamic_strategy~fixed_switch", "loss_lambda_depth~0"} <= variants_of("c10")
+
+
+def test_priors_3d_table_is_an_add_on_to_the_paper_sweep():
+    """config/priors_3d.yaml adds Table 7 (not in the paper): its three 3D-prior variants on every
+    benchmark, beside the paper's runs, which stay as they are."""
+    paper = dag_jobs("--configfile", "config/paper.yaml")
+    both = dag_jobs("--configfile", "config/paper.yaml", "config/priors_3d.yaml")
+    meshes = lambda jobs: {m for j in jobs for m in re.findall(r"\S*runs/\S+/mesh\.glb", j)}  # noqa: E731
+    added = meshes(both) - meshes(paper)
+    assert meshes(paper) <= meshes(both)
+    variants = {re.search(r"runs/[^/]+/([^/]+)/", j).group(1) for j in added}
+    assert len(variants) == 3 and all("prior_3d" in v or "ref_elevation" in v for v in variants)
+    n_cases = sum(len(read_tsv(REPO / f"datasets/{b}.tsv")) for b in ("realfusion15", "c10", "gso"))
+    assert len(added) == 3 * n_cases
 
 
 def test_supplied_meshes_are_scored_and_reach_the_tables(tmp_path: Path):
