@@ -91,7 +91,7 @@ def best_elevation(
     rays = []
     for mask in masks:
         where = mask.flatten().nonzero()[:, 0]
-        keep = torch.randperm(len(where), generator=gen)[: el_cfg.max_rays]
+        keep = torch.randperm(len(where), generator=gen, device="cpu")[: el_cfg.max_rays]
         rays.append(where[keep])
     r = cams_cfg.ref_radius
     depths = torch.linspace(r - 1.0, r + 1.0, el_cfg.ray_samples)  # the scene's bound is 1 around the origin

@@ -31,7 +31,7 @@ def ddim_sample(
     """x_0 from pure noise; ``predict_noise(x_t, t) -> (eps_uncond, eps_cond)`` is called ``steps`` times."""
     ab_all = alphas_cumprod.to(device, torch.float32)
     timesteps = sampling_timesteps(len(ab_all), steps)
-    x = torch.randn(shape, generator=generator).to(device)
+    x = torch.randn(shape, generator=generator, device=generator.device).to(device)
     for i, t in enumerate(timesteps):
         uncond, cond = predict_noise(x, t.expand(shape[0]).to(device))
         eps = uncond.float() + guidance_scale * (cond.float() - uncond.float())

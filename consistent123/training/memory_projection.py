@@ -312,8 +312,8 @@ def preflight(cfg, device) -> Optional[str]:
     device = torch.device(device)
     if device.type != "cuda" or not cfg.perf.memory_preflight:
         return None
-    if cfg.models.tiny_dir or cfg.models.prior_3d != "zero123" or not cfg.train.use_priors:
-        return None  # projected for the full-size priors only
+    if cfg.models.tiny_models_dir() is not None or cfg.models.prior_3d == "oracle" or not cfg.train.use_priors:
+        return None  # projected for the full-size priors only (every Zero-1-to-3 variant shares the UNet)
     free, _ = torch.cuda.mem_get_info(device)
     priors = MetaPriors.build()
     fields = field_costs(cfg, device)

@@ -71,7 +71,9 @@ def test_evaluate_meshes_scores_a_folder_and_table_2_shows_it(supplied, tmp_path
     # Table 2: the paper's columns as before, plus the supplied method's, protocol named.
     tables = tmp_path / "tables"
     (tmp_path / "results").mkdir()
-    assert main(["tables", "--out", str(tables), "--no-mlflow", "--results", str(tmp_path / "results")]) == 0
+    # Without the supplied rows there is nothing to tabulate: one line, nothing written.
+    assert main(["tables", "--out", str(tables), "--no-mlflow", "--results", str(tmp_path / "results")]) == 2
+    assert not tables.exists()
     assert (
         main(
             [
