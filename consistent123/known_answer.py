@@ -10,7 +10,12 @@ smooth function of position in ``smooth_colours``). Then:
     DIR/run/    ``consistent123 reconstruct`` with the oracle in both prior roles, then
                 ``consistent123 evaluate`` against the truth (Chamfer, IoU, 18 GSO views)
     DIR/metrics.json   chamfer_distance, volumetric_iou, mv_psnr, mv_lpips, psnr (reference
-                view) and the reconstruction's wall time, also logged to the run's MLflow run.
+                view) and the reconstruction's wall time, also logged to the run's MLflow run;
+                for a procedural hard shape also cavity_filled (consistent123/hard_shapes.py)
+    DIR/cross_section.png, DIR/top_down.png   whether the inside is carved (eval/cross_section.py)
+
+MESH is a file, or ``hard:NAME`` for a procedural shape of consistent123/hard_shapes.py
+(``hard:cup``, ``hard:bowl``...), built +y up with its cavity known exactly.
 
 The frame is known (the truth is rendered from the reference camera), so eval.align is off.
 """
@@ -46,7 +51,9 @@ _COLOUR_PHASES = np.array([0.0, 2.1, 4.2])
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("mesh", metavar="MESH", help="ground-truth mesh (PLY, OBJ, GLB...)")
+    parser.add_argument(
+        "mesh", metavar="MESH", help="ground-truth mesh (PLY, OBJ, GLB...) or hard:NAME (cup, bowl, torus, table...)"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (case/, run/, metrics.json)")
     parser.add_argument("--up-axis", choices=("y", "z"), default="y", help="the mesh's up axis (GSO scans: z)")
     parser.add_argument("--run-name", default=None, help="MLflow run name (default: known_answer/<mesh name>)")
@@ -79,9 +86,42 @@ def prepare_ground_truth(mesh: trimesh.Trimesh, up_axis: str, oracle_cfg) -> tri
     return unit
 
 
-def caption_of(mesh_path: Path) -> str:
-    """'CHICKEN_RACER.ply' -> 'a chicken racer' (only the 2D prior's text; the oracle ignores it)."""
-    return "a " + mesh_path.stem.replace("_", " ").replace("-", " ").lower()
+def caption_of(name: str) -> str:
+    """'CHICKEN_RACER' -> 'a chicken racer' (only the 2D prior's text; the oracle ignores it)."""
+    return "a " + name.replace("_", " ").replace("-", " ").lower()
+
+
+def load_source(spec: str | Path):
+    """(mesh, name, built hard shape or None) of a file or a ``hard:NAME`` procedural shape."""
+    from consistent123 import hard_shapes
+    from eval.mesh_metrics import load_mesh
+
+    if hard_shapes.is_hard_shape(str(spec)):
+        built = hard_shapes.build(str(spec))
+        return built.mesh, built.shape.name, built
+    path = Path(spec)
+    return load_mesh(path), path.stem, None  # one clear line when the file is missing or not a mesh
+
+
+def write_geometry_views(gt_path: Path, pred_path: Path, out_dir: Path, eval_cfg, built=None) -> dict:
+    """cross_section.png and top_down.png of the result against the truth; with a hard shape,
+    the share of its cavity the result fills (the voxels of the IoU, in the truth's frame)."""
+    from consistent123.hard_shapes import cavity_fill
+    from eval.cross_section import write_cross_section, write_top_down
+    from eval.mesh_metrics import load_mesh, normalise_pair, solid_voxels, voxel_centres
+
+    gt, pred = normalise_pair(load_mesh(gt_path), load_mesh(pred_path), eval_cfg.normalise)
+    res = eval_cfg.iou_resolution
+    truth, result = solid_voxels(gt, res), solid_voxels(pred, res)
+    extra, cavity = {}, None
+    if built is not None:
+        extra = cavity_fill(built, result)
+        g = voxel_centres(res)
+        cavity = built.cavity_mask(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
+        cavity = cavity.reshape((res,) * 3)
+    write_cross_section(truth, result, out_dir / "cross_section.png", cavity)
+    write_top_down(gt, pred, out_dir / "top_down.png")
+    return extra
 
 
 @torch.no_grad()
@@ -136,27 +176,30 @@ def known_answer(
     progress: bool = True,
 ) -> dict:
     from consistent123.reconstruct import reconstruct
-    from eval.command import evaluate_run
-    from eval.mesh_metrics import load_mesh
+    from eval.command import evaluate_run, prediction_mesh_path
 
-    mesh_path, out_dir = Path(mesh_path), Path(out_dir)
-    source = load_mesh(mesh_path)  # one clear line when the file is missing or not a mesh
+    out_dir = Path(out_dir)
+    source, name, built = load_source(mesh_path)
+    if built is not None:
+        up_axis = "y"  # procedural shapes are built +y up
     case_dir, run_dir = out_dir / "case", out_dir / "run"
     gt = prepare_ground_truth(source, up_axis, cfg.oracle)
-    write_case(gt, case_dir, cfg, caption_of(mesh_path))
+    write_case(gt, case_dir, cfg, caption_of(name))
     cfg = oracle_config(cfg, case_dir / GROUND_TRUTH)
-    all_tags = {"benchmark": "known_answer", "case": mesh_path.stem, "prior": "oracle", **(tags or {})}
+    all_tags = {"benchmark": "known_answer", "case": name, "prior": "oracle", **(tags or {})}
     start = time.perf_counter()
-    reconstruct(
-        case_dir, run_dir, cfg, run_name=run_name or f"known_answer/{mesh_path.stem}", tags=all_tags, progress=progress
-    )
+    reconstruct(case_dir, run_dir, cfg, run_name=run_name or f"known_answer/{name}", tags=all_tags, progress=progress)
     seconds = time.perf_counter() - start
     record = evaluate_run(run_dir, case_dir, cfg, gt_mesh=case_dir / GROUND_TRUTH, tags=all_tags, progress=progress)
     metrics = {k: record["metrics"][k] for k in HEADLINE}
     metrics["time_s"] = seconds  # this call's reconstruction time (a resumed or finished run: less)
+    metrics.update(
+        write_geometry_views(case_dir / GROUND_TRUTH, prediction_mesh_path(run_dir), out_dir, cfg.eval, built)
+    )
     summary = {
         "metrics": metrics,
-        "object": mesh_path.stem,
+        "object": name,
+        "source": "procedural" if built is not None else "file",
         "tags": record["tags"],
         "up_axis": up_axis,
         "alignment": record["details"].get("alignment", {"enabled": False}),

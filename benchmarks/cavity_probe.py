@@ -1,0 +1,113 @@
+"""Cavity probe: does the NeRF phase carve a hard shape's cavity? One row per setting, same seed.
+
+    python benchmarks/cavity_probe.py [--object cup] [--iters 400] [--out results/cavity_probe]
+        [--row NAME=k=v[,k=v...]] ... [--config config/known_answer.yaml] [--set k=v]
+
+Trains the NeRF phase alone (the mesh phase only inherits what it leaves: DMTet's SDF starts
+from its density) with the ORACLE prior in both roles, then reads the density on the
+evaluation's voxel lattice (64^3 over the truth's normalised box) and prints, per row:
+
+    IoU      of {sigma > dmtet.init_density_threshold} with the truth's solid voxels
+    filled   share of the cavity's voxels (consistent123/hard_shapes.py) above that threshold
+    occ      share of occupancy-grid cells still marked occupied
+    time_s   the NeRF phase's wall time
+
+and writes <out>/<row>/cross_section.png (eval/cross_section.py). Rows change one thing each
+against "base" (the config as given); ``--row`` adds rows, ``--only`` picks some.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from consistent123 import hard_shapes  # noqa: E402
+from consistent123.config import load_config  # noqa: E402
+
+# One change per row (the issue's candidate causes); "base" is the config as given.
+ROWS = {
+    "base": [],
+    "no_blob": ["nerf.blob_density=0.0"],
+    "fine_steps": ["nerf.num_steps=128", "nerf.upsample_steps=64"],
+    "no_importance": ["nerf.upsample_steps=0", "nerf.num_steps=48"],
+    "no_occupancy_decay": ["nerf.occupancy_decay=1.0"],
+    "high_cameras": ["cameras.polar_range=[15.0,105.0]"],
+    "no_progressive_view": ["cameras.progressive_view=false"],
+}
+
+
+def probe(obj: str, overrides: list[str], iters: int, config: str, out: Path) -> dict:
+    from consistent123.case import load_case
+    from consistent123.known_answer import GROUND_TRUTH, oracle_config, prepare_ground_truth, write_case
+    from consistent123.trainer import Trainer, load_priors
+    from eval.cross_section import write_cross_section
+    from eval.mesh_metrics import solid_voxels, volumetric_iou, voxel_centres
+
+    cfg = load_config(config, [*overrides, f"train.nerf_iters={iters}", "train.mesh_iters=0"])
+    built = hard_shapes.build(f"hard:{obj}")
+    gt = prepare_ground_truth(built.mesh, "y", cfg.oracle)
+    case_dir = out / "case"
+    write_case(gt, case_dir, cfg, f"a {obj}")
+    cfg = oracle_config(cfg, case_dir / GROUND_TRUTH)
+    device = torch.device("cpu")
+    trainer = Trainer(cfg, load_case(case_dir), load_priors(cfg, device), device)
+    start = time.perf_counter()
+    while trainer.iteration < cfg.train.nerf_iters:
+        trainer.step()
+    seconds = time.perf_counter() - start
+
+    res = cfg.eval.iou_resolution
+    g = voxel_centres(res)
+    centres = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    scene = torch.as_tensor(centres * cfg.oracle.object_size, dtype=torch.float32)  # truth's box -> the scene
+    trainer.nerf.set_max_level(1.0)
+    with torch.no_grad():
+        sigma = torch.cat([trainer.nerf.density(c) for c in scene.split(1 << 16)]).numpy()
+    solid = (sigma > cfg.dmtet.init_density_threshold).reshape((res,) * 3)
+    truth = solid_voxels(gt.copy().apply_scale(1.0 / cfg.oracle.object_size), res)
+    cavity = built.cavity_mask(centres, 1.0 / res).reshape((res,) * 3)
+    write_cross_section(truth, solid, out / "cross_section.png", cavity)
+    return {
+        "iou": volumetric_iou(truth, solid),
+        "filled": float((solid & cavity).sum() / max(cavity.sum(), 1)),
+        "occ": trainer.nerf.occupancy.occupied_fraction(),
+        "time_s": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--object", default="cup", choices=list(hard_shapes.SHAPES))
+    parser.add_argument("--iters", type=int, default=400)
+    parser.add_argument("--config", default=str(REPO / "config" / "known_answer.yaml"))
+    parser.add_argument("--out", default="results/cavity_probe")
+    parser.add_argument("--only", default=None, help="comma-separated row names")
+    parser.add_argument("--row", action="append", default=[], metavar="NAME=k=v[,k=v]")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    rows = dict(ROWS)
+    for spec in args.row:
+        name, _, sets = spec.partition("=")
+        rows[name] = sets.split(",")
+    names = args.only.split(",") if args.only else list(rows)
+    print("ORACLE prior, NeRF phase only; one change per row against base")
+    print(f"{'object':<8} {'row':<22} {'IoU':>6} {'filled%':>7} {'occ%':>5} {'time_s':>6}  changes", flush=True)
+    for name in names:
+        m = probe(args.object, [*args.overrides, *rows[name]], args.iters, args.config, Path(args.out) / name)
+        print(
+            f"{args.object:<8} {name:<22} {m['iou']:6.3f} {100 * m['filled']:7.1f} {100 * m['occ']:5.1f} "
+            f"{m['time_s']:6.0f}  {' '.join(rows[name]) or '-'}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
