@@ -9,6 +9,8 @@ evaluation's voxel lattice (64^3 over the truth's normalised box) and prints, pe
 
     IoU      of {sigma > dmtet.init_density_threshold} with the truth's solid voxels
     filled   share of the cavity's voxels (consistent123/hard_shapes.py) above that threshold
+    seen     share of the cavity that some camera of the polar range sees empty (hard_shapes.seen_empty)
+    seen_filled  share of that seen-empty part above the threshold: what the cameras could carve
     occ      share of occupancy-grid cells still marked occupied
     time_s   the NeRF phase's wall time
 
@@ -73,11 +75,19 @@ def probe(obj: str, overrides: list[str], iters: int, config: str, out: Path) ->
         sigma = torch.cat([trainer.nerf.density(c) for c in scene.split(1 << 16)]).numpy()
     solid = (sigma > cfg.dmtet.init_density_threshold).reshape((res,) * 3)
     truth = solid_voxels(gt.copy().apply_scale(1.0 / cfg.oracle.object_size), res)
-    cavity = built.cavity_mask(centres, 1.0 / res).reshape((res,) * 3)
+    cavity = built.cavity_mask(centres, 1.0 / res)
+    seen = np.zeros(len(centres), bool)
+    cams = cfg.cameras
+    seen[cavity] = hard_shapes.seen_empty(
+        gt, centres[cavity] * cfg.oracle.object_size, cams.polar_range, cams.ref_radius, cams.ref_fovy
+    )
+    cavity, seen = cavity.reshape((res,) * 3), seen.reshape((res,) * 3)
     write_cross_section(truth, solid, out / "cross_section.png", cavity)
     return {
         "iou": volumetric_iou(truth, solid),
         "filled": float((solid & cavity).sum() / max(cavity.sum(), 1)),
+        "seen": float(seen.sum() / max(cavity.sum(), 1)),
+        "seen_filled": float((solid & seen).sum() / max(seen.sum(), 1)),
         "occ": trainer.nerf.occupancy.occupied_fraction(),
         "time_s": seconds,
     }
@@ -99,11 +109,16 @@ def main() -> None:
         rows[name] = sets.split(",")
     names = args.only.split(",") if args.only else list(rows)
     print("ORACLE prior, NeRF phase only; one change per row against base")
-    print(f"{'object':<8} {'row':<22} {'IoU':>6} {'filled%':>7} {'occ%':>5} {'time_s':>6}  changes", flush=True)
+    print(
+        f"{'object':<8} {'row':<22} {'IoU':>6} {'filled%':>7} {'seen%':>6} {'seen_filled%':>12} {'occ%':>5} "
+        f"{'time_s':>6}  changes",
+        flush=True,
+    )
     for name in names:
         m = probe(args.object, [*args.overrides, *rows[name]], args.iters, args.config, Path(args.out) / name)
         print(
-            f"{args.object:<8} {name:<22} {m['iou']:6.3f} {100 * m['filled']:7.1f} {100 * m['occ']:5.1f} "
+            f"{args.object:<8} {name:<22} {m['iou']:6.3f} {100 * m['filled']:7.1f} {100 * m['seen']:6.1f} "
+            f"{100 * m['seen_filled']:12.1f} {100 * m['occ']:5.1f} "
             f"{m['time_s']:6.0f}  {' '.join(rows[name]) or '-'}",
             flush=True,
         )

@@ -103,22 +103,29 @@ def load_source(spec: str | Path):
     return load_mesh(path), path.stem, None  # one clear line when the file is missing or not a mesh
 
 
-def write_geometry_views(gt_path: Path, pred_path: Path, out_dir: Path, eval_cfg, built=None) -> dict:
+def write_geometry_views(gt_path: Path, pred_path: Path, out_dir: Path, cfg: Config, built=None) -> dict:
     """cross_section.png and top_down.png of the result against the truth; with a hard shape,
-    the share of its cavity the result fills (the voxels of the IoU, in the truth's frame)."""
-    from consistent123.hard_shapes import cavity_fill
+    the share of its cavity the result fills, overall and where the training cameras see it
+    empty (the voxels of the IoU, in the truth's frame)."""
+    from consistent123.hard_shapes import cavity_fill, seen_empty
     from eval.cross_section import write_cross_section, write_top_down
     from eval.mesh_metrics import load_mesh, normalise_pair, solid_voxels, voxel_centres
 
-    gt, pred = normalise_pair(load_mesh(gt_path), load_mesh(pred_path), eval_cfg.normalise)
-    res = eval_cfg.iou_resolution
+    truth_mesh = load_mesh(gt_path)
+    gt, pred = normalise_pair(truth_mesh, load_mesh(pred_path), cfg.eval.normalise)
+    res = cfg.eval.iou_resolution
     truth, result = solid_voxels(gt, res), solid_voxels(pred, res)
     extra, cavity = {}, None
     if built is not None:
-        extra = cavity_fill(built, result)
         g = voxel_centres(res)
-        cavity = built.cavity_mask(np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3))
-        cavity = cavity.reshape((res,) * 3)
+        centres = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+        cavity = built.cavity_mask(centres).reshape((res,) * 3)
+        seen = np.zeros(len(centres), bool)
+        near = built.cavity_mask(centres)  # only the cavity's voxels need the cameras' test
+        cams = cfg.cameras
+        scale = float((truth_mesh.bounds[1] - truth_mesh.bounds[0]).max())  # normalised -> scene
+        seen[near] = seen_empty(truth_mesh, centres[near] * scale, cams.polar_range, cams.ref_radius, cams.ref_fovy)
+        extra = cavity_fill(built, result, seen=seen.reshape((res,) * 3))
     write_cross_section(truth, result, out_dir / "cross_section.png", cavity)
     write_top_down(gt, pred, out_dir / "top_down.png")
     return extra
@@ -193,9 +200,7 @@ def known_answer(
     record = evaluate_run(run_dir, case_dir, cfg, gt_mesh=case_dir / GROUND_TRUTH, tags=all_tags, progress=progress)
     metrics = {k: record["metrics"][k] for k in HEADLINE}
     metrics["time_s"] = seconds  # this call's reconstruction time (a resumed or finished run: less)
-    metrics.update(
-        write_geometry_views(case_dir / GROUND_TRUTH, prediction_mesh_path(run_dir), out_dir, cfg.eval, built)
-    )
+    metrics.update(write_geometry_views(case_dir / GROUND_TRUTH, prediction_mesh_path(run_dir), out_dir, cfg, built))
     summary = {
         "metrics": metrics,
         "object": name,
