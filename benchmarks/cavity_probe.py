@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from consistent123 import hard_shapes  # noqa: E402
+from consistent123.cavity_probe import probe  # noqa: E402
 from consistent123.config import load_config  # noqa: E402
 
 # One change per row (the candidate causes); "base" is the config as given.
@@ -44,53 +41,6 @@ ROWS = {
     "high_cameras": ["cameras.polar_range=[15.0,105.0]"],
     "no_progressive_view": ["cameras.progressive_view=false"],
 }
-
-
-def probe(obj: str, overrides: list[str], iters: int, config: str, out: Path) -> dict:
-    from consistent123.case import load_case
-    from consistent123.known_answer import GROUND_TRUTH, oracle_config, prepare_ground_truth, write_case
-    from consistent123.trainer import Trainer, load_priors
-    from eval.cross_section import write_cross_section
-    from eval.mesh_metrics import solid_voxels, volumetric_iou, voxel_centres
-
-    cfg = load_config(config, [*overrides, f"train.nerf_iters={iters}", "train.mesh_iters=0"])
-    built = hard_shapes.build(f"hard:{obj}")
-    gt = prepare_ground_truth(built.mesh, "y", cfg.oracle)
-    case_dir = out / "case"
-    write_case(gt, case_dir, cfg, f"a {obj}")
-    cfg = oracle_config(cfg, case_dir / GROUND_TRUTH)
-    device = torch.device("cpu")
-    trainer = Trainer(cfg, load_case(case_dir), load_priors(cfg, device), device)
-    start = time.perf_counter()
-    while trainer.iteration < cfg.train.nerf_iters:
-        trainer.step()
-    seconds = time.perf_counter() - start
-
-    res = cfg.eval.iou_resolution
-    g = voxel_centres(res)
-    centres = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
-    scene = torch.as_tensor(centres * cfg.oracle.object_size, dtype=torch.float32)  # truth's box -> the scene
-    trainer.nerf.set_max_level(1.0)
-    with torch.no_grad():
-        sigma = torch.cat([trainer.nerf.density(c) for c in scene.split(1 << 16)]).numpy()
-    solid = (sigma > cfg.dmtet.init_density_threshold).reshape((res,) * 3)
-    truth = solid_voxels(gt.copy().apply_scale(1.0 / cfg.oracle.object_size), res)
-    cavity = built.cavity_mask(centres, 1.0 / res)
-    seen = np.zeros(len(centres), bool)
-    cams = cfg.cameras
-    seen[cavity] = hard_shapes.seen_empty(
-        gt, centres[cavity] * cfg.oracle.object_size, cams.polar_range, cams.ref_radius, cams.ref_fovy
-    )
-    cavity, seen = cavity.reshape((res,) * 3), seen.reshape((res,) * 3)
-    write_cross_section(truth, solid, out / "cross_section.png", cavity)
-    return {
-        "iou": volumetric_iou(truth, solid),
-        "filled": float((solid & cavity).sum() / max(cavity.sum(), 1)),
-        "seen": float(seen.sum() / max(cavity.sum(), 1)),
-        "seen_filled": float((solid & seen).sum() / max(seen.sum(), 1)),
-        "occ": trainer.nerf.occupancy.occupied_fraction(),
-        "time_s": seconds,
-    }
 
 
 def main() -> None:
@@ -115,7 +65,8 @@ def main() -> None:
         flush=True,
     )
     for name in names:
-        m = probe(args.object, [*args.overrides, *rows[name]], args.iters, args.config, Path(args.out) / name)
+        cfg = load_config(args.config, [*args.overrides, *rows[name], f"train.nerf_iters={args.iters}"])
+        m = probe(args.object, cfg, Path(args.out) / name)
         print(
             f"{args.object:<8} {name:<22} {m['iou']:6.3f} {100 * m['filled']:7.1f} {100 * m['seen']:6.1f} "
             f"{100 * m['seen_filled']:12.1f} {100 * m['occ']:5.1f} "

@@ -32,12 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from consistent123.config import load_config  # noqa: E402
-from consistent123.hard_shapes import PREFIX, SHAPES  # noqa: E402
+from consistent123.hard_shapes import BENCHMARK_SET, PREFIX  # noqa: E402
 from consistent123.known_answer import known_answer  # noqa: E402
 
 SETS = {
     "easy": ["Android_Figure_Panda", "CHICKEN_RACER", "CITY_TAXI_POLICE_CAR"],
-    "hard": list(SHAPES),
+    "hard": list(BENCHMARK_SET),
 }
 VARIANTS = {"oracle": [], "priors_off": ["train.use_priors=false"], "wrong_azimuth": ["oracle.flip_azimuth=true"]}
 COLUMNS = ("chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "time_s")

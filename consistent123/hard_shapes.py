@@ -94,17 +94,17 @@ class HardShape:
     description: str
 
 
-def _cup() -> HardShape:
-    r_out, wall, y0, y1, floor = 0.30, 0.05, -0.35, 0.35, 0.06
+def _cup(wall: float = 0.05, floor: float = 0.06, name: str = "cup") -> HardShape:
+    r_out, y0, y1 = 0.30, -0.35, 0.35
     cavity = capped_cylinder(r_out - wall, y0 + floor, y1 + 0.5)  # open at the top
     body = capped_cylinder(r_out, y0, y1)
     # A vertical ring (in the x-y plane) on the +x side, cut where it would enter the cavity.
     handle = intersection(torus(0.17, 0.035, (r_out, 0.0, 0.0), axis=2), box((r_out + 0.3, 0, 0), (0.3, 1, 1)))
     return HardShape(
-        "cup",
+        name,
         difference(union(body, handle), cavity),
         intersection(cavity, half_space_below(y1)),
-        "hollow cylinder (radius 0.30, wall 0.05, floor 0.06) with a torus handle",
+        f"hollow cylinder (radius 0.30, wall {wall}, floor {floor}) with a torus handle",
     )
 
 
@@ -152,8 +152,10 @@ SHAPES: dict[str, Callable[[], HardShape]] = {
     "torus": _torus,
     "table": _table,
     "pierced_box": _pierced_box,
+    # walls twice as thick: resolvable by the tests' small grids (not part of the benchmark's set)
+    "thick_cup": lambda: _cup(wall=0.10, floor=0.10, name="thick_cup"),
 }
-HOLLOW = tuple(SHAPES)  # every shape here has a cavity
+BENCHMARK_SET = ("cup", "bowl", "torus", "table", "pierced_box")
 
 
 def is_hard_shape(spec: str) -> bool:
