@@ -97,7 +97,12 @@ def load_source(spec: str | Path):
     from eval.mesh_metrics import load_mesh
 
     if hard_shapes.is_hard_shape(str(spec)):
-        built = hard_shapes.build(str(spec))
+        from consistent123.errors import InputError
+
+        try:
+            built = hard_shapes.build(str(spec))
+        except KeyError as exc:  # one line naming the shapes there are
+            raise InputError(exc.args[0]) from None
         return built.mesh, built.shape.name, built
     path = Path(spec)
     return load_mesh(path), path.stem, None  # one clear line when the file is missing or not a mesh

@@ -58,3 +58,18 @@ def test_truth_leaves_its_cavity_empty_and_a_filled_copy_does_not(built):
 def test_unknown_shape_is_named_in_the_error():
     with pytest.raises(KeyError, match="choose from cup"):
         hard_shapes.build("hard:teapot")
+
+
+def test_known_answer_names_the_hard_shapes_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "consistent123.cli", "known-answer", "hard:teapot", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "choose from cup, bowl" in proc.stderr
+    assert not (tmp_path / "out").exists()
