@@ -9,8 +9,9 @@ easy: the scans of datasets/known_answer/ (nearly convex); hard: ``hard:NAME`` s
 consistent123/hard_shapes.py (cup, bowl, torus, table, pierced_box), whose cavity is known, so
 "filled" is the share of the cavity's voxels the result fills (0 % = carved). For each object and
 variant, runs ``consistent123 known-answer`` (config/known_answer.yaml) and prints one table:
-CD, IoU, mv_psnr, mv_lpips, the reconstruction time and the filled share, then the mean per set
-and variant. Each object's folder holds metrics.json, top_down.png and cross_section.png.
+CD, IoU, mv_psnr, mv_lpips, the reconstruction time, the filled share, the share of the cavity
+the training cameras see empty (seen%) and the share of that part filled (seenfill%), then the
+mean per set and variant. Each object's folder holds metrics.json, top_down.png and cross_section.png.
 
     oracle         the oracle in both prior roles (the measurement)
     priors_off     the reference view alone (train.use_priors=false): what one image gives
@@ -43,23 +44,26 @@ VARIANTS = {"oracle": [], "priors_off": ["train.use_priors=false"], "wrong_azimu
 COLUMNS = ("chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "time_s")
 HEAD = (
     f"{'object':<22} {'set':<5} {'variant':<14} {'CD':>8} {'IoU':>6} {'mvPSNR':>7} {'mvLPIPS':>8} {'time_s':>7} "
-    f"{'filled%':>7}"
+    f"{'filled%':>7} {'seen%':>5} {'seenfill%':>9}"
 )
 
 
 def row(name: str, set_name: str, variant: str, m: dict) -> str:
-    filled = m.get("cavity_filled")
-    filled = "-" if filled is None else f"{100 * filled:.0f}"
+    def percent(key):
+        return "-" if m.get(key) is None else f"{100 * m[key]:.0f}"
+
     return (
         f"{name:<22} {set_name:<5} {variant:<14} {m['chamfer_distance']:8.4f} {m['volumetric_iou']:6.3f} "
-        f"{m['mv_psnr']:7.2f} {m['mv_lpips']:8.4f} {m['time_s']:7.0f} {filled:>7}"
+        f"{m['mv_psnr']:7.2f} {m['mv_lpips']:8.4f} {m['time_s']:7.0f} {percent('cavity_filled'):>7} "
+        f"{percent('cavity_seen_empty'):>5} {percent('seen_cavity_filled'):>9}"
     )
 
 
 def mean_of(rows: list[dict]) -> dict:
     mean = {k: sum(m[k] for m in rows) / len(rows) for k in COLUMNS}
-    filled = [m["cavity_filled"] for m in rows if m.get("cavity_filled") is not None]
-    mean["cavity_filled"] = sum(filled) / len(filled) if filled else None
+    for key in ("cavity_filled", "cavity_seen_empty", "seen_cavity_filled"):
+        values = [m[key] for m in rows if m.get(key) is not None]
+        mean[key] = sum(values) / len(values) if values else None
     return mean
 
 
