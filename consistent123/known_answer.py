@@ -124,12 +124,11 @@ def write_geometry_views(gt_path: Path, pred_path: Path, out_dir: Path, cfg: Con
     if built is not None:
         g = voxel_centres(res)
         centres = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
-        cavity = built.cavity_mask(centres).reshape((res,) * 3)
-        seen = np.zeros(len(centres), bool)
-        near = built.cavity_mask(centres)  # only the cavity's voxels need the cameras' test
+        inside = built.cavity_mask(centres)  # only the cavity's voxels need the cameras' test
+        cavity, seen = inside.reshape((res,) * 3), np.zeros(len(centres), bool)
         cams = cfg.cameras
         scale = float((truth_mesh.bounds[1] - truth_mesh.bounds[0]).max())  # normalised -> scene
-        seen[near] = seen_empty(truth_mesh, centres[near] * scale, cams.polar_range, cams.ref_radius, cams.ref_fovy)
+        seen[inside] = seen_empty(truth_mesh, centres[inside] * scale, cams.polar_range, cams.ref_radius, cams.ref_fovy)
         extra = cavity_fill(built, result, seen=seen.reshape((res,) * 3))
     write_cross_section(truth, result, out_dir / "cross_section.png", cavity)
     write_top_down(gt, pred, out_dir / "top_down.png")
