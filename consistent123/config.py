@@ -155,6 +155,10 @@ class NeRFConfig(Section):
     density_activation: Literal["exp", "softplus"] = "exp"
     blob_radius: float = 0.2
     blob_density: float = 10.0
+    # R keeps the blob for the whole run (added to the raw density before exp). A value f > 0
+    # fades it linearly to zero over the first f of the NeRF phase (the known-answer config's
+    # choice: a permanent blob keeps the middle of a cup, a bowl or a ring solid; issue 18).
+    blob_fade: NonNegativeFloat = 0.0
     hidden_dim: PositiveInt = 64
     num_layers: PositiveInt = 3
     render_size: PositiveInt = 128

@@ -10,7 +10,12 @@ smooth function of position in ``smooth_colours``). Then:
     DIR/run/    ``consistent123 reconstruct`` with the oracle in both prior roles, then
                 ``consistent123 evaluate`` against the truth (Chamfer, IoU, 18 GSO views)
     DIR/metrics.json   chamfer_distance, volumetric_iou, mv_psnr, mv_lpips, psnr (reference
-                view) and the reconstruction's wall time, also logged to the run's MLflow run.
+                view) and the reconstruction's wall time, also logged to the run's MLflow run;
+                for a procedural hard shape also cavity_filled (consistent123/experiments/hard_shapes.py)
+    DIR/cross_section.png, DIR/top_down.png   whether the inside is carved (eval/cross_section.py)
+
+MESH is a file, or ``hard:NAME`` for a procedural shape of consistent123/experiments/hard_shapes.py
+(``hard:cup``, ``hard:bowl``...), built +y up with its cavity known exactly.
 
 The frame is known (the truth is rendered from the reference camera), so eval.align is off.
 """
@@ -31,6 +36,7 @@ from consistent123.config import Config, OracleConfig, config_from_dict
 from consistent123.images import straight_colour
 from consistent123.io import atomic_write_json
 from consistent123.render.cameras import reference_camera
+from consistent123.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +75,54 @@ def prepare_ground_truth(mesh: trimesh.Trimesh, up_axis: str, oracle_cfg: Oracle
     return unit
 
 
-def caption_of(mesh_path: Path) -> str:
-    """'CHICKEN_RACER.ply' -> 'a chicken racer' (only the 2D prior's text; the oracle ignores it)."""
-    return "a " + mesh_path.stem.replace("_", " ").replace("-", " ").lower()
+def caption_of(name: str) -> str:
+    """'CHICKEN_RACER' -> 'a chicken racer' (only the 2D prior's text; the oracle ignores it)."""
+    return "a " + name.replace("_", " ").replace("-", " ").lower()
+
+
+def load_source(spec: str | Path):
+    """(mesh, name, built hard shape or None) of a file or a ``hard:NAME`` procedural shape."""
+    from consistent123.experiments import hard_shapes
+    from consistent123.meshes import load_mesh
+
+    if hard_shapes.is_hard_shape(str(spec)):
+        from consistent123.errors import InputError
+
+        try:
+            built = hard_shapes.build(str(spec))
+        except KeyError as exc:  # one line naming the shapes there are
+            raise InputError(exc.args[0]) from None
+        return built.mesh, built.shape.name, built
+    path = Path(spec)
+    return load_mesh(path), path.stem, None  # one clear line when the file is missing or not a mesh
+
+
+def write_geometry_views(gt_path: Path, pred_path: Path, out_dir: Path, cfg: Config, built=None) -> dict:
+    """cross_section.png and top_down.png of the result against the truth; with a hard shape,
+    the share of its cavity the result fills, overall and where the training cameras see it
+    empty (the voxels of the IoU, in the truth's frame)."""
+    from consistent123.experiments.hard_shapes import cavity_fill, seen_empty
+    from consistent123.meshes import load_mesh, normalise_pair
+    from eval.cross_section import write_cross_section, write_top_down
+    from eval.mesh_metrics import solid_voxels, voxel_centres
+
+    truth_mesh = load_mesh(gt_path)
+    gt, pred = normalise_pair(truth_mesh, load_mesh(pred_path), cfg.eval.normalise)
+    res = cfg.eval.iou_resolution
+    truth, result = solid_voxels(gt, res), solid_voxels(pred, res)
+    extra, cavity = {}, None
+    if built is not None:
+        g = voxel_centres(res)
+        centres = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+        inside = built.cavity_mask(centres)  # only the cavity's voxels need the cameras' test
+        cavity, seen = inside.reshape((res,) * 3), np.zeros(len(centres), bool)
+        cams = cfg.cameras
+        scale = float((truth_mesh.bounds[1] - truth_mesh.bounds[0]).max())  # normalised -> scene
+        seen[inside] = seen_empty(truth_mesh, centres[inside] * scale, cams.polar_range, cams.ref_radius, cams.ref_fovy)
+        extra = cavity_fill(built, result, seen=seen.reshape((res,) * 3))
+    write_cross_section(truth, result, out_dir / "cross_section.png", cavity)
+    write_top_down(gt, pred, out_dir / "top_down.png")
+    return extra
 
 
 @torch.no_grad()
@@ -128,31 +179,35 @@ def known_answer(
     true_elevation: Optional[float] = None,
 ) -> dict:
     """``true_elevation``: render the reference view from this elevation (degrees) while the
-    pipeline's cameras follow ``cameras.ref_elevation`` (assumed, or estimated when ``auto``)."""
-    from consistent123.meshes import load_mesh
+    pipeline's cameras follow ``cameras.ref_elevation`` (assumed, or estimated when ``auto``).
+    ``mesh_path`` may name a procedural hard shape (``hard:NAME``, consistent123.experiments.hard_shapes)."""
     from consistent123.pipeline.reconstruct import reconstruct
-    from eval.evaluate import evaluate_run
+    from eval.evaluate import evaluate_run, prediction_mesh_path
 
-    mesh_path, out_dir = Path(mesh_path), Path(out_dir)
+    out_dir = Path(out_dir)
     if true_elevation is None and cfg.cameras.ref_elevation == "auto":
         true_elevation = 0.0  # an estimate needs a render taken from somewhere: level
-    source = load_mesh(mesh_path)  # one clear line when the file is missing or not a mesh
+    source, name, built = load_source(mesh_path)  # one clear line when the file is missing or not a mesh
+    if built is not None:
+        up_axis = "y"  # procedural shapes are built +y up
     case_dir, run_dir = out_dir / "case", out_dir / "run"
     gt = prepare_ground_truth(source, up_axis, cfg.oracle)
-    render_case(gt, case_dir, cfg, caption_of(mesh_path), true_elevation)
+    render_case(gt, case_dir, cfg, caption_of(name), true_elevation)
     cfg = oracle_config(cfg, case_dir / GROUND_TRUTH, true_elevation)
-    all_tags = {"benchmark": "known_answer", "case": mesh_path.stem, "prior": "oracle", **(tags or {})}
+    all_tags = {"benchmark": "known_answer", "case": name, "prior": "oracle", **(tags or {})}
     start = time.perf_counter()
-    reconstruct(
-        case_dir, run_dir, cfg, run_name=run_name or f"known_answer/{mesh_path.stem}", tags=all_tags, progress=progress
-    )
+    reconstruct(case_dir, run_dir, cfg, run_name=run_name or f"known_answer/{name}", tags=all_tags, progress=progress)
     seconds = time.perf_counter() - start
     record = evaluate_run(run_dir, case_dir, cfg, gt_mesh=case_dir / GROUND_TRUTH, tags=all_tags, progress=progress)
     metrics = {k: record["metrics"][k] for k in HEADLINE}
     metrics["time_s"] = seconds  # this call's reconstruction time (a resumed or finished run: less)
+    metrics.update(
+        write_geometry_views(case_dir / GROUND_TRUTH, prediction_mesh_path(RunFolder(run_dir)), out_dir, cfg, built)
+    )
     summary = {
         "metrics": metrics,
-        "object": mesh_path.stem,
+        "object": name,
+        "source": "procedural" if built is not None else "file",
         "tags": record["tags"],
         "up_axis": up_axis,
         "true_elevation": float(cfg.cameras.ref_elevation if true_elevation is None else true_elevation),

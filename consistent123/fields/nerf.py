@@ -53,15 +53,17 @@ class NeRFField(nn.Module):
         self.bound = float(nerf_cfg.bound)
         self.num_levels = hashgrid_cfg.num_levels
         self.max_level = 1.0  # progressive level: set by the iteration plan
+        self.blob_scale = 1.0  # < 1 while the blob fades (nerf.blob_fade): set by the iteration plan
         self.encoder = HashGridEncoding(hashgrid_cfg, self.bound)
         self.mlp = MLP(self.encoder.output_dim, 4, nerf_cfg.hidden_dim, nerf_cfg.num_layers)
         self.occupancy = OccupancyGrid.from_config(nerf_cfg)
 
     def density_blob(self, x: torch.Tensor) -> torch.Tensor:
         d2 = (x**2).sum(-1)
+        strength = self.cfg.blob_density * self.blob_scale
         if self.cfg.density_activation == "exp":
-            return self.cfg.blob_density * torch.exp(-d2 / (2 * self.cfg.blob_radius**2))
-        return self.cfg.blob_density * (1 - torch.sqrt(d2) / self.cfg.blob_radius)
+            return strength * torch.exp(-d2 / (2 * self.cfg.blob_radius**2))
+        return strength * (1 - torch.sqrt(d2) / self.cfg.blob_radius)
 
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
         if self.cfg.density_activation == "exp":

@@ -21,7 +21,15 @@ from typing import Optional
 
 import torch
 
-from consistent123.config import BoundaryConfig, CamerasConfig, Config, DynamicConfig, LossConfig, TrainConfig
+from consistent123.config import (
+    BoundaryConfig,
+    CamerasConfig,
+    Config,
+    DynamicConfig,
+    LossConfig,
+    NeRFConfig,
+    TrainConfig,
+)
 from consistent123.priors.sds import timestep_range
 from consistent123.render.cameras import Camera, novel_polar_range, reference_camera, sample_novel_camera
 from consistent123.render.shading import sample_shading
@@ -215,6 +223,7 @@ class IterationPlan:
     t_range_2d: tuple[float, float]
     lambda_depth: float
     lambda_entropy: float
+    blob_scale: float = 1.0  # strength of the NeRF's density blob (nerf.blob_fade)
 
     def row(self) -> dict:
         return asdict(self)
@@ -269,6 +278,13 @@ def entropy_weight(loss_cfg: LossConfig, p: float) -> float:
     return loss_cfg.lambda_entropy * min(1.0, loss_cfg.entropy_ramp * p)
 
 
+def blob_scale(nerf_cfg: NeRFConfig, p: float) -> float:
+    """1 for R's permanent blob; with nerf.blob_fade = f > 0, 1 - p / f down to 0 at p = f."""
+    if nerf_cfg.blob_fade <= 0:
+        return 1.0
+    return max(0.0, 1.0 - p / nerf_cfg.blob_fade)
+
+
 def plan(t: int, cfg: Config, t_switch: Optional[int], generator: Optional[torch.Generator] = None) -> IterationPlan:
     """Everything iteration ``t`` does, given the stage-2 start ``t_switch`` (None: not yet).
 
@@ -299,6 +315,7 @@ def plan(t: int, cfg: Config, t_switch: Optional[int], generator: Optional[torch
         t_range_2d=timestep_range(t_range, cfg.sds.sd_timestep),
         lambda_depth=depth_weight(cfg.loss, p, mesh),
         lambda_entropy=0.0 if mesh else entropy_weight(cfg.loss, p),
+        blob_scale=0.0 if mesh and cfg.nerf.blob_fade > 0 else blob_scale(cfg.nerf, p),
     )
 
 

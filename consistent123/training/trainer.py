@@ -250,6 +250,7 @@ class Trainer:
         self._prepare_priors()
         it = plan(t, cfg, self.t_switch, self.gen)
         self.field.set_max_level(it.max_level)
+        self.nerf.blob_scale = it.blob_scale
         if self.field.phase == "nerf":  # empty-space skipping follows the density as it grows
             self.nerf.occupancy.maybe_update(self.nerf, t, cfg.nerf.occupancy_update_every, self.gen)
         self._judge_boundary(t)
