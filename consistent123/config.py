@@ -382,6 +382,9 @@ class TrackingConfig(Section):
     training = False
     uri: str = "sqlite:///results/mlflow.db"
     experiment: str = "consistent123"
+    # MLflow's own system metrics (CPU, memory, GPU; needs psutil) every this many seconds while
+    # a run trains (MLflow's default, mlflow.system_metrics); 0 turns them off.
+    system_metrics_interval_s: float = 10.0
 
 
 # ---------------------------------------------------------------- speed (no effect on the method)

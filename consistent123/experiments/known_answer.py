@@ -118,6 +118,7 @@ def known_answer(
     run_name: Optional[str] = None,
     tags: Optional[dict] = None,
     progress: bool = True,
+    parent_run_id: Optional[str] = None,
 ) -> dict:
     from consistent123.meshes import load_mesh
     from consistent123.pipeline.reconstruct import reconstruct
@@ -129,10 +130,18 @@ def known_answer(
     gt = prepare_ground_truth(source, up_axis, cfg.oracle)
     render_case(gt, case_dir, cfg, caption_of(mesh_path))
     cfg = oracle_config(cfg, case_dir / GROUND_TRUTH)
-    all_tags = {"benchmark": "known_answer", "case": mesh_path.stem, "prior": "oracle", **(tags or {})}
+    all_tags = {"benchmark": "known_answer", "case": mesh_path.stem, **(tags or {})}
     start = time.perf_counter()
+    # Under the sweep's parent run when given, so a sweep is one tree; ``priors=oracle`` is set
+    # from what answered (consistent123.priors.provenance), not from a name.
     reconstruct(
-        case_dir, run_dir, cfg, run_name=run_name or f"known_answer/{mesh_path.stem}", tags=all_tags, progress=progress
+        case_dir,
+        run_dir,
+        cfg,
+        run_name=run_name or f"known_answer/{mesh_path.stem}",
+        parent_run_id=parent_run_id,
+        tags=all_tags,
+        progress=progress,
     )
     seconds = time.perf_counter() - start
     record = evaluate_run(run_dir, case_dir, cfg, gt_mesh=case_dir / GROUND_TRUTH, tags=all_tags, progress=progress)

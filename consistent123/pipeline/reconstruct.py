@@ -30,6 +30,7 @@ from consistent123.pipeline.outputs import export_outputs, write_schedule_csv, w
 from consistent123.priors.provenance import loaded_models_record
 from consistent123.priors.registry import load_priors, params_naming_loaded_models
 from consistent123.run_folder import RunFolder
+from consistent123.tracking.cost import RunCost
 from consistent123.tracking.run import RunTracker
 from consistent123.training.checkpoint import config_hash
 from consistent123.training.progress_images import ProgressImages
@@ -143,10 +144,14 @@ def _reconstruct(
         trainer.load_checkpoint(ckpt)
         log.info("resumed from %s at iteration %d", ckpt, trainer.iteration)
     images.attach(trainer)
+    cost = RunCost(
+        folder.cost, device, tracker.run_id, tracker.uri, cfg.tracking.system_metrics_interval_s, ckpt.exists()
+    )
     try:
         trainer.fit(checkpoint_path=ckpt, stop_after=stop_after, progress=progress)
         images.final()
     except BaseException as exc:
+        cost.stop_monitor()
         # A resumed run is set RUNNING again; until then MLflow shows why it stopped. Metrics
         # still buffered go out too (a resumed replay skips them).
         try:
@@ -154,6 +159,7 @@ def _reconstruct(
         except Exception as log_exc:  # the store may be what failed: keep the original error
             log.warning("could not mark the MLflow run as stopped: %s", (str(log_exc).splitlines() or [""])[0][:200])
         raise
+    tracker.log_metrics(cost.finish(), trainer.iteration)
     tracker.flush()
     boundary = trainer.judge.to_dict()
     boundary["t_switch"] = trainer.t_switch
@@ -171,6 +177,7 @@ def _reconstruct(
             folder.schedule,
             folder.config,
             folder.priors_record,
+            folder.cost,
             *exported.values(),
         ]
     )

@@ -99,18 +99,32 @@ def _artifact_root(uri: str) -> str | None:
     return None  # a server decides its own artifact store
 
 
+# MLflow 3's UI opens an experiment on the page of its kind; without this tag it may guess
+# "GenAI" (a traces overview, empty here). The Python library offers no constant for it; the
+# tag and the value are those of mlflow's own UI code (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def ensure_experiment(uri: str | None, name: str) -> str:
-    """Create the database and the experiment once (call before parallel jobs start)."""
+    """Create the database and the experiment once (call before parallel jobs start), marked as a
+    model-training experiment so the UI opens on its runs."""
     uri = resolve_uri(uri)
     client = client_for(uri)
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    with creating(uri):
-        exp = client.get_experiment_by_name(name)  # created by another process while we waited
-        if exp is not None:
-            return exp.experiment_id
-        return client.create_experiment(name, artifact_location=_artifact_root(uri))
+    if exp is None:
+        with creating(uri):
+            exp = client.get_experiment_by_name(name)  # created by another process while we waited
+            if exp is None:
+                exp_id = client.create_experiment(
+                    name, artifact_location=_artifact_root(uri), tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                )
+                return exp_id
+    # An experiment made before the tag, or one whose kind the UI only guessed ("..._inferred");
+    # a kind a user chose is kept.
+    if exp.tags.get(EXPERIMENT_KIND_TAG, "_inferred").endswith("_inferred"):
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
 
 
 @contextmanager
