@@ -115,7 +115,7 @@ def _reconstruct(
     save_config(cfg, folder.config)
     atomic_write_text(folder.config_stamp, fingerprint + "\n")
     device = resolve_device(cfg.train.device)
-    all_tags = {"case": case.name, **(tags or {})}
+    all_tags = {"case": case.name, "train.seed": str(cfg.train.seed), **(tags or {})}
     # The store is checked (and the run opened) before any model loads: a store that cannot be
     # written fails in one line without the minutes of loading.
     tracker = RunTracker.open(
@@ -160,7 +160,7 @@ def _reconstruct(
             log.warning("could not mark the MLflow run as stopped: %s", (str(log_exc).splitlines() or [""])[0][:200])
         raise
     tracker.log_metrics(cost.finish(), trainer.iteration)
-    tracker.flush()
+    tracker.flush_or_keep()  # a server still away fails here in one line, its metrics kept on disk
     boundary = trainer.judge.to_dict()
     boundary["t_switch"] = trainer.t_switch
     boundary["strategy"] = cfg.dynamic.strategy
