@@ -24,9 +24,12 @@ under ``"tags"``):
 ``method``     ``consistent123`` (default when absent)
 ``sweep``      the workflow sweep the run belongs to (``tables --sweep`` keeps one sweep)
 ``priors``     ``real`` (every model pretrained) | ``random`` (any random-weight model: the tiny
-               demo/test models, LPIPS on a random trunk) | ``none`` (no prior loaded) |
+               demo/test models, LPIPS on a random trunk) | ``oracle`` (the ground truth answered
+               for a prior: known-answer runs) | ``none`` (no prior loaded) |
                ``unknown`` (not recorded); set by ``reconstruct`` and ``evaluate`` from the models
                they loaded. Only ``real`` runs are compared with the paper's numbers.
+``seed``       the run's ``train.seed`` (workflow ``seeds``); the tables average over seeds and
+               show the standard deviation across them (absent: seed 0)
 
 ``output_folder``  the run's output folder (absolute path), set when the run is created; a run
                of that folder still RUNNING when the next job starts it afresh was left by a
@@ -52,7 +55,7 @@ from consistent123.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
-TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep", "priors"]
+TAGS = ["benchmark", "case", "category", "variant", "table", "method", "sweep", "priors", "seed"]
 METRICS = ["clip_similarity", "psnr", "lpips", "chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "t_switch"]
 COLUMNS = ["run_id", *TAGS, *METRICS, "source"]
 
@@ -141,11 +144,11 @@ def collect_runs(
 
 
 def latest_per_key(df: pd.DataFrame) -> pd.DataFrame:
-    """One run per (benchmark, case, variant, sweep): a re-run of a case must not be averaged
+    """One run per (benchmark, case, variant, sweep, seed): a re-run of a case must not be averaged
     with its predecessor. Runs with more metrics win, then the newest (MLflow lists newest first)."""
     if df.empty:
         return df
-    keys = [k for k in ("benchmark", "case", "variant", "sweep") if k in df]
+    keys = [k for k in ("benchmark", "case", "variant", "sweep", "seed") if k in df]
     metric_cols = [m for m in METRICS if m in df]
     filled = df[metric_cols].notna().sum(axis=1) if metric_cols else pd.Series(0, index=df.index)
     order = filled.sort_values(ascending=False, kind="stable").index

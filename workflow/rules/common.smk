@@ -162,6 +162,32 @@ for table, spec in config["tables"].items():
 VARIANTS = {k: v for k, v in VARIANTS.items() if v["tables"]}
 
 
+# ------------------------------------------------------------------ seeds
+# Each variant runs once per seed. The seed of the method config keeps the variant's own folder
+# (so a one-seed sweep is unchanged); another seed is the variant "<name>+seed<s>" with the
+# override train.seed=<s>. Its paper label is the variant's, so the tables average over seeds.
+SEEDS = [int(s) for s in config.get("seeds", [0])]  # `--config 'seeds=[0,1]'` hands strings
+if len(set(SEEDS)) < len(SEEDS):
+    _fail(f"seeds: {SEEDS} repeats a seed")
+BASE_SEED = BASE_CFG.train.seed
+
+
+def seeded(name, seed):
+    return name if seed == BASE_SEED else f"{name}+seed{seed}"
+
+
+VARIANTS = {
+    seeded(name, seed): {
+        **entry,
+        "seed": seed,
+        "overrides": entry["overrides"] + ([] if seed == BASE_SEED else [_override("train.seed", seed)]),
+    }
+    for name, entry in VARIANTS.items()
+    for seed in SEEDS
+}
+RUNS = {(b, c, seeded(v, seed)): None for (b, c, v) in RUNS for seed in SEEDS}
+
+
 wildcard_constraints:
     benchmark="|".join(MANIFESTS) or "NONE",
     variant="[^/]+",
@@ -186,7 +212,7 @@ def paper_label(variant):
     """The paper's name of a variant, in eval's tag scheme ("<ablation>=<setting>")."""
     if variant == "default":
         return "default"
-    table, setting = sorted(VARIANTS[variant]["tables"].items())[0]
+    table, setting = sorted(VARIANTS[variant]["tables"].items())[0]  # the same for every seed
     return variant_tag(int(table.removeprefix("table")), setting)
 
 
@@ -194,7 +220,7 @@ def run_tags(wildcards):
     tables = ",".join(sorted(VARIANTS[wildcards.variant]["tables"]))
     return [f"benchmark={wildcards.benchmark}", f"case={wildcards.case}",
             f"variant={paper_label(wildcards.variant)}", f"variant_dir={wildcards.variant}",
-            f"table={tables}", f"sweep={SWEEP}"]
+            f"table={tables}", f"sweep={SWEEP}", f"seed={VARIANTS[wildcards.variant]['seed']}"]
 
 
 def rule_resources(rule_name):
