@@ -293,6 +293,10 @@ def known_answer_dir(obj):
     return f"{SWEEP_DIR}/known_answer/{obj}"
 
 
+def known_answer_metrics():
+    return [f"{known_answer_dir(o)}/metrics.json" for o in known_answer_objects()]
+
+
 def known_answer_outputs():
     if not known_answer_objects():
         return []
@@ -309,7 +313,10 @@ def report_scope():
     """The sweep's runs, tables and stores, as the report_facts rule hands them to its script."""
     return {
         "sweep": SWEEP,
-        "runs": [{"benchmark": b, "case": c, "variant": v, "dir": run_dir(b, v, c)} for (b, c, v) in RUNS],
+        "runs": [{"benchmark": b, "case": c, "variant": v, "dir": run_dir(b, v, c)} for (b, c, v) in RUNS]
+        + [{"benchmark": "known_answer", "case": o, "variant": "oracle", "dir": f"{known_answer_dir(o)}/run"}
+           for o in known_answer_objects()],
+        "seeds": SEEDS,
         "tables": list(config["tables"]),
         "tables_dir": TABLES_DIR,
         "runs_dir": f"{SWEEP_DIR}/runs",
