@@ -331,12 +331,22 @@ def report_front_page():
 
 
 def print_where_outputs_are():
+    # MLflow 3.17's UI opens every experiment on its GenAI overview unless the page's address asks
+    # for "machine_learning" (its GenAI / Model training switch outranks mlflow.experimentKind).
+    import json
+
+    try:
+        recorded = json.loads(Path(f"{SWEEP_DIR}/parent_run.json").read_text())
+        uri, experiment_id = recorded["tracking_uri"], recorded["experiment_id"]
+    except (OSError, ValueError, KeyError):
+        uri, experiment_id = TRACKING_URI, "<id>"
     print(
         "\nConsistent123 workflow finished.\n"
         f"  tables:      {RESULTS}/tables/{SWEEP}/\n"
         f"  meshes:      {SWEEP_DIR}/runs/<benchmark>/<variant>/<case>/mesh.glb\n"
         f"  metrics:     {SWEEP_DIR}/runs/<benchmark>/<variant>/<case>/metrics.json\n"
-        f"  MLflow:      mlflow ui --backend-store-uri {TRACKING_URI}   (experiment {EXPERIMENT!r})\n"
+        f"  MLflow:      mlflow ui --backend-store-uri {uri}   (experiment {EXPERIMENT!r})\n"
+        f"               then open http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning\n"
         f"  report:      snakemake --report {SWEEP_DIR}/report.html\n"
     )
 
