@@ -148,7 +148,8 @@ class OraclePrior:
         self.truth, self.role, self.device = truth, role, torch.device(device)
         self.name = f"oracle-{role}"
         # What answered, for the run's provenance (consistent123.priors.provenance): the truth.
-        self.origin = {"source": f"oracle:{Path(cfg.oracle.mesh).name}", "weights": "oracle"}
+        mesh = Path(cfg.oracle.mesh).name if cfg.oracle.mesh else "the given ground truth"
+        self.origin = {"source": f"oracle:{mesh}", "weights": "oracle"}
         self.num_train_timesteps = cfg.sds.num_train_timesteps
         self.alphas_cumprod = noise_levels(cfg.oracle, self.num_train_timesteps).to(self.device)
         sds = cfg.sds
