@@ -470,6 +470,9 @@ class TrackingConfig(Section):
     # (and before `tables` reads). MLflow's own default retries an unreachable server for about
     # four minutes (7 retries, backoff factor 2); a start that cannot log should fail in seconds.
     connect_timeout_s: PositiveFloat = 20.0
+    # MLflow's own system metrics (CPU, memory, GPU; needs psutil) every this many seconds while
+    # a run trains (MLflow's default, mlflow.system_metrics); 0 turns them off.
+    system_metrics_interval_s: NonNegativeFloat = 10.0
 
 
 # ---------------------------------------------------------------- speed (no effect on the method)

@@ -21,6 +21,7 @@ class RunFolder:
     CONFIG_STAMP = "checkpoints/config_hash"
     RUN_RECORD = "run.json"
     PRIORS_RECORD = "priors.json"
+    COST = "cost.json"
     DONE = "DONE"
     CONFIG = "config.yaml"
     BOUNDARY = "boundary.json"
@@ -59,6 +60,10 @@ class RunFolder:
     @property
     def priors_record(self) -> Path:
         return self.root / self.PRIORS_RECORD
+
+    @property
+    def cost(self) -> Path:
+        return self.root / self.COST
 
     @property
     def done(self) -> Path:

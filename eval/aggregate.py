@@ -30,7 +30,8 @@ under ``"tags"``):
 ``supplied``   ``user`` on rows of meshes a user supplied (``consistent123 evaluate-meshes``):
                another method's outputs, scored beside ours, never compared with the paper
 ``priors``     ``real`` (every model pretrained) | ``random`` (any random-weight model: the tiny
-               demo/test models, LPIPS on a random trunk) | ``none`` (no prior loaded) |
+               demo/test models, LPIPS on a random trunk) | ``oracle`` (the ground truth answered
+               for a prior: known-answer runs) | ``none`` (no prior loaded) |
                ``unknown`` (not recorded); set by ``reconstruct`` and ``evaluate`` from the models
                they loaded. Only ``real`` runs are compared with the paper's numbers.
 ``prior_3d``   the 3D prior variant the run used (``models.prior_3d``: zero123_xl | zero123 |
@@ -38,6 +39,9 @@ under ``"tags"``):
 
 ``lpips_model`` the network LPIPS was computed with (``lpips-v0.1-alex``; ``-RANDOM-BACKBONE``
                appended for the random trunk), set by ``evaluate``; the tables label it.
+
+``seed``       the run's ``train.seed`` (workflow ``seeds``); the tables average over seeds and
+               show the standard deviation across them (absent: seed 0)
 
 ``output_folder``  the run's output folder (absolute path), set when the run is created; a run
                of that folder still RUNNING when the next job starts it afresh was left by a
@@ -77,6 +81,7 @@ TAGS = [
     "supplied",
     "lpips_model",
     "prior_3d",
+    "seed",
 ]
 METRICS = [
     "clip_similarity",
@@ -184,12 +189,12 @@ def collect_runs(
 
 
 def latest_per_key(df: pd.DataFrame) -> pd.DataFrame:
-    """One run per (benchmark, case, variant, sweep, method, protocol): a re-run of a case must
+    """One run per (benchmark, case, variant, sweep, method, protocol, seed): a re-run of a case must
     not be averaged with its predecessor. Runs with more metrics win, then the newest (MLflow
     lists newest first)."""
     if df.empty:
         return df
-    keys = [k for k in ("benchmark", "case", "variant", "sweep", "method", "protocol") if k in df]
+    keys = [k for k in ("benchmark", "case", "variant", "sweep", "method", "protocol", "seed") if k in df]
     metric_cols = [m for m in METRICS if m in df]
     filled = df[metric_cols].notna().sum(axis=1) if metric_cols else pd.Series(0, index=df.index)
     order = filled.sort_values(ascending=False, kind="stable").index

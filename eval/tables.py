@@ -176,8 +176,20 @@ def _mean_or_nan(values: pd.Series) -> tuple[float, int]:
     return (float(values.mean()), int(len(values))) if len(values) else (math.nan, 0)
 
 
+def _cell_value(sel: pd.DataFrame, cell) -> tuple[float, int]:
+    """(value, runs behind it) of one cell over one seed's runs ``sel`` (already filtered)."""
+    if cell.group == "average" and sel["category"].notna().any():
+        # Table 3's last column: mean of the category means
+        means = [_mean_or_nan(g[cell.metric])[0] for _, g in sel.groupby("category")]
+        means = [m for m in means if not math.isnan(m)]
+        return (float(np.mean(means)), int(sel[cell.metric].notna().sum())) if means else (math.nan, 0)
+    # "average" without categories: the paper's 50-image category split is unpublished, so all runs.
+    return _mean_or_nan(sel[cell.metric]) if len(sel) else (math.nan, 0)
+
+
 def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2, 3, 4, 5, 6)) -> pd.DataFrame:
-    """One row per paper cell: table, benchmark, group, setting, metric, paper, ours, diff, n_runs, status."""
+    """One row per paper cell: table, benchmark, group, setting, metric, paper, ours (mean over seeds),
+    std (across seeds; NaN with one seed), n_seeds, diff, n_runs, status."""
     paper = load_paper_numbers() if paper is None else paper
     runs = runs.copy()
     runs["variant"] = runs["variant"].fillna("default").replace(VARIANT_ALIASES)
@@ -191,12 +203,15 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
     # object first: a CSV column with no value at all reads back as float NaN
     runs["protocol"] = runs["protocol"].astype(object).fillna(PAPER_PROTOCOL)
     runs["method"] = runs["method"].astype(object).fillna("consistent123")
+    if "seed" not in runs:  # runs recorded before seeds: one repetition
+        runs["seed"] = None
+    runs["seed"] = runs["seed"].astype(object).fillna("0").astype(str)
     elsewhere = (runs["supplied"] == SUPPLIED) | (runs["protocol"] != PAPER_PROTOCOL)
     extra_runs, runs = runs[elsewhere], runs[~elsewhere]
     out = []
     for cell in paper[paper["table"].isin(list(tables))].itertuples(index=False):
         variant = SETTING_VARIANTS.get(cell.table, {}).get(cell.setting)
-        ours, n, priors, random_lpips, prior_3d = math.nan, 0, "", False, ""
+        ours, std, n, n_seeds, priors, random_lpips, prior_3d = math.nan, math.nan, 0, 0, "", False, ""
         if variant is None:
             status = NOT_REPRODUCED
         else:
@@ -204,19 +219,18 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
             sel = runs[(runs["variant"] == variant) & runs["benchmark"].isin(benches)]
             if cell.metric not in sel:
                 sel = sel.iloc[0:0]
-            if cell.group == "average" and sel["category"].notna().any():
-                # Table 3's last column: mean of the category means
-                means = [_mean_or_nan(g[cell.metric])[0] for _, g in sel.groupby("category")]
-                means = [m for m in means if not math.isnan(m)]
-                ours = float(np.mean(means)) if means else math.nan
-                n = int(sel[cell.metric].notna().sum()) if means else 0
-            elif cell.group == "average":
-                # The paper's 50-image category split is unpublished: average over all runs.
-                ours, n = _mean_or_nan(sel[cell.metric]) if len(sel) else (math.nan, 0)
-            else:
-                if cell.group:
-                    sel = sel[sel["category"] == cell.group]
-                ours, n = _mean_or_nan(sel[cell.metric]) if len(sel) else (math.nan, 0)
+            if cell.group and cell.group != "average":
+                sel = sel[sel["category"] == cell.group]
+            # The cell's value per seed (the paper's one-seed statistic), then mean and standard
+            # deviation across seeds: the spread says how much the number moves from seed to seed.
+            per_seed = [_cell_value(g, cell) for _, g in sel.groupby("seed")] if len(sel) else []
+            per_seed = [(v, k) for v, k in per_seed if k]
+            n = sum(k for _, k in per_seed)
+            n_seeds = len(per_seed)
+            if n_seeds:
+                values = np.array([v for v, _ in per_seed])
+                ours = float(values.mean())
+                std = float(values.std(ddof=1)) if n_seeds > 1 else math.nan
             status = "ok" if n else MISSING
             priors = _priors_of(sel, cell.metric) if n else ""
             random_lpips = bool(n) and _random_lpips(sel, cell.metric)
@@ -230,6 +244,8 @@ def compare(runs: pd.DataFrame, paper: pd.DataFrame | None = None, tables=(1, 2,
                 "metric": cell.metric,
                 "paper": cell.value,
                 "ours": ours,
+                "std": std,
+                "n_seeds": n_seeds,
                 "diff": ours - cell.value if n and priors == REAL else math.nan,
                 "n_runs": n,
                 "status": status,
@@ -276,6 +292,8 @@ def extra_rows(runs: pd.DataFrame) -> list[dict]:
                     "metric": metric,
                     "paper": math.nan,
                     "ours": ours,
+                    "std": math.nan,  # a supplied or other-protocol column: one value per case, no seeds
+                    "n_seeds": 1,
                     "diff": math.nan,
                     "n_runs": n,
                     "status": "ok",
@@ -298,9 +316,13 @@ def format_cell(row) -> str:
     paper = f"{row['paper']:.{d}f}" + ("†" if row.get("note") else "")
     if row["status"] != "ok":
         return f"{row['status']} / {paper}"
+    ours = _number(row["ours"], d)
+    n_seeds = int(row.get("n_seeds", 1) or 1)
+    if n_seeds > 1:  # mean ± standard deviation across seeds, and how many seeds
+        ours = f"{ours} ± {_number(row['std'], d)} (n={n_seeds})"
     if row["priors"] != REAL:  # not comparable: the paper's number beside ours, no difference
-        return f"{_number(row['ours'], d)} / {paper}"
-    return f"{_number(row['ours'], d)} / {paper} ({_number(row['diff'], d, sign=True)})"
+        return f"{ours} / {paper}"
+    return f"{ours} / {paper} ({_number(row['diff'], d, sign=True)})"
 
 
 def banner(cmp: pd.DataFrame, table: int) -> str:
@@ -362,6 +384,9 @@ def _rows(grid: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+SEEDS_LEGEND = "With several seeds, ours reads mean ± standard deviation across seeds (n = seeds)."
+
+
 def _legend(cmp: pd.DataFrame, table: int) -> str:
     if banner(cmp, table):
         text = "Each cell: ours / paper; (ours − paper) only where every run had pretrained priors."
@@ -369,7 +394,7 @@ def _legend(cmp: pd.DataFrame, table: int) -> str:
         text = "Each cell: ours / paper (ours − paper)."
     if (cmp.loc[cmp["table"] == table, "paper"].isna()).any():
         text += " Columns naming a protocol have no paper value: the cell is their number alone."
-    return text + " " + PROTOCOL_NOTE
+    return text + " " + SEEDS_LEGEND + " " + PROTOCOL_NOTE
 
 
 def to_markdown(cmp: pd.DataFrame, table: int) -> str:
@@ -468,6 +493,8 @@ def to_csv_frame(cmp: pd.DataFrame, table: int) -> pd.DataFrame:
         "protocol",
         "paper",
         "ours",
+        "std",
+        "n_seeds",
         "diff",
         "n_runs",
         "status",

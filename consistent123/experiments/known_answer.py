@@ -177,6 +177,7 @@ def known_answer(
     tags: Optional[dict] = None,
     progress: bool = True,
     true_elevation: Optional[float] = None,
+    parent_run_id: Optional[str] = None,
 ) -> dict:
     """``true_elevation``: render the reference view from this elevation (degrees) while the
     pipeline's cameras follow ``cameras.ref_elevation`` (assumed, or estimated when ``auto``).
@@ -194,9 +195,19 @@ def known_answer(
     gt = prepare_ground_truth(source, up_axis, cfg.oracle)
     render_case(gt, case_dir, cfg, caption_of(name), true_elevation)
     cfg = oracle_config(cfg, case_dir / GROUND_TRUTH, true_elevation)
-    all_tags = {"benchmark": "known_answer", "case": name, "prior": "oracle", **(tags or {})}
+    all_tags = {"benchmark": "known_answer", "case": name, **(tags or {})}
     start = time.perf_counter()
-    reconstruct(case_dir, run_dir, cfg, run_name=run_name or f"known_answer/{name}", tags=all_tags, progress=progress)
+    # Under the sweep's parent run when given, so a sweep is one tree; ``priors=oracle`` is set
+    # from what answered (consistent123.priors.provenance), not from a name.
+    reconstruct(
+        case_dir,
+        run_dir,
+        cfg,
+        run_name=run_name or f"known_answer/{name}",
+        parent_run_id=parent_run_id,
+        tags=all_tags,
+        progress=progress,
+    )
     seconds = time.perf_counter() - start
     record = evaluate_run(run_dir, case_dir, cfg, gt_mesh=case_dir / GROUND_TRUTH, tags=all_tags, progress=progress)
     metrics = {k: record["metrics"][k] for k in HEADLINE}

@@ -46,6 +46,7 @@ from consistent123.pipeline.outputs import export_outputs, write_schedule_csv, w
 from consistent123.priors.provenance import loaded_models_record
 from consistent123.priors.registry import load_priors, params_naming_loaded_models
 from consistent123.run_folder import RunFolder
+from consistent123.tracking.cost import RunCost
 from consistent123.tracking.run import RunTracker
 from consistent123.tracking.store import check_store, resolve_uri
 from consistent123.training import memory_projection, perf
@@ -161,7 +162,12 @@ class _Job:
             run_name=run_name or case.name,
             params=params_naming_loaded_models(cfg),
             parent_run_id=parent_run_id,
-            tags={"case": case.name, "prior_3d": cfg.models.prior_3d, **(tags or {})},
+            tags={
+                "case": case.name,
+                "prior_3d": cfg.models.prior_3d,
+                "train.seed": str(cfg.train.seed),
+                **(tags or {}),
+            },
         )
         self.tracker: Optional[RunTracker] = None
 
@@ -284,9 +290,16 @@ def _train_and_export(job: _Job, stop_after: Optional[int], progress: bool, reac
     tracker = job.tracker
     images.attach(trainer)
     reached.add("training")
-    trainer.fit(checkpoint_path=ckpt, stop_after=stop_after, progress=progress)
-    images.final()
-    tracker.flush()
+    cost = RunCost(
+        folder.cost, job.device, tracker.run_id, tracker.uri, cfg.tracking.system_metrics_interval_s, ckpt.exists()
+    )
+    try:
+        trainer.fit(checkpoint_path=ckpt, stop_after=stop_after, progress=progress)
+        images.final()
+    finally:
+        cost.stop_monitor()
+    tracker.log_metrics(cost.finish(), trainer.iteration)
+    tracker.flush_or_keep()  # a server still away fails here in one line, its metrics kept on disk
     boundary = trainer.judge.to_dict()
     boundary["t_switch"] = trainer.t_switch
     boundary["strategy"] = cfg.dynamic.strategy
@@ -303,6 +316,7 @@ def _train_and_export(job: _Job, stop_after: Optional[int], progress: bool, reac
             folder.schedule,
             folder.config,
             folder.priors_record,
+            folder.cost,
             *exported.values(),
         ]
     )

@@ -150,6 +150,9 @@ class OraclePrior:
             raise ValueError(f"oracle role must be '3d' or '2d', got {role!r}")
         self.truth, self.role, self.device = truth, role, torch.device(device)
         self.name = f"oracle-{role}"
+        # What answered, for the run's provenance (consistent123.priors.provenance): the truth.
+        mesh = Path(cfg.oracle.mesh).name if cfg.oracle.mesh else "the given ground truth"
+        self.origin = {"source": f"oracle:{mesh}", "weights": "oracle"}
         self.num_train_timesteps = cfg.sds.num_train_timesteps
         self.alphas_cumprod = noise_levels(cfg.oracle, self.num_train_timesteps).to(self.device)
         sds = cfg.sds

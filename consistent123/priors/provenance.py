@@ -13,7 +13,7 @@ from pathlib import Path
 
 from consistent123.priors.standins.constants import MANIFEST
 
-RANDOM, REAL, NO_PRIORS, UNKNOWN = "random", "real", "none", "unknown"
+RANDOM, REAL, NO_PRIORS, UNKNOWN, ORACLE = "random", "real", "none", "unknown", "oracle"
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,23 @@ def origin_of(model) -> dict[str, str] | None:
 
 
 def priors_kind(origins) -> str:
-    """ "random" when any model has random weights, "real" when all are pretrained, "none" without models."""
+    """ "oracle" when the ground truth answered for a prior (whatever else was loaded: the oracle
+    decides what the run measures), "random" when any model has random weights, "real" when all
+    are pretrained, "none" without models."""
     weights = [o["weights"] for o in origins if o]
     if not weights:
         return NO_PRIORS
+    if ORACLE in weights:
+        return ORACLE
     return RANDOM if RANDOM in weights else REAL
 
 
 def evaluation_kind(run_kind: str, metric_kind: str) -> str:
-    """A scored run's kind: random when the run's priors or the metric models are random-weight;
-    a run without priors ("none") or without a record ("unknown") keeps that; else real."""
+    """A scored run's kind: an oracle run stays "oracle" (the truth answered, whatever scored it);
+    random when the run's priors or the metric models are random-weight; a run without priors
+    ("none") or without a record ("unknown") keeps that; else real."""
+    if run_kind == ORACLE:
+        return ORACLE
     if RANDOM in (run_kind, metric_kind):
         return RANDOM
     return run_kind if run_kind != REAL else metric_kind
@@ -99,7 +106,8 @@ def loaded_models_record(models: dict) -> dict:
     tags = {"priors": kind}
     tags.update(
         {
-            f"model.{name}": o["source"] + (" (random weights)" if o["weights"] == RANDOM else "")
+            f"model.{name}": o["source"]
+            + {RANDOM: " (random weights)", ORACLE: " (ground truth)"}.get(o["weights"], "")
             for name, o in origins.items()
         }
     )

@@ -71,9 +71,19 @@ def _source(cfg: Config, key: str) -> str:
 
 def params_naming_loaded_models(cfg: Config) -> dict:
     """The config as MLflow params, each model entry naming the source the registry loads (the
-    tiny model's folder when the tiny models are used, never a hub id that was not used)."""
+    tiny model's folder when the tiny models are used, never a hub id that was not used). A
+    prior role the oracle takes names no model: ``models.zero123`` / ``models.stable_diffusion``
+    are dropped then (``models.prior_3d`` / ``prior_2d`` = oracle say what answered)."""
     params = cfg.model_dump(mode="json")
     sources = model_sources(cfg)
+    replaced = {
+        "zero123": cfg.models.prior_3d != "zero123",
+        "stable_diffusion": cfg.models.prior_2d != "stable_diffusion",
+    }
+    for key, by_oracle in replaced.items():
+        if by_oracle:
+            params["models"].pop(key, None)
+            sources.pop(key, None)
     for key in ("zero123", "stable_diffusion", "clip_judge", "captioner", "depth", "segmenter"):
         if key in sources:
             params["models"][key] = sources[key]

@@ -8,6 +8,13 @@ the fluent API, so no global "active run" state leaks between runs in one proces
 History is exact across kills: the caller flushes the buffer before each checkpoint, and a
 resumed run skips every (metric, step) the store already holds, so replaying the iterations
 after the last checkpoint adds no duplicate and leaves no gap.
+
+A tracking server lost mid-run does not stop training: a flush the store refuses keeps its
+metrics in the buffer (one warning line naming the URI) and the next flush (every
+``flush_every`` values and at every checkpoint) sends them once the server answers again. If it
+still does not answer when the run ends, the unsent metrics are written to
+``OUT/unsent_metrics.json`` and the job fails in one line; re-running it sends them first.
+Progress images the store refuses are skipped (they are previews; the final views are files).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from typing import Any, Iterable, Mapping
 from consistent123.io import atomic_write_json, move_aside
 from consistent123.run_folder import RunFolder
 from consistent123.tracking.store import check_store_writable, client_for, ensure_experiment, resolve_uri
+
+UNSENT = "unsent_metrics.json"  # metrics a lost server never took, beside run.json
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +132,26 @@ def announce(run_json: str | Path, when: str) -> None:
 class RunTracker:
     """One MLflow run bound to an output folder; buffered metrics; resumable."""
 
-    def __init__(self, uri: str, run_id: str, flush_every: int = 200, resumed: bool = False):
+    def __init__(
+        self,
+        uri: str,
+        run_id: str,
+        flush_every: int = 200,
+        resumed: bool = False,
+        unsent_file: str | Path | None = None,
+    ):
         self.uri = uri
         self.run_id = run_id
         self.resumed = resumed  # the run existed before this job (its history is in the store)
         self.client = client_for(uri)
         self.flush_every = flush_every
+        self.unsent_file = Path(unsent_file) if unsent_file else None
         self._buffer: list = []
         self._logged: set[tuple[str, int]] = set()  # (key, step) already in the store
         self.experiment: str | None = None
+        self._store_down = False  # the last flush was refused (warned once per outage)
+        self.refused_flushes = 0
+        self._load_unsent()
 
     def load_history(self) -> int:
         """Remember every (metric, step) the run already holds, so a replay logs none of them twice."""
@@ -192,7 +212,7 @@ class RunTracker:
                     "run_name": run_name,
                 },
             )
-        tracker = cls(uri, run_id, resumed=resumed)
+        tracker = cls(uri, run_id, resumed=resumed, unsent_file=Path(out_dir) / UNSENT)
         tracker.experiment = json.loads(run_json.read_text()).get("experiment", experiment)
         log.info("logging to %s", where(uri, tracker.experiment, run_id))
         if resumed:
@@ -232,10 +252,66 @@ class RunTracker:
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
-    def flush(self) -> None:
+    def _load_unsent(self) -> None:
+        """Metrics an earlier job of this folder could not send go out first."""
+        from mlflow.entities import Metric
+
+        if self.unsent_file is None or not self.unsent_file.is_file():
+            return
+        rows = json.loads(self.unsent_file.read_text())
+        self._buffer = [Metric(r["key"], r["value"], r["timestamp"], r["step"]) for r in rows] + self._buffer
+        self._logged.update((r["key"], r["step"]) for r in rows)
+        log.info("%d metric values a lost tracking server never took: sending them", len(rows))
+
+    def _persist(self) -> None:
+        if self.unsent_file is not None and self.unsent_file.parent.is_dir():
+            atomic_write_json(
+                self.unsent_file,
+                [{"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step} for m in self._buffer],
+            )
+
+    def try_flush(self) -> bool:
+        """Send the buffer; a store that refuses keeps it for the next try. True when all went."""
         while self._buffer:
-            chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
-            self.client.log_batch(self.run_id, metrics=chunk)
+            chunk = self._buffer[:1000]
+            try:
+                self.client.log_batch(self.run_id, metrics=chunk)
+            except Exception as exc:
+                self.refused_flushes += 1
+                if not self._store_down:
+                    why = (str(exc).splitlines() or [exc.__class__.__name__])[0][:160]
+                    log.warning(
+                        "tracking store %s refused metrics (%s): training goes on, %d values kept to send later",
+                        self.uri,
+                        why,
+                        len(self._buffer),
+                    )
+                self._store_down = True
+                self._persist()  # a kill while the server is away loses nothing either
+                return False
+            self._buffer = self._buffer[1000:]
+        if self._store_down:
+            log.warning("tracking store %s answers again: kept metrics sent", self.uri)
+            self._store_down = False
+        if self.unsent_file is not None:
+            self.unsent_file.unlink(missing_ok=True)
+        return True
+
+    def flush(self) -> None:
+        """Send what can be sent; never stops training (see the module's note on a lost server)."""
+        self.try_flush()
+
+    def flush_or_keep(self) -> None:
+        """At the end of a run: send the buffer, or write it to ``unsent_metrics.json`` and fail in one line."""
+        from consistent123.errors import TrackingError
+
+        if self.try_flush():
+            return
+        if self.unsent_file is not None:
+            where = f"kept in {self.unsent_file}; re-run the job to send them"
+        else:
+            where = "lost"
+        raise TrackingError(f"tracking store {self.uri} does not answer: {len(self._buffer)} metric values {where}")
 
     def log_artifacts(self, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
         for p in paths:
@@ -248,13 +324,17 @@ class RunTracker:
                 self.client.log_artifact(self.run_id, str(p), artifact_path=artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:
-        self.flush()
+        self.flush_or_keep()
         self.client.set_terminated(self.run_id, status=status)
         log.info("%s: logged to %s", status, where(self.uri, self.experiment, self.run_id))
 
     def log_image(self, image, artifact_file: str) -> None:
-        """One RGB image (uint8 [H, W, 3]) as an artifact, e.g. ``progress/check_views_it000500.png``."""
-        self.client.log_image(self.run_id, image, artifact_file=artifact_file)
+        """One RGB image (uint8 [H, W, 3]) as an artifact, e.g. ``progress/check_views_it000500.png``;
+        skipped with a warning when the store refuses it (a preview must not stop training)."""
+        try:
+            self.client.log_image(self.run_id, image, artifact_file=artifact_file)
+        except Exception as exc:
+            log.warning("progress image %s not logged (%s)", artifact_file, (str(exc).splitlines() or [""])[0][:160])
 
 
 def log_to_run(

@@ -52,12 +52,33 @@ def check_store_exists(uri: str) -> None:
         raise TrackingError(f"tracking URI {uri}: {path} does not exist (nothing has been logged there)")
 
 
-def check_store_writable(uri: str) -> None:
-    """For writers: a read-only local store fails here in one line, not deep inside SQLAlchemy."""
+def is_server(uri: str) -> bool:
+    return urlparse(uri).scheme in ("http", "https")
+
+
+def check_server_answers(uri: str, timeout_s: float = 10.0) -> None:
+    """A tracking server that does not answer its ``/health`` fails here in one line naming the
+    URI, before any training (MLflow's own client would retry for minutes, then fail deep inside)."""
+    import requests
+
+    from consistent123.errors import TrackingError
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
+    except requests.RequestException as exc:
+        why = exc.__class__.__name__
+        raise TrackingError(f"tracking server {uri} does not answer ({why}): start it or set tracking.uri") from None
+
+
+def check_store_writable(uri: str, timeout_s: float = 10.0) -> None:
+    """For writers: a read-only local store fails here in one line, not deep inside SQLAlchemy;
+    a tracking server that does not answer, too."""
     from consistent123.errors import TrackingError
 
     path = local_store_path(uri)
     if path is None:
+        if is_server(uri):
+            check_server_answers(uri, timeout_s)
         return
     # SQLite also writes a journal beside the database, so its folder must be writable too.
     for p in (path, path.parent) if path.exists() else (path.parent,):
@@ -114,7 +135,7 @@ def check_store(uri: str, timeout_s: float, write: bool = True) -> None:
     from consistent123.errors import TrackingError
 
     if write:
-        check_store_writable(uri)
+        check_store_writable(uri, timeout_s)
     else:
         check_store_exists(uri)
     check_sqlite_file(uri, timeout_s)
@@ -147,10 +168,20 @@ def _first_use(uri: str, create: bool) -> Iterator[None]:
         yield
 
 
+# MLflow retries a request to a server 7 times with exponential backoff (minutes in all); a
+# lost server would stall training that long at every flush. A job retries 3 times in ~15 s
+# and keeps its metrics instead (consistent123.tracking.run); the environment still wins.
+SERVER_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
 def client_for(uri: str, create: bool = True):
     """A client whose store exists: building it the first time (schema migration of a new
     SQLite file) happens under the store's lock, so concurrent first writers cannot collide."""
     from mlflow.tracking import MlflowClient
+
+    if is_server(uri):
+        for key, value in SERVER_RETRIES.items():
+            os.environ.setdefault(key, value)
 
     with _first_use(uri, create):
         client = MlflowClient(tracking_uri=uri)  # opens, and if new creates, the store
@@ -164,18 +195,37 @@ def _artifact_root(uri: str) -> str | None:
     return None  # a server decides its own artifact store
 
 
+# MLflow 3's UI opens an experiment on the page of its kind; without this tag it may guess
+# "GenAI" (a traces overview, empty here). The Python library offers no constant for it; the
+# tag and the value are those of mlflow's own UI code (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def ensure_experiment(uri: str | None, name: str) -> str:
-    """Create the database and the experiment once (call before parallel jobs start)."""
+    """Create the database and the experiment once (call before parallel jobs start), marked as a
+    model-training experiment so the UI opens on its runs."""
     uri = resolve_uri(uri)
     client = client_for(uri)
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    with creating(uri):
-        exp = client.get_experiment_by_name(name)  # created by another process while we waited
-        if exp is not None:
-            return exp.experiment_id
-        return client.create_experiment(name, artifact_location=_artifact_root(uri))
+    if exp is None:
+        with creating(uri):
+            exp = client.get_experiment_by_name(name)  # created by another process while we waited
+            if exp is None:
+                try:
+                    return client.create_experiment(
+                        name, artifact_location=_artifact_root(uri), tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                    )
+                except Exception as exc:
+                    # A server has no lock file: a job on another node may have created it first.
+                    if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    exp = client.get_experiment_by_name(name)
+    # An experiment made before the tag, or one whose kind the UI only guessed ("..._inferred");
+    # a kind a user chose is kept.
+    if exp.tags.get(EXPERIMENT_KIND_TAG, "_inferred").endswith("_inferred"):
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
 
 
 @contextmanager

@@ -3,7 +3,9 @@ and the report as its artifacts."""
 
 from __future__ import annotations
 
+import csv
 import json
+import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -38,5 +40,67 @@ def finish_parent_run(parent_json: str | Path, status: str, artifacts: Mapping[s
     tracker = RunTracker(recorded["tracking_uri"], recorded["run_id"])
     for folder, paths in artifacts.items():
         tracker.log_artifacts([p for p in paths if Path(p).exists()], artifact_path=folder)
+    summarise_children(tracker)
     tracker.finish(status)
     return True
+
+
+CHILD_COLUMNS = [
+    "run_name",
+    "run_id",
+    "status",
+    "priors",
+    "seed",
+    "cost.wall_s",
+    "cost.device_hours",
+    "cost.peak_memory_mb",
+]
+MOST_EXPENSIVE = 5  # cases named in the parent's `cost.most_expensive` tag
+
+
+def child_runs(client, parent_run_id: str) -> list:
+    """Every run nested under the parent (reconstructions and known-answer runs alike)."""
+    parent = client.get_run(parent_run_id)
+    return client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=50000
+    )
+
+
+def child_rows(runs) -> list[dict]:
+    """One row per child run: name, id, status, priors, seed and its cost, most expensive first."""
+    rows = []
+    for run in runs:
+        tags, metrics = run.data.tags, run.data.metrics
+        rows.append(
+            {
+                "run_name": run.info.run_name,
+                "run_id": run.info.run_id,
+                "status": run.info.status,
+                "priors": tags.get("priors", "unknown"),
+                "seed": tags.get("train.seed", ""),
+                **{k: metrics.get(k, "") for k in CHILD_COLUMNS[5:]},
+            }
+        )
+    return sorted(rows, key=lambda r: -(r["cost.device_hours"] or 0.0))
+
+
+def summarise_children(tracker: RunTracker) -> list[dict]:
+    """The parent lists its children (artifact ``runs/children.csv``), sums their device-hours
+    (metric ``cost.device_hours_total``) and names the most expensive (tag ``cost.most_expensive``)."""
+    rows = child_rows(child_runs(tracker.client, tracker.run_id))
+    total = sum(r["cost.device_hours"] or 0.0 for r in rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "children.csv"
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CHILD_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        tracker.log_artifacts([path], artifact_path="runs")
+    tracker.log_metrics({"cost.device_hours_total": total, "children": len(rows)}, step=0)
+    top = [
+        f"{r['run_name']} ({r['cost.device_hours']:.4f} h)"
+        for r in rows[:MOST_EXPENSIVE]
+        if r["cost.device_hours"] != ""
+    ]
+    tracker.set_tags({"cost.most_expensive": "; ".join(top)[:5000] or "(no run logged its cost)"})
+    return rows

@@ -163,6 +163,32 @@ for table, spec in config["tables"].items():
 VARIANTS = {k: v for k, v in VARIANTS.items() if v["tables"]}
 
 
+# ------------------------------------------------------------------ seeds
+# Each variant runs once per seed. The seed of the method config keeps the variant's own folder
+# (so a one-seed sweep is unchanged); another seed is the variant "<name>+seed<s>" with the
+# override train.seed=<s>. Its paper label is the variant's, so the tables average over seeds.
+SEEDS = [int(s) for s in config.get("seeds", [0])]  # `--config 'seeds=[0,1]'` hands strings
+if len(set(SEEDS)) < len(SEEDS):
+    _fail(f"seeds: {SEEDS} repeats a seed")
+BASE_SEED = BASE_CFG.train.seed
+
+
+def seeded(name, seed):
+    return name if seed == BASE_SEED else f"{name}+seed{seed}"
+
+
+VARIANTS = {
+    seeded(name, seed): {
+        **entry,
+        "seed": seed,
+        "overrides": entry["overrides"] + ([] if seed == BASE_SEED else [_override("train.seed", seed)]),
+    }
+    for name, entry in VARIANTS.items()
+    for seed in SEEDS
+}
+RUNS = {(b, c, seeded(v, seed)): None for (b, c, v) in RUNS for seed in SEEDS}
+
+
 wildcard_constraints:
     benchmark="|".join(MANIFESTS) or "NONE",
     variant="[^/]+",
@@ -187,7 +213,7 @@ def paper_label(variant):
     """The paper's name of a variant, in eval's tag scheme ("<ablation>=<setting>")."""
     if variant == "default":
         return "default"
-    table, setting = sorted(VARIANTS[variant]["tables"].items())[0]
+    table, setting = sorted(VARIANTS[variant]["tables"].items())[0]  # the same for every seed
     return variant_tag(int(table.removeprefix("table")), setting)
 
 
@@ -195,7 +221,7 @@ def run_tags(wildcards):
     tables = ",".join(sorted(VARIANTS[wildcards.variant]["tables"]))
     return [f"benchmark={wildcards.benchmark}", f"case={wildcards.case}",
             f"variant={paper_label(wildcards.variant)}", f"variant_dir={wildcards.variant}",
-            f"table={tables}", f"sweep={SWEEP}"]
+            f"table={tables}", f"sweep={SWEEP}", f"seed={VARIANTS[wildcards.variant]['seed']}"]
 
 
 def rule_resources(rule_name):
@@ -273,6 +299,10 @@ def known_answer_dir(obj):
     return f"{SWEEP_DIR}/known_answer/{obj}"
 
 
+def known_answer_metrics():
+    return [f"{known_answer_dir(o)}/metrics.json" for o in known_answer_objects()]
+
+
 def known_answer_outputs():
     if not known_answer_objects():
         return []
@@ -289,7 +319,10 @@ def report_scope():
     """The sweep's runs, tables and stores, as the report_facts rule hands them to its script."""
     return {
         "sweep": SWEEP,
-        "runs": [{"benchmark": b, "case": c, "variant": v, "dir": run_dir(b, v, c)} for (b, c, v) in RUNS],
+        "runs": [{"benchmark": b, "case": c, "variant": v, "dir": run_dir(b, v, c)} for (b, c, v) in RUNS]
+        + [{"benchmark": "known_answer", "case": o, "variant": "oracle", "dir": f"{known_answer_dir(o)}/run"}
+           for o in known_answer_objects()],
+        "seeds": SEEDS,
         "tables": list(config["tables"]),
         "tables_dir": TABLES_DIR,
         "runs_dir": f"{SWEEP_DIR}/runs",
@@ -304,12 +337,22 @@ def report_front_page():
 
 
 def print_where_outputs_are():
+    # MLflow 3.17's UI opens every experiment on its GenAI overview unless the page's address asks
+    # for "machine_learning" (its GenAI / Model training switch outranks mlflow.experimentKind).
+    import json
+
+    try:
+        recorded = json.loads(Path(f"{SWEEP_DIR}/parent_run.json").read_text())
+        uri, experiment_id = recorded["tracking_uri"], recorded["experiment_id"]
+    except (OSError, ValueError, KeyError):
+        uri, experiment_id = TRACKING_URI, "<id>"
     print(
         "\nConsistent123 workflow finished.\n"
         f"  tables:      {RESULTS}/tables/{SWEEP}/\n"
         f"  meshes:      {SWEEP_DIR}/runs/<benchmark>/<variant>/<case>/mesh.glb\n"
         f"  metrics:     {SWEEP_DIR}/runs/<benchmark>/<variant>/<case>/metrics.json\n"
-        f"  MLflow:      mlflow ui --backend-store-uri {TRACKING_URI}   (experiment {EXPERIMENT!r})\n"
+        f"  MLflow:      mlflow ui --backend-store-uri {uri}   (experiment {EXPERIMENT!r})\n"
+        f"               then open http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning\n"
         f"  report:      snakemake --report {SWEEP_DIR}/report.html\n"
     )
 

@@ -35,7 +35,7 @@ if KNOWN_ANSWER:
         conda:
             CONDA_ENV
         shell:
-            "{params.python:q} {params.cli:q} --log {log:q} --threads {threads} -- "
+            "{params.python:q} {params.cli:q} --log {log:q} --threads {threads} --parent-run {input.parent:q} -- "
             "known-answer {input.mesh:q} --out {params.out:q} --up-axis {params.up_axis:q} "
             "--config {input.config:q} --run-name {params.run_name:q} --no-progress {params.overrides:q} "
             "--tags {params.tags:q}"

@@ -71,6 +71,7 @@ rule report_facts:
     never from config names): facts.json, and the front page rendered from it."""
     input:
         metrics=all_metrics(),
+        known_answer=known_answer_metrics(),
         template=workflow.source_path("../report/workflow.rst"),
     output:
         facts=f"{SWEEP_DIR}/report/facts.json",

@@ -47,6 +47,30 @@ def priors_text(kinds: Counter) -> str:
     )
 
 
+MOST_EXPENSIVE = 3  # runs the front page names
+
+
+def cost_facts(folders) -> dict:
+    """Device-hours summed over the runs' ``cost.json`` and the most expensive runs."""
+    costs = []
+    for folder in folders:
+        try:
+            costs.append((json.loads((folder / "cost.json").read_text()), folder))
+        except (OSError, ValueError):
+            continue
+    costs.sort(key=lambda item: -item[0]["device_hours"])
+    peak = max(costs, key=lambda item: item[0]["peak_memory_mb"], default=None)
+    return {
+        "n_costed": len(costs),
+        "device_hours": sum(c["device_hours"] for c, _ in costs),
+        "most_expensive": [
+            f"``{f}``: {c['device_hours']:.4f} h ({c['wall_s']:.0f} s on {c['device']})"
+            for c, f in costs[:MOST_EXPENSIVE]
+        ],
+        "peak_memory": f"{peak[0]['peak_memory_mb']:.0f} MiB ({peak[0]['memory_kind']}, ``{peak[1]}``)" if peak else "",
+    }
+
+
 def report_facts(scope: dict) -> dict:
     kinds, models, finished = Counter(), {}, 0
     by_benchmark = {}
@@ -76,6 +100,9 @@ def report_facts(scope: dict) -> dict:
         "models": [
             f"``{name}``: " + "; ".join(f"``{s}``" for s in sorted(sources)) for name, sources in sorted(models.items())
         ],
+        "seeds": ", ".join(str(s) for s in scope.get("seeds", [0])),
+        "n_seeds": len(scope.get("seeds", [0])),
+        "cost": cost_facts(Path(run["dir"]) for run in scope["runs"]),
         "tables_dir": scope["tables_dir"],
         "runs_dir": scope["runs_dir"],
         "tracking_uri": scope["tracking_uri"],
