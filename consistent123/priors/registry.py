@@ -76,10 +76,7 @@ def params_naming_loaded_models(cfg: Config) -> dict:
     are dropped then (``models.prior_3d`` / ``prior_2d`` = oracle say what answered)."""
     params = cfg.model_dump(mode="json")
     sources = model_sources(cfg)
-    replaced = {
-        "zero123": cfg.models.prior_3d != "zero123",
-        "stable_diffusion": cfg.models.prior_2d != "stable_diffusion",
-    }
+    replaced = {"zero123": cfg.models.prior_3d == "oracle", "stable_diffusion": cfg.models.prior_2d == "oracle"}
     for key, by_oracle in replaced.items():
         if by_oracle:
             params["models"].pop(key, None)

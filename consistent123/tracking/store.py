@@ -67,7 +67,9 @@ def check_server_answers(uri: str, timeout_s: float = 10.0) -> None:
         requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
     except requests.RequestException as exc:
         why = exc.__class__.__name__
-        raise TrackingError(f"tracking server {uri} does not answer ({why}): start it or set tracking.uri") from None
+        raise TrackingError(
+            f"tracking store {uri} (a server) does not answer within {timeout_s:g} s ({why}): start it or set tracking.uri"
+        ) from None
 
 
 def check_store_writable(uri: str, timeout_s: float = 10.0) -> None:

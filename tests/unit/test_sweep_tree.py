@@ -47,7 +47,7 @@ def test_params_name_no_prior_the_oracle_replaced(roles, named):
     cfg = config_from_dict({}, [f"{k}={v}" for k, v in roles.items()])
     params = params_naming_loaded_models(cfg)
     assert {"zero123", "stable_diffusion"} & set(params["models"]) == named
-    assert params["models"]["prior_3d"] == roles.get("models.prior_3d", "zero123")
+    assert params["models"]["prior_3d"] == roles.get("models.prior_3d", "zero123_xl")
 
 
 def test_the_experiment_opens_on_its_runs(tmp_path):
