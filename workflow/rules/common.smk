@@ -352,9 +352,13 @@ def print_where_outputs_are():
         f"  meshes:      {SWEEP_DIR}/runs/<benchmark>/<variant>/<case>/mesh.glb\n"
         f"  metrics:     {SWEEP_DIR}/runs/<benchmark>/<variant>/<case>/metrics.json\n"
         f"  MLflow:      mlflow ui --backend-store-uri {uri}   (experiment {EXPERIMENT!r})\n"
-        f"               then open http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning\n"
-        f"  report:      snakemake --report {SWEEP_DIR}/report.html\n"
+        f"               then open http://127.0.0.1:5000/#/experiments/{experiment_id}?workflowType=machine_learning"
     )
+    # Name only files that exist: the report is written by finish_sweep when the tables are done.
+    if Path(REPORT_HTML).is_file():
+        print(f"  report:      {REPORT_HTML}\n")
+    else:
+        print(f"  report:      not written; make it with: snakemake --report {REPORT_HTML}\n")
 
 
 def finish_sweep(status):
