@@ -16,7 +16,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -188,14 +188,30 @@ def input_html(photo: Path, label: str) -> str:
 
 
 # ---------------------------------------------------------------- the page
-def run_page(out_dir: str | Path, title: str, photo: str | Path | None = None, photo_label: str = "input") -> str:
+def image_html(path: Path, label: str) -> str:
+    """A PNG of the run (e.g. the known-answer cross-section), embedded with its caption."""
+    return (
+        f'<figure><img alt="{html.escape(label)}" src="{data_uri(path.read_bytes(), "image/png")}" '
+        f'width="{VIEWER_SIZE}"><figcaption>{html.escape(label)}</figcaption></figure>'
+    )
+
+
+def run_page(
+    out_dir: str | Path,
+    title: str,
+    photo: str | Path | None = None,
+    photo_label: str = "input",
+    images: Sequence[tuple[str | Path, str]] = (),
+) -> str:
     """The page of the reconstruction in ``out_dir`` (its metrics.json, mesh.glb, turntable, views),
-    with ``photo`` (the preprocessed input) first when given."""
+    with ``photo`` (the preprocessed input) first when given and ``images`` ((PNG, caption) pairs
+    that exist) after the turntable."""
     out_dir = Path(out_dir)
     folder = RunFolder(out_dir)
     record = json.loads(folder.metrics.read_text()) if folder.metrics.is_file() else {}
     pictures = (input_html(Path(photo), photo_label) if photo else "") + viewer_html(folder / RunFolder.MESH_GLB)
     pictures += turntable_html(out_dir)
+    pictures += "".join(image_html(Path(path), label) for path, label in images if Path(path).is_file())
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style>{model_viewer_script()}</head>"

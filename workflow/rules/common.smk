@@ -304,9 +304,11 @@ def known_answer_metrics():
 
 
 def known_answer_outputs():
+    """The known-answer table and one report page per object (an oracle run)."""
     if not known_answer_objects():
         return []
-    return [f"{SWEEP_DIR}/known_answer/known_answer.md"]
+    pages = [f"{SWEEP_DIR}/report/known_answer/{obj}.html" for obj in known_answer_objects()]
+    return [f"{SWEEP_DIR}/known_answer/known_answer.md", *pages]
 
 
 def known_answer_overrides(wildcards):

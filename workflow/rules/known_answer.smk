@@ -55,3 +55,24 @@ if KNOWN_ANSWER:
             CONDA_ENV
         script:
             "../scripts/known_answer_table.py"
+
+    rule known_answer_page:
+        """The report's page of one known-answer object: the oracle run's mesh in the viewer, its
+        turntable, metrics, and the cross-section and top-down images against the truth."""
+        input:
+            metrics=f"{SWEEP_DIR}/known_answer/{{obj}}/metrics.json",
+        output:
+            report(
+                f"{SWEEP_DIR}/report/known_answer/{{obj}}.html",
+                caption="../report/known_answer.rst",
+                category="Known answer (oracle prior)",
+                labels={"object": "{obj}"},
+            ),
+        log:
+            f"{SWEEP_DIR}/logs/known_answer_page/{{obj}}.log",
+        benchmark:
+            f"{SWEEP_DIR}/benchmarks/known_answer_page/{{obj}}.tsv"
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/known_answer_page.py"
