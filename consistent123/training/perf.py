@@ -1,7 +1,7 @@
 """The speed switches of ``cfg.perf``, applied from outside the method's code.
 
 Each switch leaves what is optimised unchanged (tests/integration/test_perf.py compares losses and
-gradients with the plain path on the CPU); ``benchmarks/iteration_speed.py`` times them.
+gradients with the plain path on the CPU); ``perf/iteration_speed.py`` times them.
 """
 
 from __future__ import annotations
