@@ -162,7 +162,7 @@ def evaluate_run(
     if log_mlflow and run:
         from consistent123.tracking.run import announce
 
-        announce(folder.run_record, "logging to")
+        announce(run, "logging to")  # the record read above
     all_tags = {
         "case": case_dir.name,
         **_tracked_tags(run if log_mlflow else None, folder.run_record, cfg.tracking.connect_timeout_s),

@@ -123,9 +123,8 @@ def where(uri: str, experiment: str | None, run_id: str) -> str:
     return f"MLflow run {run_id} (experiment {experiment!r}, tracking URI {uri})"
 
 
-def announce(run_json: str | Path, when: str) -> None:
-    """Log where the run recorded in ``run_json`` lives (``when``: "logging to", "logged to")."""
-    recorded = json.loads(Path(run_json).read_text())
+def announce(recorded: Mapping[str, Any], when: str) -> None:
+    """Log where the run of a run.json record lives (``when``: "logging to", "logged to")."""
     log.info("%s %s", when, where(recorded["tracking_uri"], recorded.get("experiment"), recorded["run_id"]))
 
 
@@ -213,7 +212,8 @@ class RunTracker:
                 },
             )
         tracker = cls(uri, run_id, resumed=resumed, unsent_file=Path(out_dir) / UNSENT)
-        tracker.experiment = json.loads(run_json.read_text()).get("experiment", experiment)
+        # run.json's record: the one read when resuming, the one written above otherwise
+        tracker.experiment = recorded.get("experiment", experiment) if resumed else experiment
         log.info("logging to %s", where(uri, tracker.experiment, run_id))
         if resumed:
             log.info("run %s holds %d metric points; a replay skips them", run_id, tracker.load_history())
@@ -224,7 +224,9 @@ class RunTracker:
     @classmethod
     def from_run_json(cls, run_json: str | Path) -> "RunTracker":
         recorded = json.loads(Path(run_json).read_text())
-        return cls(recorded["tracking_uri"], recorded["run_id"])
+        tracker = cls(recorded["tracking_uri"], recorded["run_id"])
+        tracker.experiment = recorded.get("experiment")
+        return tracker
 
     # ------------------------------------------------------------ logging
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -351,4 +353,4 @@ def log_to_run(
     tracker.log_artifacts(artifacts)
     if tags:
         tracker.set_tags(tags)
-    announce(run_json, "logged to")
+    log.info("logged to %s", where(tracker.uri, tracker.experiment, tracker.run_id))
