@@ -245,12 +245,14 @@ class Trainer:
     def step(self) -> IterationRecord:
         t = self.iteration
         cfg = self.cfg
+        it = plan(t, cfg, self.t_switch, self.gen)
+        # Before the hand-over: the DMTet's SDF reads the NeRF's density with this iteration's blob
+        # (a faded blob stays faded, also in a run resumed from the NeRF phase's last checkpoint).
+        self.nerf.blob_scale = it.blob_scale
         if t == cfg.train.nerf_iters and self.field.phase == "nerf" and cfg.train.mesh_iters > 0:
             self.start_mesh_phase()
         self._prepare_priors()
-        it = plan(t, cfg, self.t_switch, self.gen)
         self.field.set_max_level(it.max_level)
-        self.nerf.blob_scale = it.blob_scale
         if self.field.phase == "nerf":  # empty-space skipping follows the density as it grows
             self.nerf.occupancy.maybe_update(self.nerf, t, cfg.nerf.occupancy_update_every, self.gen)
         self._judge_boundary(t)

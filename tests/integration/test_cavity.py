@@ -103,3 +103,40 @@ def test_small_cup_keeps_its_walls_and_leaves_its_cavity_empty(tmp_path):
     assert result["seen"] > 0.95  # the known-answer cameras see the whole cavity empty
     assert result["wall"] > 0.6  # most of the truth's solid voxels are solid
     assert result["filled"] < 0.3  # and most of its cavity's voxels are not
+
+
+def test_a_run_resumed_at_the_hand_over_builds_the_mesh_without_a_faded_blob(tmp_path):
+    # The NeRF's blob strength is set per iteration; a trainer resumed from the NeRF phase's last
+    # checkpoint once built its DMTet with the blob back at full strength (a cup's middle refilled).
+    import torch
+
+    from consistent123.case import load_case
+    from consistent123.config import load_config
+    from consistent123.priors.base import Priors
+    from consistent123.testing import TINY_OVERRIDES, synthetic_case
+    from consistent123.training.trainer import Trainer
+
+    cfg = load_config(
+        None,
+        [
+            *TINY_OVERRIDES,
+            "train.use_priors=false",
+            "train.nerf_iters=4",
+            "train.mesh_iters=1",
+            "nerf.blob_fade=0.5",
+            "dmtet.init_density_threshold=0.5",
+        ],
+    )
+    case = load_case(synthetic_case(tmp_path))
+    cpu = torch.device("cpu")
+    straight = Trainer(cfg, case, Priors(), cpu)
+    for _ in range(4):
+        straight.step()
+    straight.save_checkpoint(tmp_path / "nerf_end.pt")
+    resumed = Trainer(cfg, case, Priors(), cpu)
+    resumed.load_checkpoint(tmp_path / "nerf_end.pt")
+    assert resumed.nerf.blob_scale == 1.0  # a fresh field: the blob at full strength until told
+    straight.step()
+    resumed.step()
+    assert straight.nerf.blob_scale == resumed.nerf.blob_scale == 0.0
+    assert torch.equal(straight.mesh.sdf, resumed.mesh.sdf)
