@@ -35,6 +35,14 @@ def load_mesh(path: str | Path) -> trimesh.Trimesh:
     return check_mesh(mesh, str(path))
 
 
+def is_closed(mesh: trimesh.Trimesh) -> bool:
+    """Watertight as a shape: a textured file splits its vertices along UV seams (and trimesh's
+    ``is_watertight`` then sees open edges), so the test runs on a copy with those merged."""
+    merged = mesh.copy()
+    merged.merge_vertices(merge_tex=True, merge_norm=True)
+    return bool(merged.is_watertight)
+
+
 def check_mesh(mesh: trimesh.Trimesh, name: str = "mesh") -> trimesh.Trimesh:
     """A usable mesh has faces, finite vertices and a non-degenerate bounding box."""
     if len(mesh.faces) == 0 or len(mesh.vertices) == 0:

@@ -17,7 +17,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from consistent123.config import EvalConfig
-from consistent123.meshes import load_mesh, normalise_pair
+from consistent123.meshes import is_closed, load_mesh, normalise_pair
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +244,9 @@ def compare_as_configured(
     result = compare_with_protocol(gt, pred, eval_cfg)
     result["watertight"] = {}
     for role, mesh, name in (("gt", gt, names[0]), ("pred", pred, names[1])):
-        result["watertight"][role] = bool(mesh.is_watertight)
-        if not mesh.is_watertight and "volumetric_iou" in result:
+        closed = is_closed(mesh)
+        result["watertight"][role] = closed
+        if not closed and "volumetric_iou" in result:
             log.warning(
                 "%s is not watertight (%d faces): its inside is undefined, so volumetric IoU (%.4f) is not meaningful",
                 name,

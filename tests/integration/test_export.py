@@ -171,3 +171,20 @@ def test_baked_mesh_renders_the_same_after_a_glb_round_trip(tmp_path):
         assert (before["mask"] == after["mask"]).float().mean() > 0.995
         both = before["mask"][..., 0] & after["mask"][..., 0]
         assert (before["rgb"][both] - after["rgb"][both]).abs().mean() < 0.01  # 8-bit texture
+
+
+def test_an_exported_closed_mesh_reads_back_closed_despite_its_uv_seams(tmp_path):
+    # A textured file splits vertices along UV seams, so trimesh's is_watertight says no: the
+    # evaluation's warning "IoU is not meaningful" came up for every exported reconstruction.
+    from consistent123.meshes import is_closed, load_mesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.6)
+    verts = torch.as_tensor(sphere.vertices, dtype=torch.float32)
+    faces = torch.as_tensor(sphere.faces, dtype=torch.int64)
+    uv, uv_faces, texture = bake_texture(verts, faces, _colour_of_position, 64)
+    paths = save_textured_mesh(tmp_path, verts, faces, uv, uv_faces, texture, stem="mesh")
+    loaded = load_mesh(paths["glb"])
+    assert not loaded.is_watertight and len(loaded.vertices) > len(sphere.vertices)  # the seams
+    assert is_closed(loaded)
+    opened = trimesh.Trimesh(sphere.vertices, sphere.faces[1:])
+    assert not is_closed(opened)
