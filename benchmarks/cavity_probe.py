@@ -7,7 +7,7 @@ Trains the NeRF phase alone (the mesh phase only inherits what it leaves: DMTet'
 from its density) with the ORACLE prior in both roles, then reads the density on the
 evaluation's voxel lattice (64^3 over the truth's normalised box) and prints, per row:
 
-    IoU      of {sigma > dmtet.init_density_threshold} with the truth's solid voxels
+    IoU      of {sigma > the hand-over threshold (dmtet.init_density_rule)} with the truth's solid voxels
     filled   share of the cavity's voxels (consistent123/experiments/hard_shapes.py) above that threshold
     seen     share of the cavity that some camera of the polar range sees empty (hard_shapes.seen_empty)
     seen_filled  share of that seen-empty part above the threshold: what the cameras could carve

@@ -197,6 +197,11 @@ class DMTetConfig(Section):
     marching_backend: Annotated[Literal["auto", "torch"], NOT_TRAINING] = "auto"
     rasteriser_backend: Annotated[Literal["auto", "nvdiffrast", "torch"], NOT_TRAINING] = "auto"
     init_density_threshold: float = 10.0
+    # The density the NeRF's surface is read at (DMTet's initial SDF, the NeRF-only export):
+    # "min_mean" = min(mean of the occupancy grid's densities, init_density_threshold), R's rule
+    # whenever -O's CUDA ray marching is on (nerf/renderer.py init_tet and export_mesh), so a faint
+    # NeRF still gives a surface; "fixed" = init_density_threshold alone (R without CUDA rays).
+    init_density_rule: Literal["min_mean", "fixed"] = "min_mean"
     # R (stable-dreamfusion init_tet): grid shrunk to the occupied box + this margin, and the
     # initial SDF = clamp(sigma - threshold, -c, c).
     init_scale_margin: float = 0.1

@@ -4,10 +4,10 @@ The mesh phase only inherits what the NeRF leaves (DMTet's SDF starts from its d
 NeRF's density on the evaluation's voxel lattice answers the cavity question in a fraction of a
 known-answer run: the oracle prior in both roles, ``train.nerf_iters`` of the config, then
 
-    iou          of {sigma > dmtet.init_density_threshold} with the truth's solid voxels
+    iou          of {sigma > the hand-over's threshold (dmtet.init_density_rule)} with the truth's solid voxels
     filled       share of the cavity's voxels (consistent123/experiments/hard_shapes.py) above that threshold
     seen         share of the cavity some camera of the polar range sees empty (hard_shapes.seen_empty)
-    seen_filled  share of that seen-empty part still above the threshold
+    seen_filled  share of that seen-empty part still above it
     wall         share of the truth's solid voxels above the threshold (a carved cup keeps its walls)
     occ          share of the occupancy grid's cells still marked occupied
 
@@ -58,7 +58,8 @@ def probe(obj: str, cfg: Config, out: Path) -> dict:
     trainer.nerf.set_max_level(1.0)
     with torch.no_grad():
         sigma = torch.cat([trainer.nerf.density(c) for c in scene.split(1 << 16)]).numpy()
-    solid = (sigma > cfg.dmtet.init_density_threshold).reshape((res,) * 3)
+    threshold = trainer.nerf.surface_threshold(cfg.dmtet.init_density_threshold, cfg.dmtet.init_density_rule)
+    solid = (sigma > threshold).reshape((res,) * 3)
     truth = solid_voxels(gt.copy().apply_scale(1.0 / cfg.oracle.object_size), res)
     cavity = built.cavity_mask(centres, 1.0 / res)
     seen = np.zeros(len(centres), bool)

@@ -78,19 +78,27 @@ class DMTetField(nn.Module):
     # -- construction from the coarse stage
     @classmethod
     def from_density(
-        cls, density_fn: DensityFn, dmtet_cfg: DMTetConfig, hashgrid_cfg: HashGridConfig, bound: float, device=None
+        cls,
+        density_fn: DensityFn,
+        dmtet_cfg: DMTetConfig,
+        hashgrid_cfg: HashGridConfig,
+        bound: float,
+        device=None,
+        threshold: Optional[float] = None,
     ) -> "DMTetField":
         """Initialise from a NeRF density ``density_fn(points[N,3]) -> sigma[N]`` (no grad),
-        queried on ``device`` (where the NeRF lives; default: CPU)."""
+        queried on ``device`` (where the NeRF lives; default: CPU), its surface at ``threshold``
+        (default ``dmtet.init_density_threshold``)."""
         field = cls(dmtet_cfg, hashgrid_cfg, bound).to(device or "cpu")
         dev = field.base_verts.device
-        thresh = dmtet_cfg.init_density_threshold
+        thresh = dmtet_cfg.init_density_threshold if threshold is None else threshold
         pts = field.base_verts * field.bound
         sigma = _evaluate(density_fn, pts)
         occupied = sigma > thresh
         if not bool(occupied.any()):
             raise Consistent123Error(
-                f"DMTet init: no grid point has density above dmtet.init_density_threshold={thresh} "
+                f"DMTet init: no grid point has density above {thresh:.4g} (dmtet.init_density_threshold="
+                f"{dmtet_cfg.init_density_threshold}, rule {dmtet_cfg.init_density_rule}) "
                 f"(max density {float(sigma.max()):.4g}); the coarse NeRF is empty"
             )
         scale = pts[occupied].abs().amax(0) / field.bound + dmtet_cfg.init_scale_margin
@@ -114,7 +122,8 @@ class DMTetField(nn.Module):
         )
         max_level, nerf.max_level = nerf.max_level, 1.0  # the SDF follows the NeRF's full density
         try:
-            field = cls.from_density(nerf.density, cfg, hashgrid_cfg, nerf.bound, device=device)
+            threshold = nerf.surface_threshold(cfg.init_density_threshold, cfg.init_density_rule)
+            field = cls.from_density(nerf.density, cfg, hashgrid_cfg, nerf.bound, device=device, threshold=threshold)
         finally:
             nerf.max_level = max_level
         if not field.inherit_color(nerf):

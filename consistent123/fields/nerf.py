@@ -82,6 +82,13 @@ class NeRFField(nn.Module):
     def density(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)[0]
 
+    def surface_threshold(self, threshold: float, rule: str) -> float:
+        """The density the surface is read at (``dmtet.init_density_rule``): ``threshold``, or
+        with "min_mean" the occupancy grid's mean density when that is lower (R's rule under -O)."""
+        if rule == "fixed" or not bool(self.occupancy.initialised):
+            return float(threshold)
+        return min(self.occupancy.mean_density(), float(threshold))
+
     def normals(self, x: torch.Tensor) -> torch.Tensor:
         """Unit normals [N, 3]: -grad(sigma) by central differences (one batched field call)."""
         eps = self.cfg.normal_eps

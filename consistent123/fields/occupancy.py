@@ -66,7 +66,7 @@ class OccupancyGrid(nn.Module):
         else:
             self.density.copy_(sigma)
             self.initialised.fill_(True)
-        threshold = min(float(self.density.clamp(min=0).mean()), self.density_threshold)
+        threshold = min(self.mean_density(), self.density_threshold)
         occupied = (self.density > threshold).float()[None, None]
         # One cell of dilation: a cell the surface only grazes can miss every jittered probe;
         # its neighbours catch it, so skipping stays invisible in the image.
@@ -79,6 +79,10 @@ class OccupancyGrid(nn.Module):
             self.update(field, generator)
             return True
         return False
+
+    def mean_density(self) -> float:
+        """R's ``mean_density``: the grid's densities, negatives as 0, averaged over every cell."""
+        return float(self.density.clamp(min=0).mean())
 
     def occupied_fraction(self) -> float:
         return float(self.occupied.float().mean())

@@ -77,7 +77,7 @@ def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
             trainer.nerf.density,
             cfg.nerf.bound,
             cfg.export.marching_cubes_resolution,
-            cfg.dmtet.init_density_threshold,
+            trainer.nerf.surface_threshold(cfg.dmtet.init_density_threshold, cfg.dmtet.init_density_rule),
             device=trainer.device,
         )
         verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=trainer.device)

@@ -105,3 +105,17 @@ def test_mesh_texture_starts_from_the_nerf_albedo():
     assert not torch.allclose(field.albedo(x), nerf(x)[1])
     assert field.inherit_color(nerf)
     assert torch.allclose(field.albedo(x), nerf(x)[1], atol=1e-6)
+
+
+def test_surface_threshold_follows_the_occupancy_grids_mean_density_when_lower():
+    # R under -O: min(mean_density, density_thresh) (nerf/renderer.py init_tet, export_mesh).
+    from consistent123.config import HashGridConfig, NeRFConfig
+    from consistent123.fields.nerf import NeRFField
+
+    nerf = NeRFField(NeRFConfig(hidden_dim=8, occupancy_grid_resolution=4), HashGridConfig(num_levels=2))
+    assert nerf.surface_threshold(10.0, "min_mean") == 10.0  # no grid estimate yet
+    nerf.occupancy.update(lambda x: torch.full(x.shape[:1], 3.0))
+    assert nerf.occupancy.mean_density() == pytest.approx(3.0)
+    assert nerf.surface_threshold(10.0, "min_mean") == pytest.approx(3.0)
+    assert nerf.surface_threshold(2.0, "min_mean") == 2.0
+    assert nerf.surface_threshold(10.0, "fixed") == 10.0
