@@ -57,20 +57,38 @@ class Case:
     def size(self) -> int:
         return self.rgba.shape[-1]
 
-    def targets(self, size: int, bg: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Reference-view targets at ``size``², rgb composited on ``bg`` (HWC layout like renders)."""
-        rgba = F.interpolate(self.rgba[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[
-            0
-        ]
-        depth = F.interpolate(self.depth[None], size=(size, size), mode="nearest")[0]
-        mask = rgba[3:4]
-        rgb = composite(rgba, bg.view(3, 1, 1), channel_axis=0)
+    def targets(self, size: int, bg: torch.Tensor, rule: str) -> dict[str, torch.Tensor]:
+        """Reference-view targets at ``size``², rgb composited on ``bg`` (HWC layout like renders).
+
+        ``rule`` (``loss.reference_targets``): "binary" is R's (nerf/utils.py): the image and the
+        depth resized by area averaging (cv2 INTER_AREA; bilinear when enlarging), the colour
+        composited on white by its alpha, then the mask alpha > 0.5 picks target or ``bg``.
+        "soft": antialiased bilinear image, the soft alpha as mask and for compositing, nearest depth.
+        """
+        if rule == "binary":
+            rgba, depth = (_resize_area(x, size) for x in (self.rgba, self.depth))
+            alpha = rgba[3:4]
+            mask = (alpha > 0.5).float()
+            on_white = rgba[:3] * alpha + (1.0 - alpha)
+            rgb = on_white * mask + bg.view(3, 1, 1) * (1.0 - mask)
+        else:
+            rgba = F.interpolate(self.rgba[None], size=(size, size), mode="bilinear", antialias=True)[0]
+            depth = F.interpolate(self.depth[None], size=(size, size), mode="nearest")[0]
+            mask = rgba[3:4]
+            rgb = composite(rgba, bg.view(3, 1, 1), channel_axis=0)
         return {
             "rgb": rgb.permute(1, 2, 0),
             "mask": mask.permute(1, 2, 0),
             "depth": depth.permute(1, 2, 0),
             "valid_depth": ((depth > 0) & (mask > 0.5)).permute(1, 2, 0),
         }
+
+
+def _resize_area(image: torch.Tensor, size: int) -> torch.Tensor:
+    """[C, H, W] -> [C, size, size] as cv2 INTER_AREA: pixel averages when shrinking."""
+    if size <= image.shape[-1]:
+        return F.interpolate(image[None], size=(size, size), mode="area")[0]
+    return F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)[0]
 
 
 def _read(path: Path, reader):

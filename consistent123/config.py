@@ -291,6 +291,10 @@ class ElevationConfig(Section):
 # ---------------------------------------------------------------- losses (spec §4)
 class LossConfig(Section):
     lambda_rgb: NonNegativeFloat = 1000.0
+    # Reference-view targets (consistent123.case.Case.targets): "binary" = R's (nerf/utils.py: mask
+    # alpha > 0.5, colour composited on white then masked, image and depth resized with INTER_AREA);
+    # "soft" = the soft alpha as mask and for compositing, bilinear image, nearest depth.
+    reference_targets: Literal["binary", "soft"] = "binary"
     lambda_mask: NonNegativeFloat = 500.0
     lambda_depth: NonNegativeFloat = 10.0
     depth_ramp: bool = True  # R: lambda_depth * min(1, t / iters)

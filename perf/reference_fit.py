@@ -57,7 +57,7 @@ def fit_case(name: str, size: int, iters: int, overrides: list[str]) -> tuple[fl
             torch.ones(3),
             perturb=False,
         )
-    target = case.targets(size, torch.ones(3))["rgb"]
+    target = case.targets(size, torch.ones(3), cfg.loss.reference_targets)["rgb"]
     return psnr(out["rgb"].clamp(0, 1).cpu().numpy(), target.numpy()), seconds, iters
 
 

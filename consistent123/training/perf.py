@@ -100,13 +100,14 @@ class TargetCache:
     (``perf.cache_targets``) the resized images stay on the device and only the compositing is
     redone per iteration; without it they are resized and copied over every time."""
 
-    def __init__(self, case, device: torch.device, keep: bool = True):
+    def __init__(self, case, device: torch.device, rule: str, keep: bool = True):
         self.case, self.device, self.keep, self._by_size = case, torch.device(device), keep, {}
+        self.rule = rule  # loss.reference_targets
 
     def _on_black(self, size: int) -> dict[str, torch.Tensor]:
         if size in self._by_size:
             return self._by_size[size]
-        black = self.case.targets(size, torch.zeros(3))  # rgb * mask + 0 * (1 - mask)
+        black = self.case.targets(size, torch.zeros(3), self.rule)  # rgb * mask + 0 * (1 - mask)
         black = {k: v.to(self.device) for k, v in black.items()}
         if self.keep:
             self._by_size[size] = black

@@ -116,7 +116,9 @@ class Trainer:
         perf.configure_backends(self.cfg.perf, self.device)
         perf.optimise_priors(self.priors, self.cfg.perf)
         perf.optimise_field(self.nerf, self.cfg.perf)
-        self.targets = perf.TargetCache(self.case, self.device, keep=self.cfg.perf.cache_targets)
+        self.targets = perf.TargetCache(
+            self.case, self.device, self.cfg.loss.reference_targets, keep=self.cfg.perf.cache_targets
+        )
         # On a CUDA device the ray samples come from the device generator; on the CPU it is the same path.
         on_device = self.cfg.perf.device_sampling and self.device.type != "cpu"
         self.sample_gen = self.gen_device if on_device else self.gen

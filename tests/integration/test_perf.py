@@ -71,10 +71,11 @@ def test_exact_switches_train_the_same(case):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_target_cache_equals_case_targets(case):
-    cache = TargetCache(case, torch.device("cpu"))
+@pytest.mark.parametrize("rule", ["binary", "soft"])
+def test_target_cache_equals_case_targets(case, rule):
+    cache = TargetCache(case, torch.device("cpu"), rule)
     for size, bg in ((32, torch.tensor([0.2, 0.7, 0.1])), (48, torch.rand(3)), (32, torch.ones(3))):
-        want, got = case.targets(size, bg), cache.targets(size, bg)
+        want, got = case.targets(size, bg, rule), cache.targets(size, bg)
         assert want.keys() == got.keys()
         for k in want:
             torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-7)
