@@ -81,5 +81,3 @@ def state_mesh_spec(source: Path) -> str:
     import json
 
     return json.loads((source / "metrics.json").read_text())["mesh"]
-
-
