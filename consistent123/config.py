@@ -308,6 +308,10 @@ class LossConfig(Section):
     lambda_normal_smooth_3d: float = 20.0
     normal_perturb: float = 0.01
     lambda_normal_smooth_2d: NonNegativeFloat = 10.0
+    # Its form (consistent123.losses.normal_smoothness_2d): "blur_and_neighbours" = R's two terms,
+    # each x lambda, on the [0, 1] normal image with stopped weights (nerf/utils.py train_step);
+    # "neighbours" = neighbour differences alone on the [-1, 1] normals with live weights.
+    normal_smooth_2d_form: Literal["blur_and_neighbours", "neighbours"] = "blur_and_neighbours"
     lambda_mesh_normal: NonNegativeFloat = 100.0
     lambda_mesh_laplacian: NonNegativeFloat = 100.0
 
@@ -398,6 +402,12 @@ class TrainConfig(Section):
     # R trains with -O (--fp16): geometry under autocast with a GradScaler. CUDA only; CPU is fp32.
     mixed_precision: bool = True
     seed: int = 0
+    # The mesh phase starts from an exponential moving average of the NeRF's weights (R main.py:
+    # Trainer(ema_decay=0.95) with torch_ema, updated once per 100-iteration epoch; the mesh run
+    # loads the averaged weights). torch_ema warms the decay up as min(decay, (1 + n) / (10 + n))
+    # after n updates. None = the NeRF's last weights.
+    ema_decay: Optional[float] = 0.95
+    ema_every: PositiveInt = 100
     device: Annotated[str, NOT_TRAINING] = "auto"
     checkpoint_every: Annotated[NonNegativeInt, NOT_TRAINING] = 500
     log_every: Annotated[PositiveInt, NOT_TRAINING] = 50

@@ -61,9 +61,25 @@ def normal_smoothness_3d(out: dict) -> torch.Tensor:
     return _mean((out["sample_normals"] - out["normals_perturbed"]).abs())
 
 
-def normal_smoothness_2d(normals: torch.Tensor) -> torch.Tensor:
-    """R's 2D normal smoothness: squared differences of neighbouring pixels of the normal image."""
-    return (normals[1:] - normals[:-1]).square().mean() + (normals[:, 1:] - normals[:, :-1]).square().mean()
+def neighbour_differences(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of vertically and of horizontally neighbouring pixels of [H, W, C]."""
+    return (image[1:] - image[:-1]).square().mean() + (image[:, 1:] - image[:, :-1]).square().mean()
+
+
+def normal_smoothness_2d(out: dict, form: str) -> torch.Tensor:
+    """2D normal smoothness of a render (``loss.normal_smooth_2d_form``).
+
+    "blur_and_neighbours" (R, nerf/utils.py train_step): on the normal image in [0, 1] composited
+    with stopped weights, the MSE to its own 9-pixel Gaussian blur (stopped) plus the neighbour
+    differences; "neighbours": the neighbour differences of the composited normals in [-1, 1].
+    """
+    if form == "neighbours":
+        return neighbour_differences(out["normals"])
+    from torchvision.transforms.functional import gaussian_blur
+
+    image = out["normal_image"]
+    blurred = gaussian_blur(image.detach().permute(2, 0, 1), kernel_size=9).permute(1, 2, 0)
+    return F.mse_loss(image, blurred) + neighbour_differences(image)
 
 
 # ---------------------------------------------------------------- mesh regularisers

@@ -45,6 +45,7 @@ TINY_OVERRIDES = [
     "train.nerf_iters=24",
     "train.mesh_iters=12",
     "train.checkpoint_every=8",
+    "train.ema_every=8",  # the NeRF average is updated (and checkpointed) within the tiny NeRF phase
     "train.log_every=4",
     "train.log_images_every=12",
     "boundary.every=4",

@@ -143,7 +143,8 @@ class NeRFField(nn.Module):
             if loss_cfg.lambda_normal_smooth_3d > 0 and out.get("normals_perturbed") is not None:
                 terms["normal_smooth_3d"] = loss_cfg.lambda_normal_smooth_3d * normal_smoothness_3d(out)
             if loss_cfg.lambda_normal_smooth_2d > 0:
-                terms["normal_smooth"] = loss_cfg.lambda_normal_smooth_2d * normal_smoothness_2d(out["normals"])
+                smoothness = normal_smoothness_2d(out, loss_cfg.normal_smooth_2d_form)
+                terms["normal_smooth"] = loss_cfg.lambda_normal_smooth_2d * smoothness
         return terms
 
     def param_groups(self, lr: float, encoder_lr_scale: float = 10.0) -> list[dict]:

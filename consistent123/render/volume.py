@@ -115,7 +115,8 @@ def render_nerf(
     from ``generator``) for the 3D normal smoothness.
 
     Returns rgb [H, W, 3], opacity [H, W, 1], depth [H, W, 1] (distance along the ray), normals
-    [H, W, 3] (composited world-space normals; zeros when not computed), orient [H, W]
+    [H, W, 3] (composited world-space normals; zeros when not computed) and with normals
+    normal_image [H, W, 3] (sum_i sg(w_i) (n_i + 1) / 2, R's normal image), orient [H, W]
     (sum_i w_i max(0, n_i . d)^2 with w detached, R's orientation term; None without
     normals), and for the hit rays in packed form: ray_ids [R'], t [R', S], weights [R', S];
     per evaluated sample: sample_weights [M], and with normals sample_normals [M, 3],
@@ -225,6 +226,9 @@ def render_nerf(
     }
     if with_normals:
         out["normals"] = to_image(per_ray(normals_s), 3).reshape(height, width, 3)
+        # R's normal image (nerf/renderer.py, CUDA rays): (n + 1) / 2 composited with the weights
+        # stopped, in [0, 1]; its 2D smoothness moves the normals, not the opacity.
+        out["normal_image"] = to_image(per_ray((normals_s + 1) / 2, w_s.detach()), 3).reshape(height, width, 3)
         facing = (normals_s * d.unsqueeze(1).expand(-1, t.shape[1], -1)[mask]).sum(-1)
         out["orient_samples"] = w_s[:, 0].detach() * facing.clamp(min=0) ** 2
     return out

@@ -6,7 +6,8 @@ both priors) the projection adds up what stays allocated through an iteration:
 * prior weights: the frozen parts resident in that phase, in the priors' GPU dtype, counted
   from the full-size architectures built on ``torch.device("meta")`` (nothing allocated);
 * field weights (parameters and buffers, e.g. the DMTet tet grid), gradients and optimiser
-  state of the field being trained (fp32, the optimiser's own state after one step);
+  state of the field being trained (fp32, the optimiser's own state after one step; in the NeRF
+  phases also the moving average of its weights, train.ema_decay);
 * activations: every tensor autograd saves for the backward of one novel-view iteration
   (render, then each prior's VAE encoder, through which SDS flows back) or of a reference-view
   iteration (render at the reference size), whichever is larger; counted with
@@ -122,8 +123,9 @@ def vae_encoder_activations(vae, resolution: int, dtype: torch.dtype) -> int:
 
 
 # ---------------------------------------------------------------- the field (real, any device)
-def _field_costs(field: torch.nn.Module, train_cfg) -> dict[str, int]:
-    """Field weights, gradients and optimiser state (the optimiser's own, after one step)."""
+def _field_costs(field: torch.nn.Module, train_cfg, averaged: bool = False) -> dict[str, int]:
+    """Field weights, gradients and optimiser state (the optimiser's own, after one step; with
+    ``averaged`` also the moving average of the parameters, train.ema_decay)."""
     from consistent123.training.optimiser import make_optimizer
 
     trainable = [p for p in field.parameters() if p.requires_grad]
@@ -136,6 +138,8 @@ def _field_costs(field: torch.nn.Module, train_cfg) -> dict[str, int]:
     )
     for p in trainable:
         p.grad = None
+    if averaged and train_cfg.ema_decay is not None:
+        state += sum(p.numel() * p.element_size() for p in field.parameters())  # torch_ema's shadow copy
     return {
         "field weights": module_bytes(field),
         "gradients": sum(p.numel() * p.element_size() for p in trainable),
@@ -235,7 +239,8 @@ def field_costs(cfg, device="cpu", phases=PHASES, fit: Optional[tuple[int, int]]
 
         novel = _fitted(count, f.render_size(reference=False), fit)
         reference = _fitted(count, f.render_size(reference=True), fit)
-        out[phase] = {**_field_costs(f, cfg.train), "novel render": novel, "reference render": reference}
+        costs = _field_costs(f, cfg.train, averaged=phase != "mesh")
+        out[phase] = {**costs, "novel render": novel, "reference render": reference}
         log.info("projected %s: field counted", phase)
     return out
 

@@ -32,6 +32,7 @@ from consistent123.priors.base import Priors
 from consistent123.render.cameras import Camera, check_cameras, reference_camera
 from consistent123.training.checkpoint import config_hash, load_state, save_state
 from consistent123.training.optimiser import make_optimizer, optimizer_step
+from consistent123.training.weight_average import weight_average
 from consistent123.training.schedule import (
     BoundaryJudge,
     IterationPlan,
@@ -106,6 +107,7 @@ class Trainer:
         self.iteration = 0  # next iteration to run
         self.records: list[dict] = []
         self.ref_cam = reference_camera(cfg.cameras)
+        self.nerf_average = weight_average(self.nerf, cfg.train)
         self._prepared_priors = False
         self._apply_perf()
 
@@ -267,6 +269,8 @@ class Trainer:
         if total is not None and total.requires_grad:
             self.scaler.scale(total).backward()
             optimizer_step(self.optimizer, self.scaler, cfg.train)
+        if self.field.phase == "nerf" and self.nerf_average is not None and (t + 1) % cfg.train.ema_every == 0:
+            self.nerf_average.update(self.nerf.parameters())  # R: once per epoch
         record = IterationRecord(
             t,
             it.phase,
@@ -287,6 +291,9 @@ class Trainer:
         self.nerf.eval()
         from consistent123.training.perf import optimise_field
 
+        if self.nerf_average is not None:  # the averaged weights, as R's mesh run loads them
+            self.nerf_average.copy_to(self.nerf.parameters())
+
         self.field = DMTetField.from_nerf(self.nerf, self.cfg.dmtet, self.cfg.hashgrid)
         optimise_field(self.field, self.cfg.perf)
         self.optimizer = make_optimizer(self.field, self.cfg.train)
@@ -305,6 +312,7 @@ class Trainer:
             "iteration": self.iteration,
             "nerf": self.nerf.state_dict(),
             "mesh": self.mesh.state_dict() if self.mesh is not None else None,
+            "nerf_average": self.nerf_average.state_dict() if self.nerf_average is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "gen": self.gen.get_state(),
@@ -323,6 +331,8 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         state = load_state(path, self.device, config_hash(self.cfg))
         self.nerf.load_state_dict(state["nerf"])
+        if self.nerf_average is not None:
+            self.nerf_average.load_state_dict(state["nerf_average"])
         if state["mesh"] is not None:
             self.start_mesh_phase()
             self.mesh.load_state_dict(state["mesh"])
