@@ -54,6 +54,10 @@ def mesh_phase_again(source: str | Path, out: str | Path, overrides: list[str], 
     # Read without the fingerprint check on purpose: the overrides change the mesh phase only.
     state = torch.load(source / "run" / "checkpoints" / "last.pt", map_location=device, weights_only=True)
     trainer.nerf.load_state_dict(state["nerf"])  # the NeRF as the NeRF phase left it
+    if state.get("nerf_average") is not None and trainer.nerf_average is not None:
+        trainer.nerf_average.load_state_dict(state["nerf_average"])  # its average, for the hand-over
+    else:  # a source trained without the average hands over its last weights
+        trainer.nerf_average = None
     trainer.t_switch = state["t_switch"]
     trainer.judge.load_state(state["judge"])
     trainer.iteration = cfg.train.nerf_iters
