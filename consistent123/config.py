@@ -420,17 +420,24 @@ class TrainConfig(Section):
 
 class ExportConfig(Section):
     training = False
-    texture_size: PositiveInt = 1024
+    # R nerf/renderer.py export_mesh: a 2048 x 2048 texture.
+    texture_size: PositiveInt = 2048
     marching_cubes_resolution: PositiveInt = 256
     # Mesh clean-up before the texture bake, on the DMTet and the NeRF mesh alike (the authors'
-    # nerf/renderer.py export_mesh -> meshutils.clean_mesh): unreferenced vertices, duplicate and
-    # zero-area faces, and connected components whose bounding-box diagonal is under
-    # `clean_min_component_diag_percent` % of the mesh's (min_d=5) or that have fewer than
-    # `clean_min_component_faces` faces (min_f=8) are removed. Its close-vertex merge, non-manifold
-    # repair and isotropic remeshing (pymeshlab filters) are not reproduced.
-    clean_mesh: bool = True
+    # nerf/renderer.py export_mesh -> meshutils.clean_mesh, decimate_mesh). "meshlab" = theirs,
+    # with pymeshlab's filters: unreferenced vertices, vertices closer than clean_merge_percent % of
+    # the diagonal merged (v_pct=1), duplicate and zero-area faces, connected components whose
+    # bounding-box diagonal is under clean_min_component_diag_percent % (min_d=5) or with fewer
+    # than clean_min_component_faces faces (min_f=8), non-manifold edges and vertices repaired,
+    # isotropic remeshing to edges of clean_remesh_size (0.01, 3 iterations), then quadric
+    # decimation to decimate_target faces when over it (main.py --decimate_target 5e4).
+    # "light" = the pieces, duplicate and zero-area faces only, by trimesh. "none" = as extracted.
+    clean_up: Literal["meshlab", "light", "none"] = "meshlab"
+    clean_merge_percent: NonNegativeFloat = 1.0
     clean_min_component_diag_percent: float = 5.0
     clean_min_component_faces: int = 8
+    clean_remesh_size: NonNegativeFloat = 0.01
+    decimate_target: NonNegativeInt = 50000
     turntable_views: PositiveInt = 60
     turntable_size: PositiveInt = 512
     turntable_fps: PositiveInt = 24

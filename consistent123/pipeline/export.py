@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from consistent123.config import ExportConfig
 from consistent123.io import atomic_path
 from consistent123.render.cameras import Camera
 
@@ -84,6 +85,46 @@ def clean_mesh(verts: np.ndarray, faces: np.ndarray, min_diag_percent: float, mi
         mesh.update_faces(keep)
     mesh.remove_unreferenced_vertices()
     return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int64)
+
+
+def meshlab_clean_mesh(verts: np.ndarray, faces: np.ndarray, export_cfg: ExportConfig):
+    """(verts, faces) after the authors' pymeshlab clean-up and decimation (``export.clean_up``
+    "meshlab": meshutils.clean_mesh with repair and remeshing, then decimate_mesh)."""
+    import pymeshlab as pml
+
+    cfg = export_cfg
+    ms = pml.MeshSet()
+    ms.add_mesh(pml.Mesh(_numpy(verts).astype(np.float64), _numpy(faces).astype(np.int32)))
+    ms.meshing_remove_unreferenced_vertices()
+    if cfg.clean_merge_percent > 0:
+        ms.meshing_merge_close_vertices(threshold=pml.PercentageValue(cfg.clean_merge_percent))
+    ms.meshing_remove_duplicate_faces()
+    ms.meshing_remove_null_faces()
+    if cfg.clean_min_component_diag_percent > 0:
+        ms.meshing_remove_connected_component_by_diameter(
+            mincomponentdiag=pml.PercentageValue(cfg.clean_min_component_diag_percent)
+        )
+    if cfg.clean_min_component_faces > 0:
+        ms.meshing_remove_connected_component_by_face_number(mincomponentsize=cfg.clean_min_component_faces)
+    ms.meshing_repair_non_manifold_edges(method=0)
+    ms.meshing_repair_non_manifold_vertices(vertdispratio=0)
+    if cfg.clean_remesh_size > 0:
+        ms.meshing_isotropic_explicit_remeshing(iterations=3, targetlen=pml.PureValue(cfg.clean_remesh_size))
+    if 0 < cfg.decimate_target < ms.current_mesh().face_number():
+        ms.meshing_decimation_quadric_edge_collapse(targetfacenum=cfg.decimate_target, optimalplacement=True)
+    mesh = ms.current_mesh()
+    return mesh.vertex_matrix().astype(np.float32), mesh.face_matrix().astype(np.int64)
+
+
+def clean_up(verts, faces, export_cfg: ExportConfig):
+    """(verts, faces) after ``export.clean_up``: "meshlab", "light" (clean_mesh) or "none"."""
+    if export_cfg.clean_up == "meshlab":
+        return meshlab_clean_mesh(verts, faces, export_cfg)
+    if export_cfg.clean_up == "light":
+        return clean_mesh(
+            verts, faces, export_cfg.clean_min_component_diag_percent, export_cfg.clean_min_component_faces
+        )
+    return _numpy(verts).astype(np.float32), _numpy(faces).astype(np.int64)
 
 
 def _fill_gutters(image: np.ndarray, covered: np.ndarray) -> np.ndarray:

@@ -83,14 +83,12 @@ def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
         verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=trainer.device)
         faces = torch.as_tensor(mesh.faces, dtype=torch.int64, device=trainer.device)
         color_fn = lambda x: trainer.nerf(x)[1]  # noqa: E731  (albedo of the NeRF)
-    if cfg.export.clean_mesh:
+    if cfg.export.clean_up != "none":
         before = faces.shape[0]
-        v, f = export.clean_mesh(
-            verts.detach(), faces, cfg.export.clean_min_component_diag_percent, cfg.export.clean_min_component_faces
-        )
+        v, f = export.clean_up(verts.detach(), faces, cfg.export)
         if len(f) or not before:
             verts, faces = torch.from_numpy(v).to(trainer.device), torch.from_numpy(f).to(trainer.device)
-            log.info("mesh clean-up: %d of %d faces kept", len(f), before)
+            log.info("mesh clean-up (%s): %d faces -> %d", cfg.export.clean_up, before, len(f))
         else:  # all specks (e.g. an untrained surface): export what there is rather than nothing
             log.warning("mesh clean-up would remove all %d faces; the mesh is exported as it is", before)
     with torch.no_grad():

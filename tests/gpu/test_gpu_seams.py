@@ -282,7 +282,7 @@ def test_export_runs_on_the_trainers_device_and_backend(phase, monkeypatch, tmp_
         calls["extract"] = device
         return types.SimpleNamespace(vertices=verts.numpy(), faces=faces.numpy())
 
-    def clean(v, f, min_diag_percent, min_faces):  # the clean-up works on the host
+    def clean(v, f, export_cfg):  # the clean-up works on the host
         calls["clean"] = (v.device, f.device)
         return verts.numpy(), faces.numpy()
 
@@ -292,13 +292,14 @@ def test_export_runs_on_the_trainers_device_and_backend(phase, monkeypatch, tmp_
         return None, None, None
 
     monkeypatch.setattr(export, "extract_nerf_mesh", extract)
-    monkeypatch.setattr(export, "clean_mesh", clean)
+    monkeypatch.setattr(export, "clean_up", clean)
     monkeypatch.setattr(export, "bake_texture", bake)
     monkeypatch.setattr(export, "save_textured_mesh", lambda *a, **k: {})
     monkeypatch.setattr(export, "render_turntable", lambda *a, **k: tmp_path / "turntable.mp4")
     device = torch.device("meta")  # any device but the CPU; nothing is computed on it here
     mesh = types.SimpleNamespace(get_mesh=lambda: (verts, faces), albedo=None) if phase == "mesh" else None
-    trainer = types.SimpleNamespace(cfg=cfg, device=device, mesh=mesh, nerf=types.SimpleNamespace(density=None))
+    nerf = types.SimpleNamespace(density=None, surface_threshold=lambda threshold, rule: threshold)
+    trainer = types.SimpleNamespace(cfg=cfg, device=device, mesh=mesh, nerf=nerf)
     outputs.export_outputs(trainer, tmp_path)
     assert calls["bake"] == (device, "nvdiffrast")
     assert "clean" in calls and calls["baked_on"] == (device, device)  # cleaned mesh back on the run's device

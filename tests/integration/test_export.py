@@ -188,3 +188,24 @@ def test_an_exported_closed_mesh_reads_back_closed_despite_its_uv_seams(tmp_path
     assert is_closed(loaded)
     opened = trimesh.Trimesh(sphere.vertices, sphere.faces[1:])
     assert not is_closed(opened)
+
+
+def test_the_authors_meshlab_clean_up_repairs_remeshes_and_decimates():
+    from consistent123.config import ExportConfig
+    from consistent123.pipeline.export import clean_up
+
+    body = trimesh.creation.icosphere(subdivisions=3, radius=0.4)
+    speck = trimesh.creation.icosphere(subdivisions=1, radius=0.005).apply_translation([0, 0.6, 0])
+    mesh = trimesh.util.concatenate([body, speck])
+    assert ExportConfig().clean_up == "meshlab" and ExportConfig().decimate_target == 50000
+
+    verts, faces = clean_up(mesh.vertices, mesh.faces, ExportConfig(decimate_target=0))
+    cleaned = trimesh.Trimesh(verts, faces)
+    assert cleaned.is_watertight and len(cleaned.split(only_watertight=False)) == 1  # the speck is gone
+    edges = cleaned.edges_unique_length
+    assert 0.005 < np.median(edges) < 0.02  # remeshed to edges of about clean_remesh_size (0.01)
+    assert abs(cleaned.volume - body.volume) / body.volume < 0.02
+    decimated = clean_up(mesh.vertices, mesh.faces, ExportConfig(decimate_target=2000))[1]
+    assert len(faces) > 2000 >= len(decimated) > 1800
+    light = clean_up(mesh.vertices, mesh.faces, ExportConfig(clean_up="light"))
+    assert len(light[1]) == len(body.faces)  # pieces only: no remeshing
