@@ -32,7 +32,6 @@ from consistent123.priors.base import Priors
 from consistent123.render.cameras import Camera, check_cameras, reference_camera
 from consistent123.training.checkpoint import config_hash, load_state, save_state
 from consistent123.training.optimiser import make_optimizer, optimizer_step
-from consistent123.training.weight_average import weight_average
 from consistent123.training.schedule import (
     BoundaryJudge,
     IterationPlan,
@@ -43,6 +42,7 @@ from consistent123.training.schedule import (
     plan,
     prior_weights,
 )
+from consistent123.training.weight_average import weight_average
 
 log = logging.getLogger(__name__)
 
