@@ -378,11 +378,16 @@ class DynamicConfig(Section):
     sigma_single_stage: float = 1.5
     magic123_w2d: float = 1.0
     magic123_w3d: float = 40.0
+    # What ablation (b) "w2D = 1" runs. "batch_test" = R's script for it (nerf/utils.py train_step
+    # under -batch_test): the NeRF phase on Zero-1-to-3 alone (no boundary judgement), then the
+    # mesh phase with w2D = 1 and w3D decaying over the mesh phase's own progress. "boundary" =
+    # the boundary judgement kept, w2D = 1 from the switch on.
+    w2d_one_form: Literal["batch_test", "boundary"] = "batch_test"
 
     @property
     def uses_boundary_judgement(self) -> bool:
         """Strategies whose stage switch comes from the CLIP boundary judgement (paper §3.2)."""
-        return self.strategy in ("consistent123", "w2d_one")
+        return self.strategy == "consistent123" or (self.strategy == "w2d_one" and self.w2d_one_form == "boundary")
 
 
 # ---------------------------------------------------------------- optimisation (spec §7)

@@ -73,7 +73,8 @@ def prior_weights(t: int, t_switch: Optional[int], t_end: int, dyn: DynamicConfi
 
     ``t_switch`` is the stage-2 start (None while still in stage 1). Strategies:
     consistent123 / fixed_switch / dynamic_only use the dynamic prior after t_switch;
-    w2d_one keeps w2D = 1 (w3D as the schedule says) in stage 2; single_stage runs the dynamic
+    w2d_one keeps w2D = 1 (w3D as the schedule says) in stage 2 (which starts with the mesh phase
+    under dynamic.w2d_one_form "batch_test"); single_stage runs the dynamic
     prior with sigma_single_stage from t_switch = 0; 3d_only never leaves stage 1; magic123
     uses fixed weights from the start.
     """
@@ -92,8 +93,11 @@ def prior_weights(t: int, t_switch: Optional[int], t_end: int, dyn: DynamicConfi
     return PriorWeights(2, w3d, w2d)
 
 
-def fixed_switch_iteration(dyn: DynamicConfig) -> Optional[int]:
-    """Strategies whose switch does not depend on the boundary judgement: their t_switch."""
+def fixed_switch_iteration(dyn: DynamicConfig, nerf_iters: int) -> Optional[int]:
+    """Strategies whose switch does not depend on the boundary judgement: their t_switch
+    (R's ablation (b) script switches where the mesh phase starts)."""
+    if dyn.strategy == "w2d_one" and dyn.w2d_one_form == "batch_test":
+        return nerf_iters
     return {
         "fixed_switch": dyn.fixed_switch_iter,
         "dynamic_only": 0,

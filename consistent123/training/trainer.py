@@ -103,7 +103,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.mixed_precision)
         self.optimizer = make_optimizer(self.field, cfg.train)
         self.judge = BoundaryJudge.from_config(cfg.boundary)
-        self.t_switch: Optional[int] = fixed_switch_iteration(cfg.dynamic)
+        self.t_switch: Optional[int] = fixed_switch_iteration(cfg.dynamic, cfg.train.nerf_iters)
         self.iteration = 0  # next iteration to run
         self.records: list[dict] = []
         self.ref_cam = reference_camera(cfg.cameras)

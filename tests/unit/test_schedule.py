@@ -100,14 +100,22 @@ def test_strategies():
     assert prior_weights(3000, 2000, T, base).w2d == pytest.approx(1e-5 + (1 - 1e-5) * (1 - math.exp(-1000 / 8000)))
     # (a) fixed switch at 3000
     a = DynamicConfig(strategy="fixed_switch")
-    assert fixed_switch_iteration(a) == 3000
-    # (b) w2D = 1 throughout stage 2, w3D still decays
+    assert fixed_switch_iteration(a, 5000) == 3000
+    # (b) w2D = 1 throughout stage 2, w3D still decays; R's script: stage 2 is the mesh phase,
+    # w3D decays over the mesh phase's own progress, no boundary judgement
     b = DynamicConfig(strategy="w2d_one")
-    wb = prior_weights(6000, 2000, T, b)
-    assert wb.w2d == 1.0 and wb.w3d == pytest.approx(1 - (1 - 1e-5) * (1 - math.exp(-0.5)))
+    assert b.w2d_one_form == "batch_test" and not b.uses_boundary_judgement
+    assert fixed_switch_iteration(b, 5000) == 5000
+    assert prior_weights(4999, 5000, T, b).stage == 1
+    wb = prior_weights(7500, 5000, T, b)
+    assert wb.w2d == 1.0 and wb.w3d == pytest.approx(1 - (1 - 1e-5) * (1 - math.exp(-0.5)))  # r = 2500 / 5000
+    kept = DynamicConfig(strategy="w2d_one", w2d_one_form="boundary")
+    assert kept.uses_boundary_judgement and fixed_switch_iteration(kept, 5000) is None
+    wk = prior_weights(6000, 2000, T, kept)
+    assert wk.w2d == 1.0 and wk.w3d == pytest.approx(1 - (1 - 1e-5) * (1 - math.exp(-0.5)))
     # (c) single stage from 0, exponential with sigma 1.5, whatever the schedule form says
     c = DynamicConfig(strategy="single_stage", schedule="linear")
-    wc = prior_weights(5000, fixed_switch_iteration(c), T, c)
+    wc = prior_weights(5000, fixed_switch_iteration(c, 5000), T, c)
     assert wc.w3d == pytest.approx(1 - (1 - 1e-5) * (1 - math.exp(-0.5 / 1.5)))
     # 3d_only never blends; magic123 fixed 40:1 from the start
     assert prior_weights(9000, 2000, T, DynamicConfig(strategy="3d_only")).w2d == 0.0
