@@ -64,6 +64,9 @@ ABLATION = {
     "fine_samples": ["nerf.num_steps=128", "nerf.upsample_steps=64"],
     # the reference view's share of iterations: every 2nd iteration instead of R's every 4th
     "reference_every_2": ["cameras.ref_view_interval=2"],
+    "no_entropy": ["loss.lambda_entropy=0.0"],  # R's entropy on the ray weights off
+    "nerf_iters_x2": ["train.nerf_iters=1600", "dynamic.fixed_switch_iter=800"],
+    "nerf_render_96": ["nerf.render_size=96", "sds.zero123_resolution=96", "sds.sd_resolution=96"],
 }
 VARIANTS.update(ABLATION)
 COLUMNS = ("chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "time_s")
