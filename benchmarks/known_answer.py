@@ -69,6 +69,9 @@ ABLATION = {
     "nerf_render_96": ["nerf.render_size=96", "sds.zero123_resolution=96", "sds.sd_resolution=96"],
 }
 VARIANTS.update(ABLATION)
+# The oracle run again under other seeds: how far one run's figures move by chance alone.
+SEEDS = {f"seed_{k}": [f"train.seed={k}"] for k in (1, 2)}
+VARIANTS.update(SEEDS)
 COLUMNS = ("chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "time_s")
 HEAD = (
     f"{'object':<22} {'set':<5} {'variant':<14} {'CD':>8} {'IoU':>6} {'mvPSNR':>7} {'mvLPIPS':>8} {'time_s':>7} "
