@@ -312,6 +312,7 @@ class LossConfig(Section):
     # each x lambda, on the [0, 1] normal image with stopped weights (nerf/utils.py train_step);
     # "neighbours" = neighbour differences alone on the [-1, 1] normals with live weights.
     normal_smooth_2d_form: Literal["blur_and_neighbours", "neighbours"] = "blur_and_neighbours"
+    normal_smooth_2d_blur_kernel: PositiveInt = 9  # R: TF.gaussian_blur(kernel_size=9), torchvision's sigma
     lambda_mesh_normal: NonNegativeFloat = 100.0
     lambda_mesh_laplacian: NonNegativeFloat = 100.0
 
@@ -434,7 +435,7 @@ class ExportConfig(Section):
     # the diagonal merged (v_pct=1), duplicate and zero-area faces, connected components whose
     # bounding-box diagonal is under clean_min_component_diag_percent % (min_d=5) or with fewer
     # than clean_min_component_faces faces (min_f=8), non-manifold edges and vertices repaired,
-    # isotropic remeshing to edges of clean_remesh_size (0.01, 3 iterations), then quadric
+    # isotropic remeshing to edges of clean_remesh_size (0.01, clean_remesh_iterations 3), then quadric
     # decimation to decimate_target faces when over it (main.py --decimate_target 5e4).
     # "light" = the pieces, duplicate and zero-area faces only, by trimesh. "none" = as extracted.
     clean_up: Literal["meshlab", "light", "none"] = "meshlab"
@@ -442,6 +443,7 @@ class ExportConfig(Section):
     clean_min_component_diag_percent: float = 5.0
     clean_min_component_faces: int = 8
     clean_remesh_size: NonNegativeFloat = 0.01
+    clean_remesh_iterations: PositiveInt = 3
     decimate_target: NonNegativeInt = 50000
     turntable_views: PositiveInt = 60
     turntable_size: PositiveInt = 512

@@ -66,19 +66,20 @@ def neighbour_differences(image: torch.Tensor) -> torch.Tensor:
     return (image[1:] - image[:-1]).square().mean() + (image[:, 1:] - image[:, :-1]).square().mean()
 
 
-def normal_smoothness_2d(out: dict, form: str) -> torch.Tensor:
+def normal_smoothness_2d(out: dict, form: str, blur_kernel: int) -> torch.Tensor:
     """2D normal smoothness of a render (``loss.normal_smooth_2d_form``).
 
     "blur_and_neighbours" (R, nerf/utils.py train_step): on the normal image in [0, 1] composited
     with stopped weights, the MSE to its own 9-pixel Gaussian blur (stopped) plus the neighbour
-    differences; "neighbours": the neighbour differences of the composited normals in [-1, 1].
+    differences (``blur_kernel`` pixels wide, torchvision's default sigma for it); "neighbours":
+    the neighbour differences of the composited normals in [-1, 1].
     """
     if form == "neighbours":
         return neighbour_differences(out["normals"])
     from torchvision.transforms.functional import gaussian_blur
 
     image = out["normal_image"]
-    blurred = gaussian_blur(image.detach().permute(2, 0, 1), kernel_size=9).permute(1, 2, 0)
+    blurred = gaussian_blur(image.detach().permute(2, 0, 1), kernel_size=blur_kernel).permute(1, 2, 0)
     return F.mse_loss(image, blurred) + neighbour_differences(image)
 
 

@@ -143,7 +143,9 @@ class NeRFField(nn.Module):
             if loss_cfg.lambda_normal_smooth_3d > 0 and out.get("normals_perturbed") is not None:
                 terms["normal_smooth_3d"] = loss_cfg.lambda_normal_smooth_3d * normal_smoothness_3d(out)
             if loss_cfg.lambda_normal_smooth_2d > 0:
-                smoothness = normal_smoothness_2d(out, loss_cfg.normal_smooth_2d_form)
+                smoothness = normal_smoothness_2d(
+                    out, loss_cfg.normal_smooth_2d_form, loss_cfg.normal_smooth_2d_blur_kernel
+                )
                 terms["normal_smooth"] = loss_cfg.lambda_normal_smooth_2d * smoothness
         return terms
 

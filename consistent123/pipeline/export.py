@@ -109,7 +109,9 @@ def meshlab_clean_mesh(verts: np.ndarray, faces: np.ndarray, export_cfg: ExportC
     ms.meshing_repair_non_manifold_edges(method=0)
     ms.meshing_repair_non_manifold_vertices(vertdispratio=0)
     if cfg.clean_remesh_size > 0:
-        ms.meshing_isotropic_explicit_remeshing(iterations=3, targetlen=pml.PureValue(cfg.clean_remesh_size))
+        ms.meshing_isotropic_explicit_remeshing(
+            iterations=cfg.clean_remesh_iterations, targetlen=pml.PureValue(cfg.clean_remesh_size)
+        )
     if 0 < cfg.decimate_target < ms.current_mesh().face_number():
         ms.meshing_decimation_quadric_edge_collapse(targetfacenum=cfg.decimate_target, optimalplacement=True)
     mesh = ms.current_mesh()

@@ -11,15 +11,15 @@ from consistent123.losses import neighbour_differences, normal_smoothness_2d
 
 def test_the_default_is_the_authors_form():
     assert LossConfig().normal_smooth_2d_form == "blur_and_neighbours"
-    assert LossConfig().lambda_normal_smooth_2d == 10.0
+    assert LossConfig().lambda_normal_smooth_2d == 10.0 and LossConfig().normal_smooth_2d_blur_kernel == 9
 
 
 def test_a_flat_normal_image_costs_nothing_and_a_speckled_one_does():
     flat = torch.full((16, 16, 3), 0.5)
-    assert normal_smoothness_2d({"normal_image": flat}, "blur_and_neighbours").item() == pytest.approx(0.0, abs=1e-7)
+    assert normal_smoothness_2d({"normal_image": flat}, "blur_and_neighbours", 9).item() == pytest.approx(0.0, abs=1e-7)
     speckled = flat.clone()
     speckled[8, 8] = 1.0
-    cost = normal_smoothness_2d({"normal_image": speckled}, "blur_and_neighbours")
+    cost = normal_smoothness_2d({"normal_image": speckled}, "blur_and_neighbours", 9)
     assert cost.item() > neighbour_differences(speckled).item()  # the blur term adds to it
 
 
@@ -38,7 +38,7 @@ def test_the_old_form_reads_the_signed_normals():
     normals = torch.zeros(4, 4, 3)
     normals[:, 2:, 0] = -1.0
     # one column edge in one channel: 4 of the 4 x 3 x 3 horizontal differences are 1
-    assert normal_smoothness_2d({"normals": normals}, "neighbours").item() == pytest.approx(4 / 36)
+    assert normal_smoothness_2d({"normals": normals}, "neighbours", 9).item() == pytest.approx(4 / 36)
 
 
 def test_the_volume_render_gives_the_normal_image_in_0_1_with_stopped_weights():
