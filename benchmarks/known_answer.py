@@ -71,6 +71,8 @@ ABLATION = {
 VARIANTS.update(ABLATION)
 # The oracle run again under other seeds: how far one run's figures move by chance alone.
 SEEDS = {f"seed_{k}": [f"train.seed={k}"] for k in (1, 2)}
+# the longer NeRF phase under the same seeds
+SEEDS.update({f"nerf_iters_x2_seed_{k}": [*ABLATION["nerf_iters_x2"], f"train.seed={k}"] for k in (1, 2)})
 VARIANTS.update(SEEDS)
 COLUMNS = ("chamfer_distance", "volumetric_iou", "mv_psnr", "mv_lpips", "time_s")
 HEAD = (
