@@ -445,6 +445,9 @@ class ExportConfig(Section):
     clean_remesh_size: NonNegativeFloat = 0.01
     clean_remesh_iterations: PositiveInt = 3
     decimate_target: NonNegativeInt = 50000
+    # Not R's: pieces holding under this share of the faces are dropped after the clean-up
+    # (threestudio's isosurface_remove_outliers uses 0.01). 0 = off, as R.
+    min_component_face_share: NonNegativeFloat = 0.0
     turntable_views: PositiveInt = 60
     turntable_size: PositiveInt = 512
     turntable_fps: PositiveInt = 24

@@ -83,7 +83,7 @@ def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
         verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=trainer.device)
         faces = torch.as_tensor(mesh.faces, dtype=torch.int64, device=trainer.device)
         color_fn = lambda x: trainer.nerf(x)[1]  # noqa: E731  (albedo of the NeRF)
-    if cfg.export.clean_up != "none":
+    if cfg.export.clean_up != "none" or cfg.export.min_component_face_share > 0:
         before = faces.shape[0]
         v, f = export.clean_up(verts.detach(), faces, cfg.export)
         if len(f) or not before:
