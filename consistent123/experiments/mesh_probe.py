@@ -11,7 +11,7 @@ phase's length) can be compared on the same NeRF, in a fraction of a whole run:
     OUT/cross_section.png, OUT/top_down.png
 
 ``nerf_only=True`` exports the NeRF itself (marching cubes at ``export.marching_cubes_resolution``,
-threshold ``dmtet.init_density_threshold``): the hand-over's starting point, scored the same way.
+at the hand-over's threshold, ``dmtet.init_density_rule``): its starting point, scored the same way.
 ``benchmarks/mesh_probe.py`` prints one row per setting.
 """
 

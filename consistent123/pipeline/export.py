@@ -74,15 +74,26 @@ def clean_mesh(verts: np.ndarray, faces: np.ndarray, min_diag_percent: float, mi
 
     mesh = trimesh.Trimesh(_numpy(verts), _numpy(faces), process=False)
     mesh.update_faces(mesh.unique_faces() & mesh.nondegenerate_faces())
+    diag = np.linalg.norm(np.ptp(mesh.vertices[mesh.faces].reshape(-1, 3), axis=0)) if len(mesh.faces) else 0.0
+
+    def keep(piece):
+        corners = mesh.vertices[mesh.faces[piece]].reshape(-1, 3)
+        return len(piece) >= min_faces and np.linalg.norm(np.ptp(corners, axis=0)) >= diag * min_diag_percent / 100
+
+    return _keep_pieces(mesh, keep)
+
+
+def _keep_pieces(mesh, keep: Callable[[np.ndarray], bool]):
+    """(verts, faces) of ``mesh`` with only the pieces (faces connected through shared edges, given
+    as face indices) that ``keep`` accepts, and without unreferenced vertices."""
+    import trimesh
+
     if len(mesh.faces):
         pieces = trimesh.graph.connected_components(mesh.face_adjacency, nodes=np.arange(len(mesh.faces)))
-        diag = np.linalg.norm(np.ptp(mesh.vertices[mesh.faces].reshape(-1, 3), axis=0))
-        keep = np.zeros(len(mesh.faces), dtype=bool)
+        kept = np.zeros(len(mesh.faces), dtype=bool)
         for piece in pieces:
-            corners = mesh.vertices[mesh.faces[piece]].reshape(-1, 3)
-            if len(piece) >= min_faces and np.linalg.norm(np.ptp(corners, axis=0)) >= diag * min_diag_percent / 100:
-                keep[piece] = True
-        mesh.update_faces(keep)
+            kept[piece] = keep(piece)
+        mesh.update_faces(kept)
     mesh.remove_unreferenced_vertices()
     return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int64)
 
@@ -125,16 +136,10 @@ def drop_small_pieces(verts: np.ndarray, faces: np.ndarray, min_face_share: floa
     import trimesh
 
     mesh = trimesh.Trimesh(_numpy(verts), _numpy(faces), process=False)
-    if min_face_share <= 0 or not len(mesh.faces):
+    if min_face_share <= 0:
         return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int64)
-    pieces = trimesh.graph.connected_components(mesh.face_adjacency, nodes=np.arange(len(mesh.faces)))
-    keep = np.zeros(len(mesh.faces), dtype=bool)
-    for piece in pieces:
-        if len(piece) >= min_face_share * len(mesh.faces):
-            keep[piece] = True
-    mesh.update_faces(keep)
-    mesh.remove_unreferenced_vertices()
-    return mesh.vertices.astype(np.float32), mesh.faces.astype(np.int64)
+    total = len(mesh.faces)
+    return _keep_pieces(mesh, lambda piece: len(piece) >= min_face_share * total)
 
 
 def clean_up(verts, faces, export_cfg: ExportConfig):
