@@ -9,7 +9,7 @@ evaluation's voxel lattice (64^3 over the truth's normalised box) and prints, pe
 
     IoU      of {sigma > the hand-over threshold (dmtet.init_density_rule)} with the truth's solid voxels
     filled   share of the cavity's voxels (consistent123/experiments/hard_shapes.py) above that threshold
-    seen     share of the cavity that some camera of the polar range sees empty (hard_shapes.seen_empty)
+    seen     share of the cavity that some camera of the polar range sees empty (consistent123.render.visibility.seen_empty)
     seen_filled  share of that seen-empty part above the threshold: what the cameras could carve
     wall     share of the truth's solid voxels above that threshold (a carved cup keeps its walls)
     occ      share of occupancy-grid cells still marked occupied

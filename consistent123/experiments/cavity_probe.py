@@ -6,7 +6,7 @@ known-answer run: the oracle prior in both roles, ``train.nerf_iters`` of the co
 
     iou          of {sigma > the hand-over's threshold (dmtet.init_density_rule)} with the truth's solid voxels
     filled       share of the cavity's voxels (consistent123/experiments/hard_shapes.py) above that threshold
-    seen         share of the cavity some camera of the polar range sees empty (hard_shapes.seen_empty)
+    seen         share of the cavity some camera of the polar range sees empty (consistent123.render.visibility.seen_empty)
     seen_filled  share of that seen-empty part still above it
     wall         share of the truth's solid voxels above the threshold (a carved cup keeps its walls)
     occ          share of the occupancy grid's cells still marked occupied
@@ -25,6 +25,7 @@ import torch
 
 from consistent123.config import Config
 from consistent123.experiments import hard_shapes
+from consistent123.render.visibility import seen_empty
 
 
 def probe(obj: str, cfg: Config, out: Path) -> dict:
@@ -64,7 +65,7 @@ def probe(obj: str, cfg: Config, out: Path) -> dict:
     cavity = built.cavity_mask(centres, 1.0 / res)
     seen = np.zeros(len(centres), bool)
     cams = cfg.cameras
-    seen[cavity] = hard_shapes.seen_empty(
+    seen[cavity] = seen_empty(
         gt, centres[cavity] * cfg.oracle.object_size, cams.polar_range, cams.ref_radius, cams.ref_fovy
     )
     cavity, seen = cavity.reshape((res,) * 3), seen.reshape((res,) * 3)

@@ -216,7 +216,7 @@ def cavity_fill(
     """Share of the cavity's voxels that ``predicted_solid`` [res]^3 (eval.mesh_metrics.solid_voxels'
     lattice, the normalised frame) fills; voxels within ``margin_voxels`` of the cavity's wall are
     left out, so a surface off by a voxel does not count as a filled cavity. With ``seen`` (bool
-    [res]^3, e.g. from ``seen_empty``) also the share of the cavity that the cameras see empty
+    [res]^3, e.g. from ``consistent123.render.visibility.seen_empty``) also the share of the cavity that the cameras see empty
     and the share of that part the result fills (what its cameras could have carved)."""
     from eval.mesh_metrics import voxel_centres
 
@@ -232,41 +232,3 @@ def cavity_fill(
         out["cavity_seen_empty"] = float(visible.sum() / max(count, 1))
         out["seen_cavity_filled"] = float((visible & predicted_solid).sum() / max(int(visible.sum()), 1))
     return out
-
-
-def seen_empty(
-    mesh: trimesh.Trimesh,
-    points: np.ndarray,
-    polar_range: tuple[float, float],
-    radius: float,
-    fovy: float,
-    views: tuple[int, int] = (7, 24),
-    size: int = 128,
-) -> np.ndarray:
-    """Bool [N]: ``points`` (the mesh's frame, the scene's) that some camera of the training orbit
-    sees as empty, i.e. in front of the surface it sees: space carving of the truth with its own
-    depth maps. The cameras: ``views`` = (polars evenly over ``polar_range``, azimuths) at ``radius``.
-    A cavity point that no camera sees empty can only be carved by a prior about the unseen."""
-    import torch
-
-    from consistent123.render.cameras import Camera, project
-    from consistent123.render.rasterize import render_mesh
-
-    verts = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
-    faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
-    pts = torch.as_tensor(points, dtype=torch.float32)
-    seen = torch.zeros(len(points), dtype=torch.bool)
-    for polar in np.linspace(polar_range[0], polar_range[1], views[0]):
-        for azimuth in np.arange(views[1]) * 360.0 / views[1]:
-            cam = Camera(float(polar), float(azimuth), radius, fovy)
-            with torch.no_grad():
-                out = render_mesh(verts, faces, cam, size, size)
-            depth = torch.where(out["mask"][..., 0], out["depth"][..., 0], torch.full((size, size), float("inf")))
-            px, z = project(pts, cam, size)
-            col, row = px[:, 0].floor().long(), px[:, 1].floor().long()
-            inside = (col >= 0) & (col < size) & (row >= 0) & (row < size)
-            surface = torch.full_like(z, float("inf"))
-            surface[inside] = depth[row[inside], col[inside]]
-            # a pixel's depth is its centre's: a voxel counts as seen empty well in front of it
-            seen |= inside & (z < surface - 2.0 / size)
-    return seen.numpy()

@@ -101,8 +101,9 @@ def write_geometry_views(gt_path: Path, pred_path: Path, out_dir: Path, cfg: Con
     """cross_section.png and top_down.png of the result against the truth; with a hard shape,
     the share of its cavity the result fills, overall and where the training cameras see it
     empty (the voxels of the IoU, in the truth's frame)."""
-    from consistent123.experiments.hard_shapes import cavity_fill, seen_empty
+    from consistent123.experiments.hard_shapes import cavity_fill
     from consistent123.meshes import load_mesh, normalise_pair
+    from consistent123.render.visibility import seen_empty
     from eval.cross_section import write_cross_section, write_top_down
     from eval.mesh_metrics import solid_voxels, voxel_centres
 

@@ -43,6 +43,7 @@ def mesh_phase_again(source: str | Path, out: str | Path, overrides: list[str], 
     from consistent123.pipeline.outputs import export_outputs, write_views
     from consistent123.priors.registry import load_priors
     from consistent123.run_folder import RunFolder
+    from consistent123.training.schedule import plan
     from consistent123.training.trainer import Trainer
     from eval.evaluate import evaluate_run, prediction_mesh_path
 
@@ -61,6 +62,9 @@ def mesh_phase_again(source: str | Path, out: str | Path, overrides: list[str], 
     trainer.t_switch = state["t_switch"]
     trainer.judge.load_state(state["judge"])
     trainer.iteration = cfg.train.nerf_iters
+    # The blob as the hand-over reads it (a faded blob stays faded), also for ``nerf_only``, which
+    # takes no step; a throwaway generator leaves the run's own draws as they were.
+    trainer.nerf.blob_scale = plan(trainer.iteration, cfg, trainer.t_switch, torch.Generator()).blob_scale
     start = time.perf_counter()
     for _ in tqdm(range(trainer.iteration, cfg.total_iters), desc="mesh phase", dynamic_ncols=True):
         trainer.step()

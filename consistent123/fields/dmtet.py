@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from consistent123.config import DMTetConfig, HashGridConfig, LossConfig
+from consistent123.config import CamerasConfig, DMTetConfig, HashGridConfig, LossConfig
 from consistent123.errors import Consistent123Error
 from consistent123.fields.common import MLP, mask_finer_levels
 from consistent123.fields.hashgrid import HashGridEncoding
@@ -110,9 +110,14 @@ class DMTetField(nn.Module):
         return field
 
     @classmethod
-    def from_nerf(cls, nerf, dmtet_cfg: DMTetConfig, hashgrid_cfg: HashGridConfig) -> "DMTetField":
+    def from_nerf(
+        cls, nerf, dmtet_cfg: DMTetConfig, hashgrid_cfg: HashGridConfig, cams_cfg: CamerasConfig
+    ) -> "DMTetField":
         """The one place the mesh is built from the coarse stage (threestudio's ``create_from``):
-        SDF from the NeRF's density, colour MLP of the NeRF's size and the NeRF's albedo weights."""
+        SDF from the NeRF's density (``unseen_fill.surface_density``: the unseen fill needs the
+        training cameras, ``cams_cfg``), colour MLP of the NeRF's size and its albedo weights."""
+        from consistent123.fields.unseen_fill import surface_density
+
         device = next(nerf.parameters()).device
         cfg = dmtet_cfg.model_copy(
             update={
@@ -122,8 +127,8 @@ class DMTetField(nn.Module):
         )
         max_level, nerf.max_level = nerf.max_level, 1.0  # the SDF follows the NeRF's full density
         try:
-            threshold = nerf.surface_threshold(cfg.init_density_threshold, cfg.init_density_rule)
-            field = cls.from_density(nerf.density, cfg, hashgrid_cfg, nerf.bound, device=device, threshold=threshold)
+            density_fn, threshold = surface_density(nerf, cfg, cams_cfg)
+            field = cls.from_density(density_fn, cfg, hashgrid_cfg, nerf.bound, device=device, threshold=threshold)
         finally:
             nerf.max_level = max_level
         if not field.inherit_color(nerf):

@@ -40,13 +40,9 @@ def extract_nerf_mesh(
     import mcubes
     import trimesh
 
-    axis = torch.linspace(-bound, bound, resolution, device=device)
-    sigma = np.empty((resolution,) * 3, dtype=np.float32)
-    for i in tqdm(range(resolution), desc="density grid", leave=False):
-        gy, gz = torch.meshgrid(axis, axis, indexing="ij")
-        pts = torch.stack([torch.full_like(gy, float(axis[i])), gy, gz], -1).reshape(-1, 3)
-        vals = torch.cat([density_fn(p).reshape(-1) for p in pts.split(chunk)])
-        sigma[i] = vals.reshape(resolution, resolution).float().cpu().numpy()
+    from consistent123.fields.unseen_fill import density_grid
+
+    sigma = density_grid(density_fn, bound, resolution, device=device, chunk=chunk, progress=True)
     if not (sigma.min() < threshold < sigma.max()):
         raise ValueError(
             f"marching cubes: density range [{sigma.min():.4g}, {sigma.max():.4g}] does not cross "

@@ -66,6 +66,7 @@ def write_schedule_csv(records: list[dict], path: Path) -> None:
 
 def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
     """Textured mesh (.glb and .obj) and the turntable video of the final model."""
+    from consistent123.fields.unseen_fill import surface_density
     from consistent123.pipeline import export
 
     cfg = trainer.cfg
@@ -73,12 +74,9 @@ def export_outputs(trainer: Trainer, out_dir: Path) -> dict[str, Path]:
         verts, faces = trainer.mesh.get_mesh()
         color_fn = trainer.mesh.albedo
     else:
+        density_fn, threshold = surface_density(trainer.nerf, cfg.dmtet, cfg.cameras)  # as the hand-over reads it
         mesh = export.extract_nerf_mesh(
-            trainer.nerf.density,
-            cfg.nerf.bound,
-            cfg.export.marching_cubes_resolution,
-            trainer.nerf.surface_threshold(cfg.dmtet.init_density_threshold, cfg.dmtet.init_density_rule),
-            device=trainer.device,
+            density_fn, cfg.nerf.bound, cfg.export.marching_cubes_resolution, threshold, device=trainer.device
         )
         verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=trainer.device)
         faces = torch.as_tensor(mesh.faces, dtype=torch.int64, device=trainer.device)

@@ -224,7 +224,10 @@ def field_costs(cfg, device="cpu", phases=PHASES, fit: Optional[tuple[int, int]]
     _, autocast_dtype = gpu_dtypes(cfg)
     # the torch backends wherever it runs (their saved tensors are what is counted)
     hashgrid = cfg.hashgrid.model_copy(update={"backend": "torch"})
-    dmtet_cfg = cfg.dmtet.model_copy(update={"rasteriser_backend": "torch", "marching_backend": "torch"})
+    # The unseen fill's grid (a few MB, freed before training) does not count: off here.
+    dmtet_cfg = cfg.dmtet.model_copy(
+        update={"rasteriser_backend": "torch", "marching_backend": "torch", "unseen_fill": False}
+    )
     torch.manual_seed(0)
     nerf = NeRFField(cfg.nerf, hashgrid).to(device)
     out = {}
@@ -232,7 +235,7 @@ def field_costs(cfg, device="cpu", phases=PHASES, fit: Optional[tuple[int, int]]
         if phase == "stage2" and "stage1" in out:
             out[phase] = dict(out["stage1"])  # the same NeRF; only the priors differ
             continue
-        f = nerf if phase != "mesh" else DMTetField.from_nerf(nerf, dmtet_cfg, hashgrid)
+        f = nerf if phase != "mesh" else DMTetField.from_nerf(nerf, dmtet_cfg, hashgrid, cfg.cameras)
 
         def count(size, f=f):
             return _render_activations(f, cfg, size, device, autocast_dtype)

@@ -294,7 +294,7 @@ class Trainer:
         if self.nerf_average is not None:  # the averaged weights, as R's mesh run loads them
             self.nerf_average.copy_to(self.nerf.parameters())
 
-        self.field = DMTetField.from_nerf(self.nerf, self.cfg.dmtet, self.cfg.hashgrid)
+        self.field = DMTetField.from_nerf(self.nerf, self.cfg.dmtet, self.cfg.hashgrid, self.cfg.cameras)
         optimise_field(self.field, self.cfg.perf)
         self.optimizer = make_optimizer(self.field, self.cfg.train)
 

@@ -9,6 +9,7 @@ import pytest
 
 from consistent123.config import NeRFConfig
 from consistent123.experiments import hard_shapes
+from consistent123.render.visibility import seen_empty
 from consistent123.training.schedule import blob_scale
 from eval.cross_section import section_image
 
@@ -35,8 +36,8 @@ def test_cameras_45_degrees_up_cannot_see_a_deep_cup_floor_but_steeper_ones_can(
     points = _cavity_axis_points(cup, [0.5 * r, 1.5 * r])
     assert cup.cavity_mask(points).all()
     scene = cup.mesh.copy()
-    seen_45 = hard_shapes.seen_empty(scene, points, (45.0, 105.0), RADIUS, FOVY, views=(4, 12))
-    seen_15 = hard_shapes.seen_empty(scene, points, (15.0, 105.0), RADIUS, FOVY, views=(7, 12))
+    seen_45 = seen_empty(scene, points, (45.0, 105.0), RADIUS, FOVY, views=(4, 12))
+    seen_15 = seen_empty(scene, points, (15.0, 105.0), RADIUS, FOVY, views=(7, 12))
     assert seen_45.tolist() == [True, False]
     assert seen_15.tolist() == [True, True]
 
@@ -45,7 +46,7 @@ def test_points_outside_the_mesh_are_seen_empty_and_points_in_the_wall_are_not(c
     wall = np.array([[(0.275 - cup.centre[0]) * cup.scale, -cup.centre[1] * cup.scale, -cup.centre[2] * cup.scale]])
     outside = np.array([[0.0, 0.49, 0.49]])
     assert cup.solid_mask(wall).all() and not cup.solid_mask(outside).any()
-    seen = hard_shapes.seen_empty(cup.mesh, np.concatenate([wall, outside]), (45.0, 105.0), RADIUS, FOVY, (3, 8))
+    seen = seen_empty(cup.mesh, np.concatenate([wall, outside]), (45.0, 105.0), RADIUS, FOVY, (3, 8))
     assert seen.tolist() == [False, True]
 
 
