@@ -60,8 +60,11 @@ ABLATION = {
     "smooth_colours": ["oracle.colour_frequency=1.0"],
     "r_orbit": ["cameras.polar_range=[45.0,105.0]", "cameras.progressive_view=true"],
     "permanent_blob": ["nerf.blob_fade=0.0"],
-    # more samples per ray (the closest the torch sampler comes to R's fine CUDA ray marching)
-    "fine_samples": ["nerf.num_steps=128", "nerf.upsample_steps=64"],
+    # fewer samples per ray: the config's 128 + 64 (the closest the torch sampler comes to R's
+    # fine CUDA ray marching) back to the 32 + 16 of the config before
+    "coarse_samples": ["nerf.num_steps=32", "nerf.upsample_steps=16"],
+    # the solid's inside as the NeRF leaves it (what no camera sees is not filled)
+    "unseen_fill_off": ["dmtet.unseen_fill=false"],
     # the reference view's share of iterations: every 2nd iteration instead of R's every 4th
     "reference_every_2": ["cameras.ref_view_interval=2"],
     "no_entropy": ["loss.lambda_entropy=0.0"],  # R's entropy on the ray weights off

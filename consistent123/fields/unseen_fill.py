@@ -8,7 +8,8 @@ hollow body (the known-answer panda with 128 + 64 samples per ray: IoU 0.91 -> 0
 
 The fill reads the NeRF's surface on a grid, renders it from an orbit of cameras covering the
 training views, and raises the density of every empty grid cell that fewer than ``min_views`` of
-those cameras see empty (``consistent123/render/visibility.py``). A cup's inside, seen from
+those cameras see empty (``consistent123/render/visibility.py``) and that does not reach the
+lattice's border (the bound's corners lie outside every camera's frame). A cup's inside, seen from
 above, stays empty; the inside of a solid, which no camera reaches, becomes solid. Two views,
 not one, so a single ray through a pinhole of the skin does not carve a tunnel.
 
@@ -54,7 +55,8 @@ def unseen_cells(
     sigma: np.ndarray, bound: float, threshold: float, cams_cfg: CamerasConfig, dmtet_cfg: DMTetConfig
 ) -> np.ndarray:
     """Bool [R, R, R]: cells of ``density_grid`` below ``threshold`` that fewer than
-    ``dmtet.unseen_min_views`` cameras of the training orbit see empty."""
+    ``dmtet.unseen_min_views`` cameras of the training orbit see empty, in pieces enclosed by
+    the lattice (none reaching its border)."""
     import mcubes
 
     res = sigma.shape[0]
@@ -83,7 +85,17 @@ def unseen_cells(
     )
     unseen = np.zeros_like(empty)
     unseen[empty] = (counts < dmtet_cfg.unseen_min_views).cpu().numpy()
-    return unseen
+    return _enclosed(unseen)
+
+
+def _enclosed(unseen: np.ndarray) -> np.ndarray:
+    """``unseen`` without the pieces that reach the lattice's border: space outside every camera's
+    frame (the bound's corners) is unseen too, but it is not inside anything."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(unseen)
+    border = np.unique(np.concatenate([np.take(labels, i, axis=a).ravel() for a in range(3) for i in (0, -1)]))
+    return unseen & ~np.isin(labels, border[border > 0])
 
 
 def fill_unseen(
