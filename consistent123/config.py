@@ -359,6 +359,18 @@ class BoundaryConfig(Section):
     least_3d_only: NonNegativeInt = 2000
     most_3d_only: NonNegativeInt = 3500
     check_render_size: PositiveInt = 128
+    # How R makes the check images (nerf/utils.py save_nerf_rendering and
+    # cal_average_change_rate_for_current_step): rendered at the validation size (opt.H = opt.W =
+    # 800), written as 8-bit PNGs ((rgb * 255).astype(uint8), truncated), read back and resized
+    # to check_render_size with cv2.INTER_AREA (here PIL's box filter, the same area average);
+    # its CLIP (clip.load on CUDA) runs in fp16, on a CPU in fp32. check_source_size None (or
+    # check_quantise false) renders straight at check_render_size (or keeps the floats).
+    check_source_size: Optional[PositiveInt] = 800
+    check_quantise: bool = True
+    clip_fp16: bool = True
+    # Rows of a check view rendered at once (memory only: an 800^2 NeRF view in one piece holds
+    # every sample of 640 k rays).
+    check_band_rows: Annotated[PositiveInt, NOT_TRAINING] = 100
 
     @model_validator(mode="after")
     def _least_before_most(self) -> "BoundaryConfig":
@@ -615,6 +627,7 @@ def cost_errors(cfg: "Config") -> list[str]:
         "nerf.render_size": round(cfg.nerf.render_size * max(cfg.nerf.ref_render_scale, 1.0)),
         "dmtet.render_size": cfg.dmtet.render_size,
         "boundary.check_render_size": cfg.boundary.check_render_size,
+        "boundary.check_source_size": cfg.boundary.check_source_size or 0,
         "sds.zero123_resolution": cfg.sds.zero123_resolution,
         "sds.sd_resolution": cfg.sds.sd_resolution,
         "export.texture_size": cfg.export.texture_size,

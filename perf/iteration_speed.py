@@ -399,6 +399,7 @@ def main(argv=None) -> int:
         base += [
             f"nerf.render_size={size}",
             f"boundary.check_render_size={size}",
+            f"boundary.check_source_size={4 * size}",  # R renders 800^2 for 128^2: too slow here
             f"dmtet.render_size={2 * size}",
             f"dmtet.tet_grid_size={size}",
         ]
@@ -423,7 +424,8 @@ def main(argv=None) -> int:
     print(
         f"sizes: NeRF {cfg.nerf.render_size}px (reference x{cfg.nerf.ref_render_scale}), mesh {cfg.dmtet.render_size}px on a "
         f"{cfg.dmtet.tet_grid_size}^3 tet grid, Zero-1-to-3 {cfg.sds.zero123_resolution}², SD {cfg.sds.sd_resolution}², "
-        f"checks {cfg.boundary.check_render_size}px",
+        f"checks {cfg.boundary.check_source_size or cfg.boundary.check_render_size}px -> "
+        f"{cfg.boundary.check_render_size}px",
         flush=True,
     )
     start = time.perf_counter()

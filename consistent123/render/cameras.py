@@ -71,12 +71,16 @@ def focal_length(fovy: float, height: int) -> float:
     return 0.5 * height / math.tan(math.radians(fovy) / 2)
 
 
-def get_rays(cam: Camera, height: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """World-space ray origins and unit directions, shape (H, W, 3) each."""
+def get_rays(
+    cam: Camera, height: int, width: int | None = None, rows: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """World-space ray origins and unit directions, shape (H, W, 3) each; with ``rows`` = (first,
+    end) only that band of the H x W image's rows, shape (end - first, W, 3)."""
     width = width or height
     f = focal_length(cam.fovy, height)
+    first, end = rows if rows is not None else (0, height)
     rows, cols = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+        torch.arange(first, end, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
     )
     dirs_cam = torch.stack([(cols + 0.5 - width / 2) / f, -(rows + 0.5 - height / 2) / f, -torch.ones_like(cols)], -1)
     c2w = camera_to_world(cam)

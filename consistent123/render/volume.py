@@ -103,8 +103,10 @@ def render_nerf(
     need_normals: Optional[bool] = None,
     ray_noise: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     normal_perturb: float = 0.0,
+    rows: Optional[tuple[int, int]] = None,
 ) -> dict:
-    """Render one view of ``field``.
+    """Render one view of ``field`` (with ``rows`` = (first, end): only that band of its rows,
+    so a large view can be rendered a band at a time).
 
     ``shading`` = (mode, ambient, light_dir); light_dir None = a headlight at the camera.
     ``bg_color`` [3] or one colour per pixel [H, W, 3] is composited behind (None: black, i.e.
@@ -138,7 +140,9 @@ def render_nerf(
         light = F.normalize(orbit_position(cam.polar, cam.azimuth, cam.radius), dim=0)
     light = torch.as_tensor(light, dtype=torch.float32).to(device)
 
-    origins, dirs = get_rays(cam, height, width)
+    origins, dirs = get_rays(cam, height, width, rows)
+    if rows is not None:
+        height = rows[1] - rows[0]  # every image below is the band's
     origins, dirs = origins.reshape(-1, 3).to(device), dirs.reshape(-1, 3).to(device)
     if ray_noise is not None:  # R adds the noise to the unit directions without renormalising
         origins = origins + ray_noise[0].to(device, origins.dtype).reshape(1, 3)

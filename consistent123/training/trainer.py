@@ -177,13 +177,23 @@ class Trainer:
     @torch.no_grad()
     def check_score(self) -> float:
         """S^k (paper Eq. 5): mean CLIP image-text cosine over the 8 check views."""
-        size = self.cfg.boundary.check_render_size
-        images = []
-        for cam in check_cameras(self.cfg.cameras):
-            out = self.render(cam, size, ("albedo", 1.0, None), WHITE, perturb=False)
-            images.append(out["rgb"].float().permute(2, 0, 1))
-        scores = self.priors.clip_judge.text_similarity(torch.stack(images).clamp(0, 1), self.case.caption)
-        return float(scores.mean())
+        from consistent123.render.volume import render_nerf
+        from consistent123.training.check_views import check_images, clip_precision
+
+        def render_band(cam, size, rows):
+            with self._autocast():
+                if self.field.phase == "nerf":  # a NeRF view a band of rows at a time
+                    shading, bg = ("albedo", 1.0, None), WHITE.to(self.device)
+                    out = render_nerf(self.field, cam, size, size, shading, bg, self.sample_gen, False, rows=rows)
+                else:
+                    out = self.render(cam, size, ("albedo", 1.0, None), WHITE, perturb=False)
+            return out["rgb"]
+
+        banded = self.field.phase == "nerf"
+        images = check_images(render_band, check_cameras(self.cfg.cameras), self.cfg.boundary, banded=banded)
+        with clip_precision(self.cfg.boundary, self.device):
+            scores = self.priors.clip_judge.text_similarity(images.to(self.device), self.case.caption)
+        return float(scores.float().mean())
 
     # ------------------------------------------------------------ one iteration
     def _prepare_priors(self) -> None:

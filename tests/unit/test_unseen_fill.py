@@ -84,3 +84,22 @@ def test_the_hand_over_reads_the_filled_density_only_when_asked(fill):
     density_fn, threshold = surface_density(nerf, dm.model_copy(update={"unseen_fill": fill}), cams)
     assert threshold == nerf.surface_threshold(dm.init_density_threshold, dm.init_density_rule)
     assert (density_fn == nerf.density) is (not fill)
+
+
+def test_the_dmtet_built_from_a_hollow_nerf_is_solid_with_the_fill_and_hollow_without():
+    from consistent123.fields.dmtet import DMTetField
+    from consistent123.fields.nerf import NeRFField
+
+    cfg = Config()
+    hg = cfg.hashgrid.model_copy(update=dict(num_levels=4, log2_hashmap_size=10, backend="torch"))
+    nerf = NeRFField(cfg.nerf.model_copy(update={"blob_density": 0.0}), hg)
+    nerf.density = hollow_ball  # the skin a NeRF trained with fine samples leaves of a solid ball
+    dm, cams = _configs()
+    dm = dm.model_copy(update=dict(tet_grid_size=24, init_density_rule="fixed"))
+    centre = {}
+    for fill in (False, True):
+        field = DMTetField.from_nerf(nerf, dm.model_copy(update={"unseen_fill": fill}), hg, cams)
+        near_centre = field.grid_vertices().norm(dim=-1) < 0.15
+        centre[fill] = field.sdf.detach()[near_centre]
+    assert (centre[False] < 0).all()  # hollow: the inside is outside the surface
+    assert (centre[True] > 0).all()
