@@ -163,9 +163,18 @@ class NeRFConfig(Section):
     num_layers: PositiveInt = 3
     render_size: PositiveInt = 128
     ref_render_scale: PositiveFloat = 1.5
+    # Samples along a ray (recipe row 2). "march" = R's -O (--cuda_ray; raymarching/ in R,
+    # march_rays_train with dt_gamma 0): fixed steps of 2 sqrt(3) / max_steps from the ray's
+    # near point, only those in occupied cells of the occupancy grid (R: a 128^3 bitfield), and
+    # a ray stops once its transmittance is below transmittance_threshold (composite_rays_train's
+    # T_thresh). "stratified" = R without -O: num_steps stratified + upsample_steps importance
+    # samples per ray (the CPU configs' choice: a marched ray costs up to max_steps samples).
+    sampler: Literal["march", "stratified"] = "march"
+    max_steps: PositiveInt = 1024
+    transmittance_threshold: NonNegativeFloat = 1e-4
     num_steps: PositiveInt = 64
     upsample_steps: NonNegativeInt = 32
-    occupancy_grid_resolution: PositiveInt = 64
+    occupancy_grid_resolution: PositiveInt = 128
     occupancy_update_every: PositiveInt = 16
     density_threshold: float = 10.0
     # EMA decay of the occupancy grid (instant-ngp / stable-dreamfusion: 0.95).

@@ -36,6 +36,7 @@ TINY_OVERRIDES = [
     "hashgrid.desired_resolution_per_bound=64",
     "hashgrid.backend=torch",
     "nerf.render_size=32",
+    "nerf.sampler=stratified",
     "nerf.num_steps=24",
     "nerf.upsample_steps=0",
     "nerf.hidden_dim=16",

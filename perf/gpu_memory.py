@@ -43,7 +43,7 @@ def report(overrides: list[str], device: str = "cpu", budget_gb: float = 24.0, p
         print(
             f"\nprojected GPU memory, GB ({label}: priors {proj.switches['prior_dtype']}, free_encoders "
             f"{proj.switches['free_encoders']}; NeRF {cfg.nerf.render_size}px x{cfg.nerf.ref_render_scale} reference, "
-            f"{cfg.nerf.num_steps}+{cfg.nerf.upsample_steps} samples; mesh {cfg.dmtet.render_size}px on a "
+            f"{samples(cfg.nerf)}; mesh {cfg.dmtet.render_size}px on a "
             f"{cfg.dmtet.tet_grid_size}^3 grid; random-weight full-size architectures)"
         )
         print(proj.table(), flush=True)
@@ -54,6 +54,13 @@ def report(overrides: list[str], device: str = "cpu", budget_gb: float = 24.0, p
         print(f"  {label}: peak {peak / GB:.2f} GB, {verdict}")
     print("pre-flight line on such a card: " + advise(peaks, int(budget_gb * GB), int(margin * GB))[1])
     return peaks
+
+
+def samples(nerf_cfg) -> str:
+    """How a ray is sampled, in words."""
+    if nerf_cfg.sampler == "march":
+        return f"marched, up to {nerf_cfg.max_steps} steps"
+    return f"{nerf_cfg.num_steps}+{nerf_cfg.upsample_steps} samples"
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,8 @@
 
 Per view: rays from ``cameras.get_rays`` -> ray/AABB intersection with ``[-bound, bound]^3``
 -> ``num_steps`` stratified samples -> (optional) ``upsample_steps`` importance samples drawn
-from the coarse weights -> samples in unoccupied cells of the field's occupancy grid are
+from the coarse weights, or (``nerf.sampler: march``) R's CUDA marcher's fixed steps of
+2 sqrt(3) / max_steps with its early stop at ``transmittance_threshold`` -> samples in unoccupied cells of the field's occupancy grid are
 dropped before the field is called (they cost nothing and contribute zero density) -> per
 sample shading (``render/shading.py``) -> alpha compositing.
 
@@ -61,12 +62,41 @@ def sample_pdf(
     return bin_lo + (u - cdf_lo) / span * (bin_hi - bin_lo)
 
 
-def composite_weights(sigma: torch.Tensor, t: torch.Tensor, last_delta: torch.Tensor) -> torch.Tensor:
-    """Standard quadrature: w_i = (1 - exp(-sigma_i delta_i)) prod_{j<i} exp(-sigma_j delta_j)."""
+def composite_weights(
+    sigma: torch.Tensor, t: torch.Tensor, last_delta: torch.Tensor, transmittance_threshold: float = 0.0
+) -> torch.Tensor:
+    """Standard quadrature: w_i = (1 - exp(-sigma_i delta_i)) prod_{j<i} exp(-sigma_j delta_j).
+
+    ``transmittance_threshold`` > 0 stops each ray as R's CUDA compositing does: a sample whose
+    incoming transmittance is already below it gets no weight (and no gradient)."""
     deltas = torch.cat([t[:, 1:] - t[:, :-1], last_delta.unsqueeze(-1)], -1)
     alpha = 1.0 - torch.exp(-sigma * deltas)
     trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-15], -1), -1)[:, :-1]
+    if transmittance_threshold > 0:
+        trans = trans * (trans.detach() >= transmittance_threshold)
     return alpha * trans
+
+
+def march_steps(
+    near: torch.Tensor,
+    far: torch.Tensor,
+    max_steps: int,
+    perturb: bool,
+    generator: Optional[torch.Generator] = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """R's CUDA ray marching (``-O``, raymarching ``march_rays_train`` with dt_gamma 0): from each
+    ray's near point on, a fixed step dt = 2 sqrt(3) / max_steps (so a ray through the unit
+    bound's diagonal takes max_steps of them), the start moved by dt * U[0, 1) per ray when
+    ``perturb``. Returns (t [R, K], inside [R, K] = t < far, dt [R]), K = max_steps."""
+    device = near.device
+    dt = 2.0 * 3.0**0.5 / max_steps
+    start = (
+        torch.rand(near.shape[0], generator=generator, device=_draw_device(generator)).to(device)
+        if perturb
+        else torch.zeros_like(near)
+    )
+    t = near.unsqueeze(-1) + (start.unsqueeze(-1) + torch.arange(max_steps, device=device)) * dt
+    return t, t < far.unsqueeze(-1), torch.full_like(near, dt)
 
 
 def _draw_device(generator: Optional[torch.Generator]) -> torch.device:
@@ -151,15 +181,21 @@ def render_nerf(
     near, far, hit = ray_aabb(origins, dirs, bound, min_near)
     ray_ids = torch.nonzero(hit).flatten()
     o, d, near, far = origins[ray_ids], dirs[ray_ids], near[ray_ids], far[ray_ids]
-    step = (far - near) / num_steps
-
-    # Stratified samples: one per equal bin, jittered inside it during training.
-    offsets = (
-        torch.rand(ray_ids.numel(), num_steps, generator=generator, device=_draw_device(generator)).to(device)
-        if perturb
-        else torch.full((ray_ids.numel(), num_steps), 0.5, device=device)
-    )
-    t = near.unsqueeze(-1) + (torch.arange(num_steps, device=device) + offsets) * step.unsqueeze(-1)
+    marching = getattr(cfg, "sampler", "stratified") == "march"
+    inside = None  # march: which fixed steps lie before the ray leaves the bound
+    stop = 0.0
+    if marching:
+        t, inside, step = march_steps(near, far, cfg.max_steps, perturb, generator)
+        upsample_steps, stop = 0, cfg.transmittance_threshold
+    else:
+        step = (far - near) / num_steps
+        # Stratified samples: one per equal bin, jittered inside it during training.
+        offsets = (
+            torch.rand(ray_ids.numel(), num_steps, generator=generator, device=_draw_device(generator)).to(device)
+            if perturb
+            else torch.full((ray_ids.numel(), num_steps), 0.5, device=device)
+        )
+        t = near.unsqueeze(-1) + (torch.arange(num_steps, device=device) + offsets) * step.unsqueeze(-1)
 
     def points(tv):
         return (o.unsqueeze(1) + tv.unsqueeze(-1) * d.unsqueeze(1)).clamp(-bound, bound)
@@ -183,7 +219,7 @@ def render_nerf(
         num_candidates += t_new.numel()
 
     x = points(t)
-    mask = occupied(x)
+    mask = occupied(x) if inside is None else occupied(x) & inside
     xs = x[mask]
     sigma_s, albedo_s = field(xs)
     normals_s = normals_perturbed = None
@@ -194,7 +230,7 @@ def render_nerf(
         normals_s = field.normals(xs)
     colour_s = shade(albedo_s, normals_s, mode, ambient, light)
     sigma = _scatter_samples(mask, sigma_s.float())
-    weights = composite_weights(sigma, t, step)
+    weights = composite_weights(sigma, t, step, stop)
     w_s = weights[mask].unsqueeze(-1)  # weights of the evaluated samples, same order as xs
 
     def per_ray(values_s, w=w_s):

@@ -140,3 +140,48 @@ def test_shaded_render_normals_and_regularisers():
     assert entropy(out["sample_weights"]) < 0.2 < entropy(torch.full((16,), 0.5))
     with pytest.raises(ValueError):
         orientation(render_nerf(field, cam, 8, perturb=False))
+
+
+# ---------------------------------------------------------------- R's fixed-step marcher (recipe row 2)
+def test_the_marcher_steps_2_sqrt3_over_max_steps_from_a_jittered_start():
+    from consistent123.render.volume import march_steps
+
+    near, far = torch.tensor([0.0, 1.0]), torch.tensor([2 * 3**0.5, 1.5])
+    t, inside, dt = march_steps(near, far, 1024, perturb=False)
+    assert torch.allclose(dt, torch.full((2,), 2 * 3**0.5 / 1024))
+    assert int(inside[0].sum()) == 1024  # the unit bound's diagonal takes every step
+    assert int(inside[1].sum()) == 148  # 0.5 / dt = 147.8 steps fit before far
+    assert torch.allclose(t[:, 1] - t[:, 0], dt)
+    jittered, _, _ = march_steps(near, far, 1024, perturb=True, generator=torch.Generator().manual_seed(0))
+    offset = jittered[:, 0] - near
+    assert ((offset >= 0) & (offset < dt)).all() and (offset > 0).any()
+
+
+def test_a_ray_stops_where_rs_compositing_stops():
+    from consistent123.render.volume import composite_weights
+
+    sigma = torch.tensor([[0.0, 1e4, 5.0, 5.0]])
+    t = torch.tensor([[0.0, 0.1, 0.2, 0.3]])
+    full = composite_weights(sigma, t, torch.tensor([0.1]))
+    stopped = composite_weights(sigma, t, torch.tensor([0.1]), transmittance_threshold=1e-4)
+    assert float(full[0, 2]) > 0 and float(stopped[0, 2]) == 0.0  # behind an opaque sample: nothing
+    assert torch.equal(stopped[0, :2], full[0, :2])
+
+
+def test_marched_and_finely_stratified_renders_of_the_same_field_agree():
+    from consistent123.config import Config
+    from consistent123.fields.nerf import NeRFField
+    from consistent123.render.cameras import Camera
+    from consistent123.render.volume import render_nerf
+
+    cfg = Config()
+    torch.manual_seed(0)
+    hg = cfg.hashgrid.model_copy(update=dict(num_levels=4, log2_hashmap_size=10, backend="torch"))
+    nerf = NeRFField(cfg.nerf.model_copy(update=dict(max_steps=512)), hg)
+    cam = Camera(70.0, 20.0, 3.2, 20.0)
+    marched = render_nerf(nerf, cam, 16, perturb=False)
+    nerf.cfg = nerf.cfg.model_copy(update=dict(sampler="stratified", num_steps=512, upsample_steps=0))
+    stratified = render_nerf(nerf, cam, 16, perturb=False)
+    assert float(marched["opacity"].detach().max()) > 0.5  # the blob is in view
+    assert (marched["opacity"] - stratified["opacity"]).abs().max() < 0.02
+    assert (marched["rgb"] - stratified["rgb"]).abs().max() < 0.02
