@@ -63,6 +63,8 @@ ABLATION = {
     # fewer samples per ray: the config's 128 + 64 (the closest the torch sampler comes to R's
     # fine CUDA ray marching) back to the 32 + 16 of the config before
     "coarse_samples": ["nerf.num_steps=32", "nerf.upsample_steps=16"],
+    # recipe row 2: the authors' fixed-step marcher (the library's default) instead of 128 + 64
+    "march": ["nerf.sampler=march"],
     # the solid's inside as the NeRF leaves it (what no camera sees is not filled)
     "unseen_fill_off": ["dmtet.unseen_fill=false"],
     # the reference view's share of iterations: every 2nd iteration instead of R's every 4th
