@@ -602,6 +602,10 @@ class LimitsConfig(Section):
     # reference view, (128 x 1.5)^2 rays x 96 samples = 3.5M; 2^24 = 16.8M leaves 4.7x room
     # (each sample holds about a kilobyte of activations and gradients).
     max_nerf_samples: PositiveInt = 16_777_216
+    # With nerf.sampler march: rays x max_steps candidate steps, laid out densely before the
+    # occupancy grid masks them (about 30 bytes each). R's largest, the reference view: (128 x
+    # 1.5)^2 x 1024 = 37.7M (about 1.1 GB); 2^26 = 67M leaves 1.8x room.
+    max_march_candidates: PositiveInt = 67_108_864
     # DMTet grid size (R: 256, the largest tet file DMTet code bases ship). 512 builds 8x its
     # 100M tetrahedra, about 5 GB; a size past the limit is refused before stage 1 starts.
     max_tet_grid_size: PositiveInt = 512
@@ -652,8 +656,15 @@ def cost_errors(cfg: "Config") -> list[str]:
                 f"{name}={value}{scaled} asks for {side}x{side} images > limits.max_image_side={lim.max_image_side}"
             )
     side = round(cfg.nerf.render_size * max(cfg.nerf.ref_render_scale, 1.0))
+    if cfg.nerf.sampler == "march":
+        candidates = side * side * cfg.nerf.max_steps
+        if candidates > lim.max_march_candidates:
+            errors.append(
+                f"nerf.render_size={cfg.nerf.render_size} with nerf.max_steps={cfg.nerf.max_steps} marches "
+                f"{candidates:,} candidate points per render > limits.max_march_candidates={lim.max_march_candidates:,}"
+            )
     samples = side * side * (cfg.nerf.num_steps + cfg.nerf.upsample_steps)
-    if samples > lim.max_nerf_samples:
+    if cfg.nerf.sampler == "stratified" and samples > lim.max_nerf_samples:
         errors.append(
             f"nerf.render_size={cfg.nerf.render_size} with nerf.num_steps={cfg.nerf.num_steps} + "
             f"nerf.upsample_steps={cfg.nerf.upsample_steps} samples {samples:,} points per render "

@@ -230,6 +230,12 @@ def field_costs(cfg, device="cpu", phases=PHASES, fit: Optional[tuple[int, int]]
     )
     torch.manual_seed(0)
     nerf = NeRFField(cfg.nerf, hashgrid).to(device)
+    if cfg.nerf.sampler == "march":
+        # A fresh grid counts every cell occupied: a marched ray would then evaluate all of its
+        # max_steps candidates, a case no iteration meets (the trainer updates the grid before the
+        # first render). Counted with the grid that first render sees (the density blob's cells);
+        # the occupied volume, and with it this part, grows with the object.
+        nerf.occupancy.update(nerf, torch.Generator().manual_seed(0))
     out = {}
     for phase in phases:
         if phase == "stage2" and "stage1" in out:

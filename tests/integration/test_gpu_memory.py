@@ -141,7 +141,14 @@ def test_render_activations_are_linear_in_pixels():
     from consistent123.training.memory_projection import _fitted, _render_activations
 
     cfg = load_config(
-        None, ["hashgrid.backend=torch", "hashgrid.log2_hashmap_size=14", "nerf.num_steps=16", "nerf.upsample_steps=8"]
+        None,
+        [
+            "hashgrid.backend=torch",
+            "hashgrid.log2_hashmap_size=14",
+            "nerf.sampler=stratified",
+            "nerf.num_steps=16",
+            "nerf.upsample_steps=8",
+        ],
     )
     torch.manual_seed(0)
     field = NeRFField(cfg.nerf, cfg.hashgrid)

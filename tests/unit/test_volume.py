@@ -185,3 +185,15 @@ def test_marched_and_finely_stratified_renders_of_the_same_field_agree():
     assert float(marched["opacity"].detach().max()) > 0.5  # the blob is in view
     assert (marched["opacity"] - stratified["opacity"]).abs().max() < 0.02
     assert (marched["rgb"] - stratified["rgb"]).abs().max() < 0.02
+
+
+def test_a_march_past_its_candidate_limit_is_refused_and_the_paper_config_is_not():
+    from pathlib import Path
+
+    from consistent123.config import cost_errors, load_config
+    from consistent123.errors import ConfigError
+
+    paper = load_config(Path(__file__).resolve().parents[2] / "config" / "paper.yaml")
+    assert paper.nerf.sampler == "march" and cost_errors(paper) == []
+    with pytest.raises(ConfigError, match=r"nerf.max_steps=4096 .* > limits.max_march_candidates="):
+        load_config(None, ["nerf.max_steps=4096"])
