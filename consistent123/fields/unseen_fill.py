@@ -20,35 +20,17 @@ Not in the paper or the authors' code (their DMTet reads the raw density, stable
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from consistent123.config import CamerasConfig, DMTetConfig
+from consistent123.fields.density_grid import DensityFn, density_grid, lattice_surface
 from consistent123.render.cameras import novel_polar_range
 from consistent123.render.visibility import orbit_cameras, seen_empty_counts
 
-DensityFn = Callable[[torch.Tensor], torch.Tensor]
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def density_grid(
-    density_fn: DensityFn, bound: float, resolution: int, device="cpu", chunk: int = 1 << 18, progress: bool = False
-) -> np.ndarray:
-    """Float32 [R, R, R]: ``density_fn`` at the lattice ``linspace(-bound, bound, R)`` per axis,
-    indexed (x, y, z) as ``meshgrid(..., indexing="ij")``; one x-slab at a time."""
-    axis = torch.linspace(-bound, bound, resolution, device=device)
-    sigma = np.empty((resolution,) * 3, dtype=np.float32)
-    gy, gz = torch.meshgrid(axis, axis, indexing="ij")
-    for i in tqdm(range(resolution), desc="density grid", leave=False, disable=not progress):
-        pts = torch.stack([torch.full_like(gy, float(axis[i])), gy, gz], -1).reshape(-1, 3)
-        vals = torch.cat([density_fn(p).reshape(-1) for p in pts.split(chunk)])
-        sigma[i] = vals.reshape(resolution, resolution).float().cpu().numpy()
-    return sigma
 
 
 def unseen_cells(
@@ -57,14 +39,11 @@ def unseen_cells(
     """Bool [R, R, R]: cells of ``density_grid`` below ``threshold`` that fewer than
     ``dmtet.unseen_min_views`` cameras of the training orbit see empty, in pieces enclosed by
     the lattice (none reaching its border)."""
-    import mcubes
-
     res = sigma.shape[0]
     empty = sigma <= threshold
     if empty.all() or not empty.any():
         return np.zeros_like(empty)
-    verts, faces = mcubes.marching_cubes(sigma, threshold)
-    verts = verts / (res - 1) * 2 * bound - bound
+    verts, faces = lattice_surface(sigma, bound, threshold)
     axis = torch.linspace(-bound, bound, res)
     centres = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)[
         torch.from_numpy(empty.ravel())

@@ -37,10 +37,9 @@ def extract_nerf_mesh(
 
     Raises ValueError when no part of the grid crosses ``threshold`` (empty or full field).
     """
-    import mcubes
     import trimesh
 
-    from consistent123.fields.unseen_fill import density_grid
+    from consistent123.fields.density_grid import density_grid, lattice_surface
 
     sigma = density_grid(density_fn, bound, resolution, device=device, chunk=chunk, progress=True)
     if not (sigma.min() < threshold < sigma.max()):
@@ -48,8 +47,7 @@ def extract_nerf_mesh(
             f"marching cubes: density range [{sigma.min():.4g}, {sigma.max():.4g}] does not cross "
             f"the threshold {threshold}: no surface to extract"
         )
-    verts, faces = mcubes.marching_cubes(sigma, threshold)
-    verts = verts / (resolution - 1) * 2 * bound - bound
+    verts, faces = lattice_surface(sigma, bound, threshold)
     # mcubes winds triangles for "inside = above the level" the other way round: face outwards.
     mesh = trimesh.Trimesh(verts, faces[:, ::-1], process=True)
     if mesh.volume < 0:

@@ -3,9 +3,10 @@
 Per view: rays from ``cameras.get_rays`` -> ray/AABB intersection with ``[-bound, bound]^3``
 -> ``num_steps`` stratified samples -> (optional) ``upsample_steps`` importance samples drawn
 from the coarse weights, or (``nerf.sampler: march``) R's CUDA marcher's fixed steps of
-2 sqrt(3) / max_steps with its early stop at ``transmittance_threshold`` -> samples in unoccupied cells of the field's occupancy grid are
-dropped before the field is called (they cost nothing and contribute zero density) -> per
-sample shading (``render/shading.py``) -> alpha compositing.
+2 sqrt(3) / max_steps with its early stop at ``transmittance_threshold`` -> samples in
+unoccupied cells of the field's occupancy grid are dropped before the field is called (they
+cost nothing and contribute zero density) -> per sample shading (``render/shading.py``) ->
+alpha compositing.
 
 A field is anything with ``bound``, ``forward(x) -> (sigma, albedo)``, ``density(x)``,
 ``normals(x)`` (only for shaded modes) and optionally ``occupancy`` (an ``OccupancyGrid``) and

@@ -180,16 +180,17 @@ class Trainer:
         from consistent123.render.volume import render_nerf
         from consistent123.training.check_views import check_images, clip_precision
 
+        shading, banded = ("albedo", 1.0, None), self.field.phase == "nerf"
+
         def render_band(cam, size, rows):
             with self._autocast():
-                if self.field.phase == "nerf":  # a NeRF view a band of rows at a time
-                    shading, bg = ("albedo", 1.0, None), WHITE.to(self.device)
+                if banded:  # a NeRF view a band of rows at a time
+                    bg = WHITE.to(self.device)
                     out = render_nerf(self.field, cam, size, size, shading, bg, self.sample_gen, False, rows=rows)
                 else:
-                    out = self.render(cam, size, ("albedo", 1.0, None), WHITE, perturb=False)
+                    out = self.render(cam, size, shading, WHITE, perturb=False)
             return out["rgb"]
 
-        banded = self.field.phase == "nerf"
         images = check_images(render_band, check_cameras(self.cfg.cameras), self.cfg.boundary, banded=banded)
         with clip_precision(self.cfg.boundary, self.device):
             scores = self.priors.clip_judge.text_similarity(images.to(self.device), self.case.caption)

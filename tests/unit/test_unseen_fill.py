@@ -5,7 +5,8 @@ import torch
 import trimesh
 
 from consistent123.config import Config
-from consistent123.fields.unseen_fill import density_grid, fill_unseen, surface_density, unseen_cells
+from consistent123.fields.density_grid import density_grid
+from consistent123.fields.unseen_fill import fill_unseen, surface_density, unseen_cells
 from consistent123.render.visibility import orbit_cameras, seen_empty_counts
 
 THRESH, PEAK = 10.0, 50.0
